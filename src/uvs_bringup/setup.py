@@ -1,0 +1,39 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "uvs_bringup"
+share = "share/" + package_name
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        (share, ["package.xml"]),
+        # launch/, config/ and models/ are the repository's top-level folders (symlinked here).
+        (share + "/launch", glob("launch/*.py")),
+        (share + "/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        (share + "/config/robots", glob("config/robots/*.yaml")),
+        (share + "/config/tasks", glob("config/tasks/*.yaml")),
+        # `uvs` on PATH after sourcing the overlay (colcon adds <prefix>/bin to PATH).
+        ("bin", ["scripts/uvs"]),
+    ]
+    + [
+        (share + "/" + d, [f for f in glob(d + "/*") if not f.endswith("/")])
+        for d in sorted(glob("models/*"))
+        if not d.endswith(".md")
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="uvs maintainers",
+    maintainer_email="maintainers@uvs-robotics.org",
+    description="uvs bringup: launch, config, models, node graph and the uvs command.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "uvs = uvs_bringup.cli:main",
+        ],
+    },
+)

@@ -1,0 +1,1 @@
+"""uvs bringup: node graph, launch support and the `uvs` command."""
