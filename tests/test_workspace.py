@@ -57,7 +57,8 @@ def test_package_xml_checker_rejects_broken_manifests(tmp_path, broken, reason):
     pkg_dir = tmp_path / "uvs_core"
     pkg_dir.mkdir()
     (pkg_dir / "package.xml").write_text(source)
-    result = _run(sys.executable, str(ROOT / "tools/check_package_xml.py"), str(pkg_dir / "package.xml"))
+    checker = str(ROOT / "tools/check_package_xml.py")
+    result = _run(sys.executable, checker, str(pkg_dir / "package.xml"))
     assert result.returncode == 1, result.stdout
     assert "0 valid, 1 invalid" in result.stdout
 
