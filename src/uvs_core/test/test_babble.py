@@ -1,0 +1,103 @@
+"""OU babbling: reproducibility, trajectory structure, limits, OU statistics, speed."""
+
+import time
+
+import numpy as np
+import pytest
+
+from uvs_core.babble import OUProcess, babble
+from uvs_core.dataset import Dataset
+from uvs_core.tasks import make_task
+
+
+@pytest.fixture(scope="module")
+def single(gen3):
+    return make_task("single_point", gen3)
+
+
+def test_seeded_reproducibility(single):
+    a, b = babble(single, 1000, seed=4), babble(single, 1000, seed=4)
+    np.testing.assert_array_equal(a.q, b.q)
+    np.testing.assert_array_equal(a.x, b.x)
+    assert not np.allclose(a.q, babble(single, 1000, seed=5).q)
+
+
+def test_dataset_structure(single, gen3):
+    data = babble(single, 250, horizon=100, dt=0.05)
+    assert isinstance(data, Dataset)
+    assert data.q.shape == (250, 7) and data.x.shape == (250, 3)
+    assert data.traj.dtype == np.int64 and data.stamps.dtype == np.int64
+    np.testing.assert_array_equal(np.bincount(data.traj), [100, 100, 50])
+    np.testing.assert_array_equal(data.stamps, np.arange(250) * 50_000_000)
+    assert data.joint_names == list(gen3.joint_names)
+    assert (data.task, data.labels, data.robot) == ("single_point", ["x", "y", "z"], "gen3")
+
+
+def test_trajectories_start_at_home_and_x_matches_q(single, gen3):
+    data = babble(single, 1000, horizon=100)
+    starts = np.flatnonzero(np.diff(data.traj, prepend=-1))
+    np.testing.assert_array_equal(starts, np.arange(0, 1000, 100))
+    np.testing.assert_array_equal(data.q[starts], np.zeros((10, 7)))
+    np.testing.assert_allclose(data.x[starts], np.broadcast_to(gen3.position(gen3.home), (10, 3)))
+    np.testing.assert_allclose(data.x, single.x_from_q(data.q), atol=1e-15)
+
+
+def test_commands_are_the_ou_process(single):
+    """q_{t+1} - q_t = dt * (t-th OU sample): the state is recorded before each step."""
+    seed, horizon = 11, 20
+    data = babble(single, 3 * horizon, horizon=horizon, seed=seed)
+    ou = OUProcess((3, 7), rng=np.random.default_rng(seed))
+    commands = np.stack([ou.sample() for _ in range(horizon - 1)], axis=1)   # (3, H-1, 7)
+    dq = np.diff(data.q.reshape(3, horizon, 7), axis=1)
+    np.testing.assert_allclose(dq, 0.05 * commands, atol=1e-14)
+
+
+def test_joint_limits_respected(gen3):
+    task = make_task("single_point", gen3)
+    data = babble(task, 20000, sigma=1.0)        # wild babbling to reach the limits
+    assert gen3.in_limits(data.q).all()
+    at_limit = np.isclose(np.abs(data.q[:, [1, 3, 5]]), gen3.upper[[1, 3, 5]])
+    assert at_limit.any(axis=0).all()             # every limited joint got clipped
+    step = np.abs(np.diff(data.q, axis=0))[np.diff(data.traj) == 0]
+    assert np.all(step <= 0.05 * gen3.velocity_limits + 1e-12)
+
+
+def test_visual_servo_babble_keeps_inactive_joints(gen3):
+    task = make_task("visual_servo", gen3)
+    data = babble(task, 1000, seed=2)
+    assert data.x.shape == (1000, 2) and data.labels == ["u", "v"]
+    np.testing.assert_array_equal(data.q[:, [0, 2, 4, 5, 6]], np.zeros((1000, 5)))
+    np.testing.assert_allclose(data.q[0], task.home)
+
+
+def test_ou_stationary_std():
+    """Stationary std sigma / sqrt(theta (2 - theta dt)) ~ sigma / sqrt(2 theta) = 0.365."""
+    ou = OUProcess((4000, 2), theta=0.15, sigma=0.2, dt=0.05, rng=0)
+    for _ in range(1500):                          # 11 time constants
+        x = ou.sample()
+    assert x.std() == pytest.approx(0.2 / np.sqrt(2 * 0.15), rel=0.05)
+    assert abs(x.mean()) < 0.02
+    ou.reset()
+    np.testing.assert_array_equal(ou.state, np.zeros((4000, 2)))
+
+
+def test_ou_first_sample_from_mu():
+    ou = OUProcess(3, theta=0.15, sigma=0.2, dt=0.05, mu=0.0, rng=np.random.default_rng(0))
+    expected = 0.2 * np.sqrt(0.05) * np.random.default_rng(0).standard_normal(3)
+    np.testing.assert_allclose(ou.sample(), expected, atol=1e-15)
+
+
+def test_progress_reports_reach_total(single):
+    calls = []
+    babble(single, 450, progress=lambda done, total: calls.append((done, total)))
+    assert calls[-1] == (450, 450)
+    done = [c[0] for c in calls]
+    assert done == sorted(done) and all(total == 450 for _, total in calls)
+
+
+def test_100k_samples_is_fast(single):
+    start = time.perf_counter()
+    data = babble(single, 100_000)
+    elapsed = time.perf_counter() - start
+    assert len(data) == 100_000 and data.traj[-1] == 999
+    assert elapsed < 5.0, f"babble took {elapsed:.2f} s"

@@ -1,0 +1,95 @@
+"""Ornstein-Uhlenbeck joint-velocity babbling from home (paper IV).
+
+Every trajectory starts at the task's home with the OU state at ``mu`` and
+runs ``horizon`` samples; all trajectories are simulated at once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from uvs_core.sim import Simulation
+from uvs_core.tasks import Task
+
+__all__ = ["OUProcess", "babble"]
+
+
+class OUProcess:
+    """Ornstein-Uhlenbeck noise, the discretisation of the paper's code:
+
+    x <- x + theta * (mu - x) * dt + sigma * sqrt(dt) * N(0, 1)
+
+    size: (B, k) or k, the shape of one sample. Stationary std is
+    sigma / sqrt(theta * (2 - theta * dt)), about sigma / sqrt(2 theta).
+    rng: a numpy Generator or a seed.
+    """
+
+    def __init__(self, size: int | tuple[int, ...], theta: float = 0.15, sigma: float = 0.2,
+                 dt: float = 0.05, mu: float = 0.0,
+                 rng: np.random.Generator | int | None = None) -> None:
+        self.size = (size,) if isinstance(size, int) else tuple(size)
+        self.theta, self.sigma, self.dt, self.mu = float(theta), float(sigma), float(dt), mu
+        self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        self.state = np.empty(self.size)
+        self.reset()
+
+    def reset(self) -> None:
+        """Set the state back to mu (start of a trajectory)."""
+        self.state = np.broadcast_to(np.asarray(self.mu, dtype=float), self.size).copy()
+
+    def sample(self) -> np.ndarray:
+        """Advance one step and return the new state, shape ``size`` (rad/s when used as
+        joint velocities)."""
+        noise = self.rng.standard_normal(self.size)
+        self.state = (self.state + self.theta * (self.mu - self.state) * self.dt
+                      + self.sigma * math.sqrt(self.dt) * noise)
+        return self.state.copy()
+
+
+def babble(task: Task, samples: int, horizon: int = 100, seed: int = 0, dt: float = 0.05,
+           theta: float = 0.15, sigma: float = 0.2,
+           progress: Callable[[int, int], None] | None = None,
+           velocity_limits: np.ndarray | float | None = None):
+    """Collect ``samples`` (q, x) pairs by OU babbling in simulation.
+
+    Trajectories of ``horizon`` samples start at the task's home (robot.home
+    for the end-effector tasks); sample t of a trajectory is (q_t, x_t),
+    recorded before the t-th command. Joint limits are enforced by the
+    simulation's clipping, velocities by its whole-vector scaling
+    (``velocity_limits``, default the robot's).
+
+    Returns a ``uvs_core.dataset.Dataset``: q (N, n) rad, x (N, m), traj (N,)
+    int64, stamps (N,) int64 ns = sample index * dt, running across trajectories.
+    progress: optional callable(done_samples, total_samples).
+    """
+    from uvs_core.dataset import Dataset  # sibling module written separately
+
+    samples, horizon = int(samples), int(horizon)
+    if samples < 1 or horizon < 1:
+        raise ValueError("samples and horizon must be >= 1")
+    n_traj = -(-samples // horizon)
+    rng = np.random.default_rng(seed)
+    sim = Simulation(task, dt=dt, batch=n_traj, velocity_limits=velocity_limits)
+    ou = OUProcess((n_traj, task.k), theta=theta, sigma=sigma, dt=dt, rng=rng)
+
+    n = task.robot.n
+    q_all = np.empty((horizon, n_traj, n))
+    x_all = np.empty((horizon, n_traj, task.m))
+    x = sim.x
+    for t in range(horizon):
+        q_all[t], x_all[t] = sim.q, x
+        if t + 1 < horizon:
+            x = sim.step(ou.sample()).x
+        if progress is not None:
+            progress(min((t + 1) * n_traj, samples), samples)
+
+    q = q_all.transpose(1, 0, 2).reshape(-1, n)[:samples]
+    x = x_all.transpose(1, 0, 2).reshape(-1, task.m)[:samples]
+    traj = np.repeat(np.arange(n_traj, dtype=np.int64), horizon)[:samples]
+    stamps = np.arange(samples, dtype=np.int64) * int(round(dt * 1e9))
+    return Dataset(q=q, x=x, traj=traj, stamps=stamps,
+                   joint_names=list(task.robot.joint_names), task=task.name,
+                   labels=list(task.labels), robot=task.robot.name)

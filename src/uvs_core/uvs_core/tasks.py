@@ -1,0 +1,390 @@
+"""Servoing tasks: the forward map x(q_active) and its true Jacobian.
+
+| task           | x (m,)                                              | J (m, k)     | units |
+|----------------|-----------------------------------------------------|--------------|-------|
+| single_point   | tool point p, base frame                            | 3 x n        | m     |
+| multi_point    | p, p + s R e_x, p + s R e_y, p + s R e_z (R: tool)  | 12 x n       | m     |
+| visual_servo   | tool point projected by a pinhole camera (u, v)     | 2 x 2        | px    |
+
+A task drives ``k`` active joints (indices ``active`` into the robot's ``n``);
+the others sit at ``q_fixed``. ``q_fixed`` is also the task's start pose
+(``home``): babbling and servoing start there. Defaults come from code, then
+the robot YAML's ``tasks: <name>:`` section, then the ``config`` argument of
+:func:`make_task`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from uvs_core.robot import Robot
+
+__all__ = ["TASK_NAMES", "Task", "SinglePointTask", "MultiPointTask", "VisualServoTask",
+           "PinholeCamera", "make_task", "look_at"]
+
+TASK_NAMES = ("single_point", "multi_point", "visual_servo")
+
+# Code defaults; a robot YAML (``tasks:``) or the caller's config override them.
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "single_point": {},
+    "multi_point": {"scale": 0.1},
+    "visual_servo": {
+        "active_joints": [1, 3],
+        "camera": {"fx": 500.0, "fy": 500.0, "cx": 320.0, "cy": 240.0,
+                   "width": 640, "height": 480,
+                   "position": [0.0, -2.5, 0.3], "look_at": [0.0, 0.0, 0.3],
+                   "up": [0.0, 0.0, 1.0], "min_depth": 0.05},
+    },
+}
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Recursive dict merge; ``over`` wins."""
+    out = dict(base)
+    for key, value in (over or {}).items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def look_at(position, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """Camera pose T_base_cam (4, 4) of an optical frame (z forward, x right, y down).
+
+    position, target, up: (3,) m in the base frame.
+    """
+    position, target, up = (np.asarray(v, dtype=float) for v in (position, target, up))
+    z = target - position
+    if np.linalg.norm(z) < 1e-9:
+        raise ValueError("camera position and look_at coincide")
+    z /= np.linalg.norm(z)
+    x = np.cross(z, up)
+    if np.linalg.norm(x) < 1e-9:
+        raise ValueError("camera 'up' is parallel to the viewing direction")
+    x /= np.linalg.norm(x)
+    t = np.eye(4)
+    t[:3, 0], t[:3, 1], t[:3, 2], t[:3, 3] = x, np.cross(z, x), z, position
+    return t
+
+
+@dataclass(frozen=True, eq=False)
+class PinholeCamera:
+    """Pinhole camera without distortion.
+
+    fx, fy, cx, cy: px. width, height: px. T_base_cam: (4, 4) pose of the
+    optical frame (z forward, x right, y down) in the robot's base frame.
+    min_depth: m, points nearer than this (or behind) are not in view.
+    """
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+    T_base_cam: np.ndarray
+    min_depth: float = 0.05
+
+    def __post_init__(self) -> None:
+        t = np.array(self.T_base_cam, dtype=float)
+        if t.shape != (4, 4):
+            raise ValueError("T_base_cam must be 4x4")
+        t.setflags(write=False)
+        object.__setattr__(self, "T_base_cam", t)
+
+    @classmethod
+    def from_config(cls, d: Mapping[str, Any]) -> PinholeCamera:
+        """From a mapping: intrinsics plus ``T_base_cam`` or ``position``/``look_at``/``up``."""
+        try:
+            if "T_base_cam" in d:
+                pose = np.asarray(d["T_base_cam"], dtype=float)
+            else:
+                pose = look_at(d["position"], d["look_at"], d.get("up", (0.0, 0.0, 1.0)))
+            return cls(fx=float(d["fx"]), fy=float(d["fy"]), cx=float(d["cx"]),
+                       cy=float(d["cy"]), width=int(d["width"]), height=int(d["height"]),
+                       T_base_cam=pose, min_depth=float(d.get("min_depth", 0.05)))
+        except KeyError as exc:
+            raise ValueError(f"camera config: missing {exc.args[0]!r}") from exc
+
+    def to_camera(self, p: np.ndarray) -> np.ndarray:
+        """p: (..., 3) m, base frame -> (..., 3) m, camera optical frame."""
+        r, t = self.T_base_cam[:3, :3], self.T_base_cam[:3, 3]
+        return (np.asarray(p, dtype=float) - t) @ r
+
+    def project(self, p: np.ndarray) -> np.ndarray:
+        """p: (..., 3) m, base frame -> (..., 2) px (u right, v down)."""
+        pc = self.to_camera(p)
+        z = pc[..., 2]
+        return np.stack([self.fx * pc[..., 0] / z + self.cx,
+                         self.fy * pc[..., 1] / z + self.cy], axis=-1)
+
+    def project_jacobian(self, p: np.ndarray) -> np.ndarray:
+        """d(u, v)/dp. p: (..., 3) m, base frame -> (..., 2, 3) px/m."""
+        pc = self.to_camera(p)
+        x, y, z = pc[..., 0], pc[..., 1], pc[..., 2]
+        zero = np.zeros_like(z)
+        d_cam = np.stack([np.stack([self.fx / z, zero, -self.fx * x / z**2], axis=-1),
+                          np.stack([zero, self.fy / z, -self.fy * y / z**2], axis=-1)],
+                         axis=-2)
+        return d_cam @ self.T_base_cam[:3, :3].T
+
+    def in_view(self, p: np.ndarray) -> np.ndarray:
+        """p: (..., 3) m, base frame -> (...,) bool: in front of the camera and inside the image."""
+        pc = self.to_camera(p)
+        front = pc[..., 2] > self.min_depth
+        with np.errstate(divide="ignore", invalid="ignore"):
+            uv = self.project(p)
+        return (front & (uv[..., 0] >= 0) & (uv[..., 0] < self.width)
+                & (uv[..., 1] >= 0) & (uv[..., 1] < self.height))
+
+
+class Task:
+    """A task: forward map x(q_active) and its true Jacobian.
+
+    Attributes:
+        name: one of TASK_NAMES.
+        robot: the Robot.
+        m: task dimension; k: number of active joints.
+        active: (k,) int indices into the robot's joints (Jacobian columns).
+        q_fixed: (n,) rad, inactive joint positions; also the start pose (``home``).
+        units: "m" or "px".
+        labels: (m,) names of the components of x.
+        config: the merged configuration the task was built from.
+    """
+
+    name = ""
+    units = "m"
+
+    def __init__(self, robot: Robot, config: Mapping[str, Any] | None = None) -> None:
+        self.robot = robot
+        self.config = dict(config or {})
+        self.active = self._parse_active(self.config.get("active_joints"))
+        self.active.setflags(write=False)
+        self.k = len(self.active)
+        self.q_fixed = self._parse_home(self.config.get("home"))
+        self.q_fixed.setflags(write=False)
+        self.labels: list[str] = []
+        self.m = 0
+
+    def _parse_active(self, spec: Any) -> np.ndarray:
+        n = self.robot.n
+        if spec is None:
+            return np.arange(n)
+        idx = []
+        for item in spec:
+            if isinstance(item, str):
+                if item not in self.robot.joint_names:
+                    raise ValueError(f"{self.name}: unknown joint {item!r}")
+                idx.append(self.robot.joint_names.index(item))
+            else:
+                if not 0 <= int(item) < n:
+                    raise ValueError(f"{self.name}: joint index {item} out of range 0..{n - 1}")
+                idx.append(int(item))
+        if not idx or len(set(idx)) != len(idx):
+            raise ValueError(f"{self.name}: active_joints must be distinct and non-empty")
+        return np.array(idx, dtype=np.int64)
+
+    def _parse_home(self, spec: Any) -> np.ndarray:
+        home = np.array(self.robot.home, dtype=float)
+        if spec is None:
+            return home
+        if isinstance(spec, Mapping):
+            for key, value in spec.items():
+                j = self._parse_active([key])[0]
+                home[j] = float(value)
+        else:
+            spec = np.asarray(spec, dtype=float)
+            if spec.shape != home.shape:
+                raise ValueError(f"{self.name}: home must have {self.robot.n} entries")
+            home = spec.copy()
+        if not self.robot.in_limits(home):
+            raise ValueError(f"{self.name}: home {home.tolist()} is outside the joint limits")
+        return home
+
+    @property
+    def home(self) -> np.ndarray:
+        """(n,) rad, the task's start pose (same array as q_fixed)."""
+        return self.q_fixed
+
+    @property
+    def home_active(self) -> np.ndarray:
+        """(k,) rad, start pose of the active joints."""
+        return self.q_fixed[self.active]
+
+    def select(self, q: np.ndarray) -> np.ndarray:
+        """q: (..., n) rad -> (..., k) rad, the active joints."""
+        return np.asarray(q, dtype=float)[..., self.active]
+
+    def expand(self, qa: np.ndarray) -> np.ndarray:
+        """qa: (..., k) rad -> (..., n) rad with inactive joints at q_fixed."""
+        qa = np.asarray(qa, dtype=float)
+        if qa.ndim == 0 or qa.shape[-1] != self.k:
+            raise ValueError(f"{self.name}: qa must have shape (..., {self.k}), got {qa.shape}")
+        q = np.broadcast_to(self.q_fixed, qa.shape[:-1] + (self.robot.n,)).copy()
+        q[..., self.active] = qa
+        return q
+
+    def x(self, qa: np.ndarray) -> np.ndarray:
+        """Forward map. qa: (..., k) rad -> (..., m) in ``units``."""
+        return self.x_from_q(self.expand(qa))
+
+    def jacobian(self, qa: np.ndarray) -> np.ndarray:
+        """True Jacobian dx/dqa. qa: (..., k) rad -> (..., m, k), units/rad."""
+        return self.jacobian_from_q(self.expand(qa))
+
+    def x_from_q(self, q: np.ndarray) -> np.ndarray:
+        """Forward map of full joint positions. q: (..., n) rad -> (..., m)."""
+        raise NotImplementedError
+
+    def jacobian_from_q(self, q: np.ndarray) -> np.ndarray:
+        """dx/dq_active at full joint positions. q: (..., n) rad -> (..., m, k)."""
+        raise NotImplementedError
+
+    def valid(self, x: np.ndarray) -> np.ndarray:
+        """x: (..., m) -> (...,) bool, whether x is observable (always True but visual_servo)."""
+        return np.ones(np.shape(x)[:-1], dtype=bool)
+
+    def sample_targets(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """Targets: x of uniform joint samples within limits (active joints; the rest at
+        q_fixed), keeping only observable ones. -> (count, m)."""
+        count = int(count)
+        out: list[np.ndarray] = []
+        have = 0
+        for _ in range(1000):
+            if have >= count:
+                break
+            qa = self.select(self.robot.sample(rng, max(count - have, 16)))
+            x = self.x(qa)
+            x = x[self.valid(x) & np.all(np.isfinite(x), axis=-1)][: count - have]
+            out.append(x)
+            have += len(x)
+        if have < count:
+            raise ValueError(f"{self.name}: could not sample {count} observable targets")
+        return np.concatenate(out, axis=0) if out else np.empty((0, self.m))
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(robot={self.robot.name!r}, m={self.m}, "
+                f"active={self.active.tolist()})")
+
+
+class SinglePointTask(Task):
+    """x = tool point position (3,), m, base frame; J (3, k) m/rad."""
+
+    name = "single_point"
+    units = "m"
+
+    def __init__(self, robot: Robot, config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(robot, config)
+        self.m = 3
+        self.labels = ["x", "y", "z"]
+
+    def x_from_q(self, q: np.ndarray) -> np.ndarray:
+        return self.robot.position(q)
+
+    def jacobian_from_q(self, q: np.ndarray) -> np.ndarray:
+        return self.robot.jacobian(q)[..., self.active]
+
+
+class MultiPointTask(Task):
+    """x = (p, p + s R e_x, p + s R e_y, p + s R e_z) (12,), m, base frame.
+
+    p: tool point, R: tool orientation, s: ``scale`` (m, default 0.1).
+    J (12, k) m/rad: for a point r rigidly attached to the tool, v_r = v + w x (r - p).
+    """
+
+    name = "multi_point"
+    units = "m"
+
+    def __init__(self, robot: Robot, config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(robot, config)
+        self.scale = float(self.config.get("scale", 0.1))
+        if not self.scale > 0:
+            raise ValueError("multi_point: scale must be > 0")
+        self.m = 12
+        self.labels = [f"p{i}_{c}" for i in range(4) for c in "xyz"]
+
+    def x_from_q(self, q: np.ndarray) -> np.ndarray:
+        t = self.robot.fk(q)
+        p = t[..., :3, 3]
+        pts = [p] + [p + self.scale * t[..., :3, c] for c in range(3)]
+        return np.concatenate(pts, axis=-1)
+
+    def jacobian_from_q(self, q: np.ndarray) -> np.ndarray:
+        t = self.robot.fk(q)
+        jac = self.robot.jacobian(q, kind="pose")[..., self.active]
+        jv, jw = jac[..., :3, :], jac[..., 3:, :]
+        jw_cols = np.swapaxes(jw, -1, -2)                       # (..., k, 3)
+        blocks = [jv]
+        for c in range(3):
+            d = self.scale * t[..., None, :3, c]                # (..., 1, 3) r - p
+            blocks.append(jv + np.swapaxes(np.cross(jw_cols, d), -1, -2))
+        return np.concatenate(blocks, axis=-2)
+
+
+class VisualServoTask(Task):
+    """x = (u, v) px, the tool point seen by a pinhole camera; J (2, k) px/rad.
+
+    Config: ``active_joints`` (default joints 2 and 4), ``home`` (start pose
+    overrides by joint), ``camera`` (see :meth:`PinholeCamera.from_config`).
+    """
+
+    name = "visual_servo"
+    units = "px"
+
+    def __init__(self, robot: Robot, config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(robot, config)
+        self.camera = PinholeCamera.from_config(self.config.get("camera", {}))
+        self.m = 2
+        self.labels = ["u", "v"]
+
+    def x_from_q(self, q: np.ndarray) -> np.ndarray:
+        return self.camera.project(self.robot.position(q))
+
+    def jacobian_from_q(self, q: np.ndarray) -> np.ndarray:
+        p = self.robot.position(q)
+        return self.camera.project_jacobian(p) @ self.robot.jacobian(q)[..., self.active]
+
+    def in_view_q(self, q: np.ndarray) -> np.ndarray:
+        """q: (..., n) rad -> (...,) bool, whether the marker is in the image."""
+        return self.camera.in_view(self.robot.position(q))
+
+    def valid(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        return ((x[..., 0] >= 0) & (x[..., 0] < self.camera.width)
+                & (x[..., 1] >= 0) & (x[..., 1] < self.camera.height))
+
+    def sample_targets(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """Pixel targets of uniform samples of the active joints whose marker is in view."""
+        count = int(count)
+        out: list[np.ndarray] = []
+        have = 0
+        for _ in range(1000):
+            if have >= count:
+                break
+            q = self.expand(self.select(self.robot.sample(rng, max(count - have, 16))))
+            keep = self.in_view_q(q)
+            x = self.x_from_q(q[keep])[: count - have]
+            out.append(x)
+            have += len(x)
+        if have < count:
+            raise ValueError("visual_servo: could not sample targets in view; check the camera")
+        return np.concatenate(out, axis=0)
+
+
+_CLASSES = {cls.name: cls for cls in (SinglePointTask, MultiPointTask, VisualServoTask)}
+
+
+def make_task(name: str, robot: Robot, config: Mapping[str, Any] | None = None) -> Task:
+    """Build a task; config overrides the robot YAML's ``tasks: <name>`` section, which
+    overrides the code defaults. ValueError on an unknown name."""
+    if name not in _CLASSES:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASK_NAMES)}")
+    merged = _merge(_merge(_DEFAULTS[name], robot.task_defaults.get(name)), config)
+    merged = copy.deepcopy(merged)  # the task never shares mutable config with the robot
+    return _CLASSES[name](robot, merged)
