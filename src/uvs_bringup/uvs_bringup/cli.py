@@ -14,7 +14,9 @@ import sys
 import uvs_core
 
 # verb name -> (module under uvs_bringup.verbs, one-line help)
-VERBS: dict[str, tuple[str, str]] = {}
+VERBS: dict[str, tuple[str, str]] = {
+    "collect": ("collect", "OU babbling in simulation, written as a rosbag2 bag (MCAP)"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
