@@ -1,9 +1,22 @@
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
 
 package_name = "uvs_bringup"
 share = "share/" + package_name
+
+
+def tree(source: str, destination: str) -> list[tuple[str, list[str]]]:
+    """data_files entries installing every file below `source` under `destination`."""
+    entries: dict[str, list[str]] = {}
+    for path in sorted(glob(source + "/**/*", recursive=True)):
+        if os.path.isfile(path):
+            relative = os.path.relpath(os.path.dirname(path), source)
+            folder = os.path.normpath(os.path.join(destination, relative))
+            entries.setdefault(folder, []).append(path)
+    return list(entries.items())
+
 
 setup(
     name=package_name,
@@ -20,11 +33,7 @@ setup(
         # `uvs` on PATH after sourcing the overlay (colcon adds <prefix>/bin to PATH).
         ("bin", ["scripts/uvs"]),
     ]
-    + [
-        (share + "/" + d, [f for f in glob(d + "/*") if not f.endswith("/")])
-        for d in sorted(glob("models/*"))
-        if not d.endswith(".md")
-    ],
+    + tree("models", share + "/models"),
     install_requires=["setuptools"],
     zip_safe=True,
     maintainer="uvs maintainers",
