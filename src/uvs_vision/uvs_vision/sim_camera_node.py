@@ -1,0 +1,241 @@
+"""Node ``sim_camera``: a simulated camera watching the arm's end-effector marker.
+
+Renders the marker of the visual-servo task (a disc at the projection of the
+tool point, see :mod:`uvs_vision.render`) for the latest joint state, at
+``rate`` Hz, until the first joint state it publishes nothing.
+
+Topics (relative names, so a namespace or a remap applies):
+- subscribes ``joint_states`` (sensor_msgs/JointState; by name, else in the
+  robot's joint order), best effort, newest only;
+- publishes ``image_raw`` (sensor_msgs/Image, bgr8, frame ``frame_id``,
+  header stamp = the stamp of the joint state rendered), sensor-data QoS;
+- publishes ``camera_info`` (sensor_msgs/CameraInfo, the task camera's
+  intrinsics, no distortion), same header, sensor-data QoS.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Header
+
+from uvs_core.robot import load_robot
+from uvs_core.tasks import make_task
+from uvs_vision.image_conv import array_to_image_fields
+from uvs_vision.render import BACKGROUNDS, MarkerRenderer, RenderConfig
+from uvs_vision.ros_common import (
+    DOUBLE,
+    INT,
+    INT_ARRAY,
+    LATEST_QOS,
+    SENSOR_QOS,
+    STR,
+    descriptor,
+)
+
+__all__ = ["SimCameraNode", "PARAMETERS", "validate_parameters", "camera_info", "main"]
+
+CAMERA_TASKS = ("visual_servo",)
+_DEFAULT_RENDER = RenderConfig()
+_RENDER_FIELDS = ("marker_color", "marker_radius", "marker_radius_px", "background",
+                  "background_color", "noise_std", "seed")
+_LOG_PERIOD = 2.0  # s between repeated log lines of one kind
+
+# name: (default, descriptor)
+PARAMETERS = {
+    "robot": ("gen3", descriptor(
+        "Robot description: a name in uvs_core's config/robots, or a YAML path.",
+        STR, read_only=True)),
+    "task": ("visual_servo", descriptor(
+        "Task whose camera (intrinsics and pose, from the robot YAML's tasks: section) "
+        "renders the marker.", STR, read_only=True, choices=CAMERA_TASKS)),
+    "rate": (30.0, descriptor("Frame rate, Hz.", DOUBLE, floats=(0.0, 1000.0))),
+    "frame_id": ("camera_optical_frame", descriptor(
+        "frame_id of the images and camera info (optical frame: z forward, x right, y down).",
+        STR, read_only=True)),
+    "marker_color": (list(_DEFAULT_RENDER.marker_color), descriptor(
+        "Marker colour [B, G, R], 0..255 each.", INT_ARRAY)),
+    "marker_radius": (_DEFAULT_RENDER.marker_radius, descriptor(
+        "Physical marker radius, m; its image radius is fx * radius / depth.",
+        DOUBLE, floats=(0.0, 1.0))),
+    "marker_radius_px": (_DEFAULT_RENDER.marker_radius_px, descriptor(
+        "Fixed marker radius in the image, px; 0 uses marker_radius and the depth.",
+        DOUBLE, floats=(0.0, 1000.0))),
+    "background": (_DEFAULT_RENDER.background, descriptor(
+        "Background: a solid colour, a gradient, or a gradient with a checker texture.",
+        STR, choices=BACKGROUNDS)),
+    "background_color": (list(_DEFAULT_RENDER.background_color), descriptor(
+        "Mean background colour [B, G, R], 0..255 each.", INT_ARRAY)),
+    "noise_std": (_DEFAULT_RENDER.noise_std, descriptor(
+        "Gaussian pixel noise, standard deviation in intensity levels.",
+        DOUBLE, floats=(0.0, 255.0))),
+    "seed": (_DEFAULT_RENDER.seed, descriptor(
+        "Seed of the pixel noise.", INT, read_only=True, ints=(0, 2**31 - 1))),
+}
+
+
+def _render_config(values: dict) -> RenderConfig:
+    """RenderConfig from parameter values; ValueError with the reason when invalid."""
+    return RenderConfig(
+        marker_color=tuple(values["marker_color"]),
+        marker_radius=float(values["marker_radius"]),
+        marker_radius_px=float(values["marker_radius_px"]),
+        background=values["background"],
+        background_color=tuple(values["background_color"]),
+        noise_std=float(values["noise_std"]),
+        seed=int(values["seed"]))
+
+
+def validate_parameters(values: dict) -> str | None:
+    """Why this full set of parameter values is not acceptable, or None when it is."""
+    if values["task"] not in CAMERA_TASKS:
+        return f"task {values['task']!r} has no camera; choose one of {', '.join(CAMERA_TASKS)}"
+    if not str(values["robot"]).strip():
+        return "robot must name a robot description or a YAML path"
+    rate = values["rate"]
+    if not (isinstance(rate, float) and math.isfinite(rate) and rate > 0):
+        return f"rate must be a finite number of Hz > 0, got {rate!r}"
+    try:
+        _render_config(values)
+    except (ValueError, TypeError) as exc:
+        return str(exc)
+    return None
+
+
+def camera_info(camera, header: Header) -> CameraInfo:
+    """sensor_msgs/CameraInfo of a :class:`uvs_core.tasks.PinholeCamera` (no distortion)."""
+    info = CameraInfo()
+    info.header = header
+    info.width, info.height = int(camera.width), int(camera.height)
+    info.distortion_model = "plumb_bob"
+    info.d = [0.0] * 5
+    info.k = [camera.fx, 0.0, camera.cx, 0.0, camera.fy, camera.cy, 0.0, 0.0, 1.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [camera.fx, 0.0, camera.cx, 0.0, 0.0, camera.fy, camera.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return info
+
+
+class SimCameraNode(Node):
+    """The simulated camera. Keyword arguments go to rclpy's Node (context,
+    parameter_overrides, namespace, ...); the node name defaults to ``sim_camera``.
+
+    Raises ValueError for invalid parameters (unknown robot or task, bad colours).
+    """
+
+    def __init__(self, node_name: str = "sim_camera", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        for name, (default, desc) in PARAMETERS.items():
+            self.declare_parameter(name, default, desc)
+        values = self._values()
+        reason = validate_parameters(values)
+        if reason:
+            raise ValueError(f"{self.get_name()}: {reason}")
+
+        self.robot = load_robot(values["robot"])
+        self.task = make_task(values["task"], self.robot)
+        self.renderer = MarkerRenderer(self.task, _render_config(values))
+        self._frame_id = values["frame_id"]
+        self._rate = values["rate"]
+        self._joint_index = {name: i for i, name in enumerate(self.robot.joint_names)}
+        self._joint_state: tuple[object, np.ndarray] | None = None  # (stamp, q (n,) rad)
+        self._visible: bool | None = None
+
+        self._image_pub = self.create_publisher(Image, "image_raw", SENSOR_QOS)
+        self._info_pub = self.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
+        self._joint_sub = self.create_subscription(
+            JointState, "joint_states", self._on_joint_state, LATEST_QOS)
+        self._timer = self.create_timer(1.0 / self._rate, self._tick)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        cam = self.task.camera
+        self.get_logger().info(
+            f"robot {self.robot.name}, task {self.task.name}: {cam.width}x{cam.height} camera "
+            f"(fx {cam.fx:g}, fy {cam.fy:g} px), {self._rate:g} Hz, marker BGR "
+            f"{list(self.renderer.config.marker_color)}")
+
+    def _values(self) -> dict:
+        return {name: self.get_parameter(name).value for name in PARAMETERS}
+
+    # ------------------------------------------------------------------ parameters
+
+    def _validate_parameters(self, params) -> SetParametersResult:
+        values = self._values()
+        values.update({p.name: p.value for p in params if p.name in PARAMETERS})
+        reason = validate_parameters(values)
+        return SetParametersResult(successful=reason is None, reason=reason or "")
+
+    def _apply_parameters(self, params) -> None:
+        names = {p.name for p in params}
+        values = self._values()
+        if names & set(_RENDER_FIELDS):
+            self.renderer.config = _render_config(values)
+        if "rate" in names and values["rate"] != self._rate:
+            self._rate = values["rate"]
+            self._timer.timer_period_ns = int(1e9 / self._rate)
+
+    # ------------------------------------------------------------------ callbacks
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        n = self.robot.n
+        if msg.name:
+            q = np.full(n, np.nan)
+            for name, position in zip(msg.name, msg.position):
+                i = self._joint_index.get(name)
+                if i is not None:
+                    q[i] = position
+        else:
+            q = np.asarray(msg.position, dtype=float)
+        if q.shape != (n,) or not np.all(np.isfinite(q)):
+            self.get_logger().warning(
+                "joint_states ignored: need finite positions of "
+                f"{', '.join(self.robot.joint_names)}",
+                throttle_duration_sec=_LOG_PERIOD)
+            return
+        self._joint_state = (msg.header.stamp, q)
+
+    def _tick(self) -> None:
+        if self._joint_state is None:
+            self.get_logger().info("waiting for joint_states", throttle_duration_sec=5.0)
+            return
+        stamp, q = self._joint_state
+        uv, radius, visible = self.renderer.marker(q)
+        image = self.renderer.render_at(uv if visible else None, radius)
+        if visible != self._visible:
+            if visible:
+                self.get_logger().info(f"marker in view at ({uv[0]:.1f}, {uv[1]:.1f}) px",
+                                       throttle_duration_sec=_LOG_PERIOD)
+            else:
+                self.get_logger().warning("marker out of view", throttle_duration_sec=_LOG_PERIOD)
+            self._visible = visible
+        header = Header(stamp=stamp, frame_id=self._frame_id)
+        self._image_pub.publish(Image(header=header, **array_to_image_fields(image, "bgr8")))
+        self._info_pub.publish(camera_info(self.task.camera, header))
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimCameraNode()
+        rclpy.spin(node)
+    except ValueError as exc:
+        # Bad parameters: say why, without a traceback.
+        rclpy.logging.get_logger("sim_camera").fatal(str(exc))
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
