@@ -1,0 +1,1 @@
+"""FAKE kortex_api.Exceptions (tests only)."""

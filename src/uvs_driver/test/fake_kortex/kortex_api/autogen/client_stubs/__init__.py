@@ -1,0 +1,1 @@
+"""FAKE kortex_api.autogen.client_stubs (tests only)."""

@@ -1,0 +1,373 @@
+"""Node ``babbler``: Ornstein-Uhlenbeck joint-velocity babbling through the driver (paper IV).
+
+For each of ``trajectories`` trajectories: command zero, call the driver's
+home service (``home_service``), then record ``horizon`` samples (q, x),
+answering each with the next OU velocity on ``joint_velocity_command``
+(the task's active joints; zeros elsewhere). Sample t is the state before
+the t-th command, as in ``uvs_core.babble``. When done it commands zero and
+writes the samples with ``uvs_core.dataset.write_bag`` to ``output`` (the
+``uvs collect`` schema: /joint_states, /task_state, /babble/trajectory_start);
+on an early shutdown it writes what it has.
+
+Topics (relative): subscribes ``joint_states`` and ``task_state`` (a sample
+is a pair with identical header stamps), publishes ``joint_velocity_command``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+    SetParametersResult,
+)
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+
+from uvs_core.babble import OUProcess
+from uvs_core.dataset import Dataset, DatasetError, write_bag
+from uvs_core.robot import load_robot
+from uvs_core.tasks import TASK_NAMES, make_task
+from uvs_driver._shutdown import sigint_deferred
+from uvs_driver.qos import COMMAND_QOS, RECORD_QOS
+from uvs_interfaces.msg import TaskState
+
+__all__ = ["BabblerNode", "main"]
+
+_NS = 1_000_000_000
+_HOUSEKEEPING_PERIOD = 0.02  # s, deadline checks
+_PENDING = 200  # unpaired messages kept per topic
+
+
+def _descriptor(description: str, type_: int, read_only: bool = True,
+                floats: tuple[float, float] | None = None,
+                ints: tuple[int, int] | None = None) -> ParameterDescriptor:
+    descriptor = ParameterDescriptor(description=description, type=type_, read_only=read_only)
+    if floats is not None:
+        descriptor.floating_point_range = [
+            FloatingPointRange(from_value=floats[0], to_value=floats[1], step=0.0)]
+    if ints is not None:
+        descriptor.integer_range = [IntegerRange(from_value=ints[0], to_value=ints[1], step=1)]
+    return descriptor
+
+
+_STR, _DOUBLE, _INT, _BOOL = (ParameterType.PARAMETER_STRING, ParameterType.PARAMETER_DOUBLE,
+                              ParameterType.PARAMETER_INTEGER, ParameterType.PARAMETER_BOOL)
+
+# name: (default, descriptor). The run's shape is fixed at start (read-only);
+# only the deadlines may change while it runs.
+PARAMETERS = {
+    "robot": ("gen3", _descriptor(
+        "Robot description (name or YAML path); must match the driver's.", _STR)),
+    "task": ("single_point", _descriptor(
+        f"Task whose active joints are babbled. One of: {', '.join(TASK_NAMES)}.", _STR)),
+    "rate": (20.0, _descriptor(
+        "The driver's tick rate, Hz; the OU process steps dt = 1/rate.", _DOUBLE,
+        floats=(0.0, 1000.0))),
+    "horizon": (100, _descriptor("Samples per trajectory.", _INT, ints=(1, 1_000_000))),
+    "trajectories": (10, _descriptor("Trajectories to record.", _INT, ints=(1, 1_000_000))),
+    "seed": (0, _descriptor("Seed of the OU noise.", _INT, ints=(0, 2**31 - 1))),
+    "theta": (0.15, _descriptor("OU mean reversion, 1/s.", _DOUBLE, floats=(0.0, 100.0))),
+    "sigma": (0.2, _descriptor("OU noise scale, rad/s/sqrt(s).", _DOUBLE,
+                               floats=(0.0, 100.0))),
+    "output": ("bags/babble", _descriptor("Bag directory to write (rosbag2, MCAP).", _STR)),
+    "overwrite": (False, _descriptor("Replace an existing bag at output.", _BOOL)),
+    "home_service": ("driver/home", _descriptor(
+        "The driver's home service (std_srvs/Trigger).", _STR)),
+    "service_timeout": (10.0, _descriptor(
+        "Longest wait for the home service to appear, s.", _DOUBLE, read_only=False,
+        floats=(0.0, 3600.0))),
+    "home_timeout": (60.0, _descriptor(
+        "Longest wait for a home call to answer, s.", _DOUBLE, read_only=False,
+        floats=(0.0, 3600.0))),
+    "sample_timeout": (5.0, _descriptor(
+        "Longest wait for the next joint_states/task_state pair while recording, s.",
+        _DOUBLE, read_only=False, floats=(0.0, 3600.0))),
+}
+
+_POSITIVE = ("rate", "service_timeout", "home_timeout", "sample_timeout")
+
+
+def validate_parameter(name: str, value) -> str | None:
+    """Why ``value`` is not acceptable for parameter ``name``, or None when it is."""
+    if name == "task" and value not in TASK_NAMES:
+        return f"task {value!r} unknown; choose one of {', '.join(TASK_NAMES)}"
+    if name in _POSITIVE and not (isinstance(value, float) and math.isfinite(value)
+                                  and value > 0.0):
+        return f"{name} must be a finite number > 0, got {value!r}"
+    if name in ("theta", "sigma") and not (math.isfinite(value) and value >= 0.0):
+        return f"{name} must be a finite number >= 0, got {value!r}"
+    if name == "output" and not str(value).strip():
+        return "output must be a bag directory path"
+    if name == "home_service" and not str(value).strip():
+        return "home_service must name a service"
+    return None
+
+
+class BabblerNode(Node):
+    """OU babbler. Keyword arguments go to rclpy's Node; the name defaults to ``babbler``.
+
+    After the run (or a failure) ``done`` is set; ``error`` holds the reason of
+    a failure (None on success) and ``bag_path`` the bag written, if any.
+    """
+
+    def __init__(self, node_name: str = "babbler", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        for name, (default, descriptor) in PARAMETERS.items():
+            self.declare_parameter(name, default, descriptor)
+        for name in PARAMETERS:
+            reason = validate_parameter(name, self.get_parameter(name).value)
+            if reason:
+                raise ValueError(f"{self.get_name()}: {reason}")
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self.robot = load_robot(p["robot"])
+        self.task = make_task(p["task"], self.robot)
+        self.horizon = p["horizon"]
+        self.trajectories = p["trajectories"]
+        self.output = Path(p["output"]).expanduser()
+        self._overwrite = p["overwrite"]
+        self._deadlines = {name: p[name] for name in
+                           ("service_timeout", "home_timeout", "sample_timeout")}
+        self._ou = OUProcess(self.task.k, theta=p["theta"], sigma=p["sigma"],
+                             dt=1.0 / p["rate"], rng=p["seed"])
+
+        # The home future's done callback may run beside the subscriptions
+        # (MultiThreadedExecutor); every state transition holds this lock.
+        self._lock = threading.RLock()
+        self.done = threading.Event()
+        self.error: str | None = None
+        self.bag_path: Path | None = None
+        self._written = False
+        # Recorded samples: stamp ns, q (n,) robot joint order, x (m,), trajectory id.
+        self._stamps: list[int] = []
+        self._q: list[np.ndarray] = []
+        self._x: list[np.ndarray] = []
+        self._traj: list[int] = []
+        self._task_name: str | None = None
+        self._labels: list[str] = list(self.task.labels)
+
+        self._joints: dict[int, np.ndarray] = {}
+        self._tasks: dict[int, tuple[np.ndarray, str, list[str]]] = {}
+        self._order: np.ndarray | None = None       # robot joint i = joint_states[order[i]]
+        self._names: list[str] = list(self.robot.joint_names)  # joint_states order
+
+        self._state = "wait_service"
+        self._deadline = time.monotonic() + self._deadlines["service_timeout"]
+        self._traj_index = 0
+        self._step = 0
+        self._home_stamp = 0
+        self._last_sample = 0.0
+
+        self._command_pub = self.create_publisher(Float64MultiArray, "joint_velocity_command",
+                                                  COMMAND_QOS)
+        self._joint_sub = self.create_subscription(JointState, "joint_states",
+                                                   self._on_joint_state, RECORD_QOS)
+        self._task_sub = self.create_subscription(TaskState, "task_state",
+                                                  self._on_task_state, RECORD_QOS)
+        self._home_client = self.create_client(Trigger, p["home_service"])
+        self._home_name = self.resolve_service_name(p["home_service"])
+        self._timer = self.create_timer(_HOUSEKEEPING_PERIOD, self._housekeeping)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self.get_logger().info(
+            f"babbling task {self.task.name} on {self.robot.name}: {self.trajectories} "
+            f"trajectories x {self.horizon} samples at {p['rate']:g} Hz "
+            f"(OU theta {p['theta']:g}, sigma {p['sigma']:g}, seed {p['seed']}) -> "
+            f"{self.output}")
+
+    # ------------------------------------------------------------------ parameters
+
+    def _validate_parameters(self, params) -> SetParametersResult:
+        for param in params:
+            reason = validate_parameter(param.name, param.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params) -> None:
+        for param in params:
+            if param.name in self._deadlines:
+                self._deadlines[param.name] = param.value
+
+    # ------------------------------------------------------------------ run
+
+    @property
+    def samples(self) -> int:
+        """Samples recorded so far."""
+        return len(self._stamps)
+
+    def _publish(self, velocities: np.ndarray | None = None) -> None:
+        """Command the task's active joints (``velocities: (k,) rad/s``), zero elsewhere."""
+        command = np.zeros(len(self._names))
+        if velocities is not None:
+            order = self._order if self._order is not None else np.arange(self.robot.n)
+            command[order[self.task.active]] = velocities
+        self._command_pub.publish(Float64MultiArray(data=command.tolist()))
+
+    def _housekeeping(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if self._state == "wait_service":
+                if self._home_client.service_is_ready():
+                    self._start_homing()
+                elif now > self._deadline:
+                    self._fail(f"service {self._home_name} did not appear within "
+                               f"{self._deadlines['service_timeout']:g} s; is the driver running?")
+            elif self._state == "homing" and now > self._deadline:
+                self._fail(f"{self._home_name} did not answer within "
+                           f"{self._deadlines['home_timeout']:g} s")
+            elif (self._state == "recording"
+                  and now - self._last_sample > self._deadlines["sample_timeout"]):
+                self._fail(f"no joint_states/task_state pair with equal stamps for "
+                           f"{self._deadlines['sample_timeout']:g} s; is the driver publishing?")
+
+    def _start_homing(self) -> None:
+        self._publish()
+        self._state = "homing"
+        self._deadline = time.monotonic() + self._deadlines["home_timeout"]
+        future = self._home_client.call_async(Trigger.Request())
+        future.add_done_callback(self._on_homed)
+
+    def _on_homed(self, future) -> None:
+        with self._lock:
+            if self._state != "homing":
+                return
+            response = future.result()
+            if response is None or not response.success:
+                why = "no response" if response is None else response.message
+                self._fail(f"{self._home_name} failed: {why}")
+                return
+            # States stamped after this answer were read after the driver homed.
+            self._home_stamp = self.get_clock().now().nanoseconds
+            self._ou.reset()
+            self._step = 0
+            self._last_sample = time.monotonic()
+            self._state = "recording"
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        with self._lock:
+            stamp = msg.header.stamp.sec * _NS + msg.header.stamp.nanosec
+            if self._order is None:
+                names = list(msg.name)
+                missing = [n for n in self.robot.joint_names if n not in names]
+                if missing:
+                    self._fail(f"joint_states lacks joints {missing} of robot {self.robot.name}")
+                    return
+                self._names = names
+                self._order = np.array([names.index(n) for n in self.robot.joint_names])
+            self._joints[stamp] = np.asarray(msg.position, dtype=float)[self._order]
+            self._pair(stamp)
+
+    def _on_task_state(self, msg: TaskState) -> None:
+        with self._lock:
+            stamp = msg.header.stamp.sec * _NS + msg.header.stamp.nanosec
+            self._tasks[stamp] = (np.asarray(msg.position, dtype=float), msg.task, list(msg.labels))
+            self._pair(stamp)
+
+    def _pair(self, stamp: int) -> None:
+        if stamp in self._joints and stamp in self._tasks:
+            q = self._joints.pop(stamp)
+            x, task_name, labels = self._tasks.pop(stamp)
+            self._on_sample(stamp, q, x, task_name, labels)
+        for pending in (self._joints, self._tasks):
+            while len(pending) > _PENDING:
+                pending.pop(next(iter(pending)))
+
+    def _on_sample(self, stamp: int, q: np.ndarray, x: np.ndarray, task_name: str,
+                   labels: list[str]) -> None:
+        if self._state != "recording" or stamp <= self._home_stamp:
+            return
+        if self._task_name is None:
+            self._task_name, self._labels = task_name, labels or self._labels
+        self._stamps.append(stamp)
+        self._q.append(q)
+        self._x.append(x)
+        self._traj.append(self._traj_index)
+        self._step += 1
+        self._last_sample = time.monotonic()
+        if self._step < self.horizon:
+            self._publish(self._ou.sample())
+            return
+        self._publish()
+        self._traj_index += 1
+        self.get_logger().info(f"trajectory {self._traj_index}/{self.trajectories} recorded "
+                               f"({self.samples} samples)")
+        if self._traj_index < self.trajectories:
+            self._start_homing()
+        else:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._state = "done"
+        self.write()
+        self.done.set()
+
+    def _fail(self, reason: str) -> None:
+        self.get_logger().error(reason)
+        self.error = reason
+        self._state = "failed"
+        self._publish()
+        self.write()
+        self.done.set()
+
+    def write(self) -> Path | None:
+        """Write the samples recorded so far to ``output`` once; None when there are none."""
+        if self._written or not self._stamps:
+            return None
+        self._written = True
+        dataset = Dataset(
+            q=np.array(self._q), x=np.array(self._x), traj=np.array(self._traj),
+            stamps=np.array(self._stamps), joint_names=list(self.robot.joint_names),
+            task=self._task_name or self.task.name, labels=self._labels, robot=self.robot.name)
+        try:
+            self.bag_path = write_bag(self.output, dataset, overwrite=self._overwrite)
+        except (DatasetError, ValueError) as exc:
+            self.get_logger().error(f"could not write {self.output}: {exc}")
+            self.error = self.error or str(exc)
+            return None
+        self.get_logger().info(f"wrote {len(dataset)} samples in {self._traj_index} complete "
+                               f"trajectories to {self.bag_path}")
+        return self.bag_path
+
+    def destroy_node(self) -> None:
+        """Command zero (if the graph is still up), write what was recorded, destroy."""
+        if self.context.ok() and hasattr(self, "_command_pub"):
+            self._publish()
+        if hasattr(self, "_stamps"):
+            self.write()
+        super().destroy_node()
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = BabblerNode()
+        while rclpy.ok(context=node.context) and not node.done.is_set():
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except ValueError as exc:
+        rclpy.logging.get_logger("babbler").fatal(str(exc))
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        with sigint_deferred():
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
+    return 1 if node is None or node.error else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,414 @@
+"""Node ``driver``: the bridge between the ROS graph and an arm (simulated or a Kinova Gen3).
+
+Topics (relative names, so a namespace applies):
+- publishes ``joint_states`` (sensor_msgs/JointState): name, position (rad),
+  velocity = the command applied this tick (rad/s), every tick at ``rate``;
+- publishes ``task_state`` (uvs_interfaces/TaskState), same header stamp as
+  the joint state of the tick: sim, x of the task model; gen3, the tool
+  position reported by the arm (task "reach");
+- subscribes ``joint_velocity_command`` (std_msgs/Float64MultiArray, rad/s,
+  ``joint_states`` order: the ros2_control forward-command convention).
+
+Commands with NaN/Inf, the wrong length or a nonzero velocity on a joint
+the task does not drive are refused (warning, zero velocity). Accepted
+commands are scaled as a whole vector (direction kept) so no joint exceeds
+min(``max_joint_velocity``, its own limit). A watchdog commands zero when no
+command arrived for ``command_timeout`` s (receipt time, monotonic clock),
+checked every tick.
+
+Services: ``~/home``, ``~/stop`` (std_srvs/Trigger), and ``~/clear_faults``
+for the gen3 backend. Each tick: apply the command, step the simulation by
+1/rate s (sim), read the arm, publish.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+    SetParametersResult,
+)
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+
+from uvs_core.robot import load_robot
+from uvs_core.sim import scale_velocity
+from uvs_core.tasks import TASK_NAMES, make_task
+from uvs_driver._shutdown import sigint_deferred
+from uvs_driver.backends import BACKEND_NAMES, BackendError, make_backend
+from uvs_driver.qos import COMMAND_QOS, STATE_QOS
+from uvs_interfaces.msg import TaskState
+
+__all__ = ["DriverNode", "main"]
+
+# Paper IV-A: dt = 0.05 s, joint speed cap 1.22 rad/s.
+DEFAULT_RATE = 20.0
+DEFAULT_MAX_JOINT_VELOCITY = 1.22
+_WARN_PERIOD = 1.0  # s between repeated warnings of one kind
+
+
+def _descriptor(description: str, type_: int, read_only: bool = False,
+                floats: tuple[float, float] | None = None,
+                ints: tuple[int, int] | None = None,
+                choices: tuple[str, ...] | None = None) -> ParameterDescriptor:
+    if choices:
+        description += f" One of: {', '.join(choices)}."
+    descriptor = ParameterDescriptor(description=description, type=type_, read_only=read_only)
+    if floats is not None:
+        descriptor.floating_point_range = [
+            FloatingPointRange(from_value=floats[0], to_value=floats[1], step=0.0)]
+    if ints is not None:
+        descriptor.integer_range = [IntegerRange(from_value=ints[0], to_value=ints[1], step=1)]
+    if choices:
+        descriptor.additional_constraints = f"one of {', '.join(choices)}"
+    return descriptor
+
+
+_STR, _DOUBLE, _INT = (ParameterType.PARAMETER_STRING, ParameterType.PARAMETER_DOUBLE,
+                       ParameterType.PARAMETER_INTEGER)
+
+# name: (default, descriptor)
+PARAMETERS = {
+    "backend": ("sim", _descriptor(
+        "Arm backend: the kinematic simulation or a Kinova Gen3 through the Kortex API.",
+        _STR, read_only=True, choices=BACKEND_NAMES)),
+    "robot": ("gen3", _descriptor(
+        "Robot description: a name in uvs_core's config/robots, or a YAML path.",
+        _STR, read_only=True)),
+    "task": ("single_point", _descriptor(
+        "Task: which joints are driven and, in simulation, what task_state holds.",
+        _STR, read_only=True, choices=TASK_NAMES)),
+    "rate": (DEFAULT_RATE, _descriptor(
+        "Tick rate, Hz: publish states, apply commands; the simulation steps 1/rate s per tick.",
+        _DOUBLE, floats=(0.0, 1000.0))),
+    "command_timeout": (0.1, _descriptor(
+        "Watchdog, s: command zero when no command arrived for this long.",
+        _DOUBLE, floats=(0.0, 10.0))),
+    "max_joint_velocity": (DEFAULT_MAX_JOINT_VELOCITY, _descriptor(
+        "Joint speed cap, rad/s: a command is scaled as a whole vector so no joint exceeds "
+        "min(this, the joint's own limit).", _DOUBLE, floats=(0.0, 10.0))),
+    "home_timeout": (30.0, _descriptor(
+        "Longest wait for ~/home to reach the home pose, s.", _DOUBLE, floats=(0.0, 600.0))),
+    "robot_ip": ("192.168.1.10", _descriptor(
+        "gen3: the arm's IP address.", _STR, read_only=True)),
+    "tcp_port": (10000, _descriptor(
+        "gen3: Kortex TCP port (high-level API).", _INT, read_only=True, ints=(1, 65535))),
+    "udp_port": (10001, _descriptor(
+        "gen3: Kortex UDP port for cyclic feedback; 0 reads feedback over TCP.",
+        _INT, read_only=True, ints=(0, 65535))),
+    "username": ("admin", _descriptor("gen3: Kortex user name.", _STR, read_only=True)),
+    "password": ("admin", _descriptor("gen3: Kortex password.", _STR, read_only=True)),
+    "session_inactivity_timeout": (60000, _descriptor(
+        "gen3: session inactivity timeout, ms.", _INT, read_only=True, ints=(0, 86400000))),
+    "connection_inactivity_timeout": (2000, _descriptor(
+        "gen3: connection inactivity timeout, ms: the arm stops the session's motion when the "
+        "driver goes silent this long.", _INT, read_only=True, ints=(0, 86400000))),
+}
+
+_POSITIVE = ("rate", "command_timeout", "max_joint_velocity", "home_timeout")
+
+
+def validate_parameter(name: str, value) -> str | None:
+    """Why ``value`` is not acceptable for parameter ``name``, or None when it is."""
+    if name == "backend" and value not in BACKEND_NAMES:
+        return f"backend {value!r} unknown; choose one of {', '.join(BACKEND_NAMES)}"
+    if name == "task" and value not in TASK_NAMES:
+        return f"task {value!r} unknown; choose one of {', '.join(TASK_NAMES)}"
+    if name == "robot" and not str(value).strip():
+        return "robot must name a robot description or a YAML path"
+    if name in _POSITIVE and not (isinstance(value, float) and math.isfinite(value)
+                                  and value > 0.0):
+        return f"{name} must be a finite number > 0, got {value!r}"
+    return None
+
+
+class DriverNode(Node):
+    """The driver bridge. Keyword arguments go to rclpy's Node (context,
+    parameter_overrides, namespace, ...); the node name defaults to ``driver``.
+
+    Raises ValueError for invalid parameters (unknown backend, task, robot)
+    and BackendError when the arm cannot be reached.
+    """
+
+    def __init__(self, node_name: str = "driver", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        for name, (default, descriptor) in PARAMETERS.items():
+            self.declare_parameter(name, default, descriptor)
+        for name in PARAMETERS:
+            reason = validate_parameter(name, self.get_parameter(name).value)
+            if reason:
+                raise ValueError(f"{self.get_name()}: {reason}")
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+
+        self.robot = load_robot(p["robot"])
+        self.task = make_task(p["task"], self.robot)
+        self._rate = p["rate"]
+        self._command_timeout = p["command_timeout"]
+        self._max_joint_velocity = p["max_joint_velocity"]
+        self._home_timeout = p["home_timeout"]
+        gen3 = {}
+        if p["backend"] == "gen3":
+            gen3 = dict(ip=p["robot_ip"], tcp_port=p["tcp_port"], udp_port=p["udp_port"],
+                        username=p["username"], password=p["password"],
+                        session_inactivity_timeout_ms=p["session_inactivity_timeout"],
+                        connection_inactivity_timeout_ms=p["connection_inactivity_timeout"])
+        self.backend = make_backend(p["backend"], self.task, 1.0 / self._rate, **gen3)
+        self._closed = False
+        n = self.backend.n
+        self._active = np.zeros(n, dtype=bool)
+        self._active[self.task.active] = True
+
+        # Guards the command state and the backend between the tick, the
+        # command subscription and the services (MultiThreadedExecutor).
+        self._lock = threading.Lock()
+        self._command = np.zeros(n)          # rad/s, last accepted command
+        self._command_time: float | None = None  # time.monotonic() at its receipt
+        self._watchdog_tripped = True
+        self._homing = False
+        self.rejected_commands = 0
+
+        self._tick_group = MutuallyExclusiveCallbackGroup()
+        # Services apart from the tick, so ticks go on while a real arm homes.
+        self._service_group = MutuallyExclusiveCallbackGroup()
+        self._joint_pub = self.create_publisher(JointState, "joint_states", STATE_QOS)
+        self._task_pub = self.create_publisher(TaskState, "task_state", STATE_QOS)
+        self._command_sub = self.create_subscription(
+            Float64MultiArray, "joint_velocity_command", self._on_command, COMMAND_QOS,
+            callback_group=self._tick_group)
+        self._home_srv = self.create_service(Trigger, "~/home", self._on_home,
+                                             callback_group=self._service_group)
+        self._stop_srv = self.create_service(Trigger, "~/stop", self._on_stop,
+                                             callback_group=self._service_group)
+        self._clear_srv = None
+        if self.backend.has_faults:
+            self._clear_srv = self.create_service(Trigger, "~/clear_faults",
+                                                  self._on_clear_faults,
+                                                  callback_group=self._service_group)
+        self._timer = self.create_timer(1.0 / self._rate, self._tick,
+                                        callback_group=self._tick_group)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self.get_logger().info(
+            f"{p['backend']} backend, robot {self.robot.name}, task {self.task.name} "
+            f"(active joints {[self.robot.joint_names[i] for i in self.task.active]}), "
+            f"{self._rate:g} Hz, watchdog {self._command_timeout:g} s, "
+            f"cap {self._max_joint_velocity:g} rad/s")
+
+    # ------------------------------------------------------------------ parameters
+
+    def _validate_parameters(self, params) -> SetParametersResult:
+        for param in params:
+            reason = validate_parameter(param.name, param.value)
+            if reason:
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params) -> None:
+        for param in params:
+            if param.name == "rate" and param.value != self._rate:
+                with self._lock:
+                    self._rate = param.value
+                    self.destroy_timer(self._timer)
+                    self._timer = self.create_timer(1.0 / self._rate, self._tick,
+                                                    callback_group=self._tick_group)
+            elif param.name == "command_timeout":
+                self._command_timeout = param.value
+            elif param.name == "max_joint_velocity":
+                self._max_joint_velocity = param.value
+            elif param.name == "home_timeout":
+                self._home_timeout = param.value
+
+    # ------------------------------------------------------------------ commands
+
+    @property
+    def velocity_limits(self) -> np.ndarray:
+        """(n,) rad/s, the per-joint cap applied to commands."""
+        return np.minimum(self._max_joint_velocity, self.robot.velocity_limits)
+
+    def _command_problem(self, qdot: np.ndarray) -> str | None:
+        if qdot.shape != (self.backend.n,):
+            return (f"has {qdot.size} velocities, expected {self.backend.n} "
+                    f"(joint_states order: {', '.join(self.backend.joint_names)})")
+        if not np.all(np.isfinite(qdot)):
+            bad = [self.backend.joint_names[i] for i in np.flatnonzero(~np.isfinite(qdot))]
+            return f"has NaN or Inf for {', '.join(bad)}"
+        inactive = np.flatnonzero((qdot != 0.0) & ~self._active)
+        if inactive.size:
+            names = ", ".join(self.backend.joint_names[i] for i in inactive)
+            return f"moves {names}, which task {self.task.name} does not drive"
+        return None
+
+    def _on_command(self, msg: Float64MultiArray) -> None:
+        qdot = np.asarray(msg.data, dtype=float)
+        problem = self._command_problem(qdot)
+        received = time.monotonic()
+        with self._lock:
+            self._command_time = received
+            if problem:
+                self._command = np.zeros(self.backend.n)
+                self.rejected_commands += 1
+            else:
+                self._command = qdot.copy()
+        if problem:
+            self.get_logger().warning(f"joint_velocity_command refused, commanding zero: it "
+                                   f"{problem}", throttle_duration_sec=_WARN_PERIOD)
+
+    def _clear_command(self) -> None:
+        """Zero the command (lock held): a new command is needed to move again."""
+        self._command = np.zeros(self.backend.n)
+        self._command_time = None
+        self._watchdog_tripped = True
+
+    # ------------------------------------------------------------------ tick
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            applied = np.zeros(self.backend.n)
+            try:
+                if not self._homing:
+                    fresh = (self._command_time is not None
+                             and now - self._command_time <= self._command_timeout)
+                    if fresh:
+                        applied = scale_velocity(self._command, self.velocity_limits)
+                        self._watchdog_tripped = False
+                    elif not self._watchdog_tripped:
+                        self._watchdog_tripped = True
+                        self.get_logger().info(
+                            f"no joint_velocity_command for {self._command_timeout:g} s: "
+                            "commanding zero")
+                    self.backend.command(applied)
+                    self.backend.step(1.0 / self._rate)
+                q, x = self.backend.read()
+            except BackendError as exc:
+                self.get_logger().error(f"tick skipped: {exc}",
+                                        throttle_duration_sec=_WARN_PERIOD)
+                return
+            stamp = self.get_clock().now().to_msg()
+        joint_state = JointState()
+        joint_state.header.stamp = stamp
+        joint_state.name = list(self.backend.joint_names)
+        joint_state.position = q.tolist()
+        joint_state.velocity = applied.tolist()
+        task_state = TaskState()
+        task_state.header.stamp = stamp
+        task_state.task = self.backend.task_name
+        task_state.labels = list(self.backend.labels)
+        if x is not None:
+            task_state.position = x.tolist()
+            task_state.valid = bool(np.all(np.isfinite(x)))
+            if self.backend.task_name == self.task.name:
+                task_state.valid = task_state.valid and bool(self.task.valid(x))
+        self._joint_pub.publish(joint_state)
+        self._task_pub.publish(task_state)
+
+    # ------------------------------------------------------------------ services
+
+    def _on_home(self, request: Trigger.Request, response: Trigger.Response):
+        timeout = self._home_timeout
+        try:
+            if self.backend.concurrent_home:
+                with self._lock:
+                    self._homing = True
+                    self._clear_command()
+                    self.backend.stop()
+                try:
+                    self.backend.home(timeout)
+                finally:
+                    with self._lock:
+                        self._homing = False
+            else:
+                with self._lock:
+                    self._clear_command()
+                    self.backend.home(timeout)
+        except BackendError as exc:
+            response.success, response.message = False, str(exc)
+            self.get_logger().error(f"home failed: {exc}")
+            return response
+        response.success, response.message = True, "at home"
+        self.get_logger().info("homed")
+        return response
+
+    def _on_stop(self, request: Trigger.Request, response: Trigger.Response):
+        with self._lock:
+            self._clear_command()
+            try:
+                self.backend.stop()
+            except BackendError as exc:
+                response.success, response.message = False, str(exc)
+                self.get_logger().error(f"stop failed: {exc}")
+                return response
+        response.success, response.message = True, "stopped; send a new command to move"
+        return response
+
+    def _on_clear_faults(self, request: Trigger.Request, response: Trigger.Response):
+        with self._lock:
+            self._clear_command()
+            try:
+                self.backend.clear_faults()
+            except BackendError as exc:
+                response.success, response.message = False, str(exc)
+                self.get_logger().error(f"clear_faults failed: {exc}")
+                return response
+        response.success, response.message = True, "faults cleared"
+        self.get_logger().info("faults cleared")
+        return response
+
+    # ------------------------------------------------------------------ shutdown
+
+    def close_backend(self) -> None:
+        """Stop and release the arm (idempotent); called by destroy_node."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._clear_command()
+        try:
+            self.backend.close()
+        except BackendError as exc:
+            self.get_logger().error(f"closing the {type(self.backend).__name__}: {exc}")
+
+    def destroy_node(self) -> None:
+        if hasattr(self, "backend"):
+            self.close_backend()
+        super().destroy_node()
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    # Multi-threaded so ticks go on while a real arm runs its Home action.
+    executor = MultiThreadedExecutor()
+    try:
+        node = DriverNode()
+        executor.add_node(node)
+        executor.spin()
+    except (ValueError, BackendError) as exc:
+        # Bad parameters or an unreachable arm: say why, without a traceback.
+        rclpy.logging.get_logger("driver").fatal(str(exc))
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        with sigint_deferred():
+            executor.shutdown()
+            if node is not None:
+                node.destroy_node()
+            rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
