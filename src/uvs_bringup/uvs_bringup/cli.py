@@ -16,6 +16,7 @@ import uvs_core
 # verb name -> (module under uvs_bringup.verbs, one-line help)
 VERBS: dict[str, tuple[str, str]] = {
     "collect": ("collect", "OU babbling in simulation, written as a rosbag2 bag (MCAP)"),
+    "train": ("train", "train a Jacobian estimator from a bag; writes model + metadata"),
 }
 
 
