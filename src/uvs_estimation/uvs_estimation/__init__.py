@@ -1,0 +1,1 @@
+"""uvs estimation: the Jacobian estimator service node (``jacobian_estimator``)."""

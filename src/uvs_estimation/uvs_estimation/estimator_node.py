@@ -1,0 +1,277 @@
+"""Node ``jacobian_estimator``: serves Jacobian estimates of the configured task.
+
+Services (relative names, so a namespace applies):
+- ``estimate_jacobian`` (uvs_interfaces/srv/EstimateJacobian): J at
+  ``joint_positions`` (n robot joints in /joint_states order, or the task's k
+  active joints), row-major (m, k), with its condition number and the name of
+  the estimator that answered. Given ``task_position`` (m,), an online
+  estimator (Broyden) is updated with (q, x) first. A request that cannot be
+  answered gets success=false and a message saying what was expected.
+- ``~/reset`` (std_srvs/Trigger): reset the current estimator (call at the
+  start of each new target or trajectory; Broyden returns to its initial J).
+
+Parameters:
+- ``estimator`` (string, one of the registered estimators, default ``tj``):
+  swappable at run time (``ros2 param set /jacobian_estimator estimator
+  nk_tanh``). The new estimator is built and its model loaded and checked
+  first; an unknown name or a missing, corrupt or mismatched model is
+  rejected with the reason and the current estimator keeps serving. Setting
+  the current name again reloads it (a retrained model, a fresh Broyden).
+- ``task``, ``robot`` (read-only): what is estimated.
+- ``model_dir``: root of the models, ``<model_dir>/<task>/<name>``; by default
+  the ``models/`` installed with uvs_bringup (else the repository's); empty
+  means that default.
+- ``models.<name>`` for each learned estimator: its model directory; empty
+  means ``<model_dir>/<task>/<name>``.
+"""
+
+from __future__ import annotations
+
+import array
+import threading
+
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import qos_profile_services_default
+from std_srvs.srv import Trigger
+
+from uvs_core.estimators import ESTIMATOR_NAMES
+from uvs_core.robot import load_robot
+from uvs_core.tasks import TASK_NAMES, make_task
+from uvs_estimation.jacobian_service import (
+    EstimatorSetupError,
+    JacobianService,
+    ModelConfig,
+    build_estimator,
+    default_model_dir,
+    needs_model,
+)
+from uvs_interfaces.srv import EstimateJacobian
+
+__all__ = ["DEFAULT_ESTIMATOR", "NODE_NAME", "JacobianEstimatorNode", "main"]
+
+NODE_NAME = "jacobian_estimator"
+DEFAULT_ESTIMATOR = "tj"
+
+
+def _learned_names() -> tuple[str, ...]:
+    """Registered estimators that are served from a trained model."""
+    names = []
+    for name in ESTIMATOR_NAMES:
+        try:
+            learned = needs_model(name)
+        except ImportError:
+            # Its package is missing here: keep the parameter, so a YAML file
+            # naming it still loads; selecting it is rejected with the reason.
+            learned = True
+        if learned:
+            names.append(name)
+    return tuple(names)
+
+
+class JacobianEstimatorNode(Node):
+    """The Jacobian estimator service; see the module docstring.
+
+    Constructible in-process: ``JacobianEstimatorNode(context=ctx,
+    parameter_overrides=[Parameter("estimator", value="broyden")])``; every
+    keyword goes to :class:`rclpy.node.Node`. Raises EstimatorSetupError (or
+    ValueError for a bad task/robot) when the configured estimator cannot be
+    built, after destroying itself.
+    """
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs):
+        super().__init__(node_name, **kwargs)
+        try:
+            self._setup()
+        except BaseException:
+            self.destroy_node()
+            raise
+
+    # ----------------------------------------------------------------- setup
+    def _setup(self) -> None:
+        self._learned = _learned_names()
+        self._default_model_dir = default_model_dir()
+        self._declare_parameters()
+        robot = load_robot(self.get_parameter("robot").value)
+        self._task = make_task(self.get_parameter("task").value, robot)
+
+        self._models = ModelConfig(
+            model_dir=self._model_dir_from(self.get_parameter("model_dir").value),
+            models={name: self.get_parameter(f"models.{name}").value for name in self._learned},
+        )
+        name = self.get_parameter("estimator").value
+        estimator, path = build_estimator(name, self._task, self._models)
+        self._service = JacobianService(self._task, name, estimator)
+        # Parameter changes may come from the parameter services (default
+        # group) and from in-process callers at once; each is validated and
+        # committed as a whole.
+        self._param_lock = threading.Lock()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        # One exclusive group: estimate and reset never interleave (an online
+        # estimator's state is one sequence), while parameter changes, in the
+        # default group, build a new estimator concurrently on a
+        # MultiThreadedExecutor and swap it in between two requests.
+        self._service_group = MutuallyExclusiveCallbackGroup()
+        self._estimate_srv = self.create_service(
+            EstimateJacobian, "estimate_jacobian", self._on_estimate,
+            qos_profile=qos_profile_services_default, callback_group=self._service_group)
+        self._reset_srv = self.create_service(
+            Trigger, "~/reset", self._on_reset,
+            qos_profile=qos_profile_services_default, callback_group=self._service_group)
+        self.get_logger().info(
+            f"serving {self.resolve_service_name('estimate_jacobian')}: estimator '{name}'"
+            + (f" from {path}" if path else "")
+            + f", task '{self._task.name}' (m={self._task.m}, k={self._task.k}) "
+            f"on robot '{robot.name}'"
+        )
+
+    def _declare_parameters(self) -> None:
+        names = ", ".join(ESTIMATOR_NAMES)
+        self.declare_parameter("estimator", DEFAULT_ESTIMATOR, ParameterDescriptor(
+            type=ParameterType.PARAMETER_STRING,
+            description="Jacobian estimator serving requests; set at run time to swap "
+                        "(the new one is built and its model checked first)",
+            additional_constraints=f"one of: {names}",
+        ))
+        self.declare_parameter("task", "single_point", ParameterDescriptor(
+            type=ParameterType.PARAMETER_STRING,
+            description="servoing task whose Jacobian is estimated",
+            additional_constraints=f"one of: {', '.join(TASK_NAMES)}",
+            read_only=True,
+        ))
+        self.declare_parameter("robot", "gen3", ParameterDescriptor(
+            type=ParameterType.PARAMETER_STRING,
+            description="robot: a name under config/robots (gen3) or a robot YAML path",
+            read_only=True,
+        ))
+        self.declare_parameter("model_dir", str(self._default_model_dir), ParameterDescriptor(
+            type=ParameterType.PARAMETER_STRING,
+            description="root of the trained models, laid out <model_dir>/<task>/<estimator>; "
+                        "empty: the models/ installed with uvs_bringup (else the repository's)",
+        ))
+        for name in self._learned:
+            self.declare_parameter(f"models.{name}", "", ParameterDescriptor(
+                type=ParameterType.PARAMETER_STRING,
+                description=f"model directory of estimator '{name}'; "
+                            "empty: <model_dir>/<task>/" + name,
+            ))
+
+    def _model_dir_from(self, value: str):
+        return value.strip() or self._default_model_dir
+
+    # ------------------------------------------------------------ properties
+    @property
+    def task(self):
+        """The Task served (read-only)."""
+        return self._task
+
+    @property
+    def estimator_name(self) -> str:
+        """Name of the estimator answering requests now."""
+        return self._service.name
+
+    # ------------------------------------------------------------- callbacks
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        with self._param_lock:
+            return self._apply_parameters(params)
+
+    def _apply_parameters(self, params) -> SetParametersResult:
+        values = {p.name: p.value for p in params}
+        name = values.get("estimator", self._service.name)
+        model_dir = self._models.model_dir
+        if "model_dir" in values:
+            model_dir = self._model_dir_from(values["model_dir"])
+        changed_models = {
+            key.removeprefix("models."): value
+            for key, value in values.items() if key.startswith("models.")
+        }
+        config = self._models.with_changes(model_dir=model_dir, models=changed_models)
+        task_name = self._task.name
+
+        # Validate by building: the serving estimator is rebuilt when it was
+        # named or its model path moved; other explicitly set model paths are
+        # loaded once to check them, then dropped.
+        current_path = self._models.model_path(name, task_name)
+        rebuild = "estimator" in values or (
+            name in self._learned and config.model_path(name, task_name) != current_path)
+        candidate = None
+        try:
+            if rebuild:
+                candidate = build_estimator(name, self._task, config)
+            for other, value in changed_models.items():
+                if other != name and str(value).strip():
+                    build_estimator(other, self._task, config)
+        except EstimatorSetupError as exc:
+            reason = f"rejected, '{self._service.name}' keeps serving: {exc}"
+            self.get_logger().warning(reason)
+            return SetParametersResult(successful=False, reason=reason)
+
+        self._models = config
+        if candidate is not None:
+            estimator, path = candidate
+            old = self._service.swap(name, estimator)
+            self.get_logger().info(
+                f"estimator '{old}' -> '{name}'" + (f" (model {path})" if path else ""))
+        return SetParametersResult(successful=True)
+
+    def _on_estimate(self, request, response):
+        try:
+            answer = self._service.estimate(request.joint_positions, request.task_position)
+        # A service must always answer: an exception escaping here would end
+        # the executor's spin and leave every client waiting for its deadline.
+        # JacobianService already turns request and estimator errors into
+        # answers; this is the boundary for a bug in a plug-in estimator.
+        except Exception as exc:  # noqa: BLE001
+            self.get_logger().error(
+                f"estimator '{self._service.name}' raised {type(exc).__name__}: {exc}")
+            response.success = False
+            response.message = f"internal error in estimator '{self._service.name}': " \
+                f"{type(exc).__name__}: {exc}"
+            response.estimator = self._service.name
+            return response
+        response.success = answer.success
+        response.message = answer.message
+        response.estimator = answer.estimator
+        response.rows = answer.rows
+        response.cols = answer.cols
+        if answer.jacobian is not None:
+            # array('d') is stored as is; a list would be checked element by element.
+            response.jacobian = array.array("d", answer.jacobian.tobytes())
+        response.condition_number = answer.condition_number
+        return response
+
+    def _on_reset(self, request, response):
+        name = self._service.reset()
+        response.success = True
+        response.message = f"estimator '{name}' reset"
+        return response
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = JacobianEstimatorNode()
+        # Single-threaded: the lowest service round trip (see benchmarks/);
+        # a parameter swap then waits for the request in progress.
+        rclpy.spin(node, executor=SingleThreadedExecutor())
+    except (ValueError, ParameterException, EstimatorSetupError) as exc:
+        # Bad parameters (value, type) or an estimator that cannot be served: say why.
+        rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

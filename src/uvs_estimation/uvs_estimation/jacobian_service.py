@@ -1,0 +1,292 @@
+"""What the Jacobian estimator service does, without ROS.
+
+The node (``estimator_node``) converts messages and owns parameters; this
+module holds the logic so it is testable with plain pytest:
+
+- :func:`parse_request`: validate ``joint_positions`` / ``task_position`` of an
+  EstimateJacobian request against a task;
+- :class:`ModelConfig` and :func:`build_estimator`: where an estimator's model
+  lives and how an estimator is built (directly, or loaded from its model);
+- :class:`JacobianService`: the current estimator behind a lock, swapped
+  atomically, answering requests with an :class:`Answer`.
+
+Shapes: ``q (n,)`` rad, all robot joints in /joint_states order; ``qa (k,)``
+rad, the task's active joints; ``x (m,)`` task units; ``J (m, k)`` task units
+per rad, row-major on the wire.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from uvs_core.estimators import (
+    Estimator,
+    ModelError,
+    estimator_class,
+    load_estimator,
+    make_estimator,
+)
+
+__all__ = [
+    "Answer",
+    "EstimatorSetupError",
+    "JacobianService",
+    "ModelConfig",
+    "RequestError",
+    "build_estimator",
+    "condition_number",
+    "default_model_dir",
+    "needs_model",
+    "parse_request",
+]
+
+
+class RequestError(ValueError):
+    """A request that cannot be answered: the message says what was expected."""
+
+
+class EstimatorSetupError(RuntimeError):
+    """An estimator cannot be built: unknown name, missing/corrupt/mismatched model."""
+
+
+# ----------------------------------------------------------------- requests
+
+def parse_request(task, joint_positions: Sequence[float],
+                  task_position: Sequence[float]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate a request against ``task``.
+
+    joint_positions: (n,) rad, every robot joint in /joint_states order (the
+    task's active joints are selected), or (k,) rad, the active joints only.
+    task_position: () (absent) or (m,) in task units.
+    Returns (qa (k,), x (m,) or None); RequestError saying what was expected.
+    """
+    robot = task.robot
+    n, k, m = robot.n, task.k, task.m
+    q = np.array(joint_positions, dtype=np.float64)
+    if q.ndim != 1 or q.shape[0] not in (n, k):
+        expected = f"{n} (all joints of robot '{robot.name}', /joint_states order)"
+        if k != n:
+            active = ", ".join(robot.joint_names[i] for i in task.active)
+            expected += f" or {k} (the active joints of task '{task.name}': {active})"
+        raise RequestError(f"joint_positions: expected {expected} values (rad), got {q.size}")
+    if not np.isfinite(q).all():
+        bad = np.flatnonzero(~np.isfinite(q)).tolist()
+        raise RequestError(f"joint_positions: expected finite values (rad), "
+                           f"non-finite at index {bad}")
+    qa = q if q.shape[0] == k else task.select(q)
+
+    x = np.array(task_position, dtype=np.float64)
+    if x.size == 0:
+        return qa, None
+    if x.ndim != 1 or x.shape[0] != m:
+        raise RequestError(
+            f"task_position: expected 0 (absent) or {m} values for task '{task.name}' "
+            f"({', '.join(task.labels)}; {task.units}), got {x.size}"
+        )
+    if not np.isfinite(x).all():
+        bad = np.flatnonzero(~np.isfinite(x)).tolist()
+        raise RequestError(f"task_position: expected finite values, non-finite at index {bad}")
+    return qa, x
+
+
+# --------------------------------------------------------------- estimators
+
+def default_model_dir() -> Path:
+    """Where shipped models live: ``<share of uvs_bringup>/models`` when
+    ament_index_python finds that package, else ``<repository>/models``
+    (the first ancestor of this module holding ``models/`` and ``src/``),
+    else ``./models``."""
+    try:
+        from ament_index_python.packages import (
+            PackageNotFoundError,
+            get_package_share_directory,
+        )
+    except ImportError:
+        pass
+    else:
+        try:
+            return Path(get_package_share_directory("uvs_bringup")) / "models"
+        except (PackageNotFoundError, ValueError, OSError):
+            pass
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "models").is_dir() and (parent / "src").is_dir():
+            return parent / "models"
+    return Path.cwd() / "models"
+
+
+def needs_model(name: str) -> bool:
+    """Whether estimator ``name`` is learned, i.e. served from a trained model.
+
+    Imports the implementing module (torch for the neural estimators).
+    ValueError for an unknown name, ImportError when its package is missing.
+    """
+    return bool(estimator_class(name).learned)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Where each learned estimator's model directory is.
+
+    model_dir: root of the shipped models, laid out ``<model_dir>/<task>/<name>``.
+    models: estimator name -> model directory; absent or "" means the default
+    ``<model_dir>/<task>/<name>``.
+    """
+
+    model_dir: Path
+    models: Mapping[str, str] = field(default_factory=dict)
+
+    def model_path(self, name: str, task_name: str) -> Path:
+        explicit = str(self.models.get(name, "") or "").strip()
+        if explicit:
+            return Path(explicit).expanduser()
+        return Path(self.model_dir) / task_name / name
+
+    def with_changes(self, model_dir: Path | None = None,
+                     models: Mapping[str, str] | None = None) -> ModelConfig:
+        merged = dict(self.models)
+        merged.update(models or {})
+        return replace(self, model_dir=self.model_dir if model_dir is None else Path(model_dir),
+                       models=merged)
+
+
+def build_estimator(name: str, task, config: ModelConfig) -> tuple[Estimator, Path | None]:
+    """Build estimator ``name`` for ``task``, ready to estimate.
+
+    Estimators that need no model (tj, broyden) are made directly; learned
+    ones are loaded from ``config.model_path(name, task.name)`` and checked
+    against the task (name, task, robot, m, k, active joints).
+    Returns (estimator, model path or None). EstimatorSetupError with the
+    reason when the name is unknown, its package is missing, or the model is
+    missing, corrupt or made for something else.
+    """
+    try:
+        learned = needs_model(name)
+    except (ValueError, ImportError, TypeError) as exc:
+        raise EstimatorSetupError(str(exc)) from None
+    if not learned:
+        try:
+            return make_estimator(name, task), None
+        except (ValueError, TypeError) as exc:
+            raise EstimatorSetupError(f"estimator {name!r}: {exc}") from None
+    path = config.model_path(name, task.name)
+    if not path.is_dir():
+        raise EstimatorSetupError(
+            f"estimator {name!r} needs a trained model: {path} is not a model directory "
+            f"(train one with 'uvs train', or set parameter models.{name})"
+        )
+    try:
+        estimator = load_estimator(path, task=task, name=name)
+    # Loading runs third-party deserialisers (numpy, torch) on a file that may
+    # be anything; whatever makes it fail means "this model cannot be served",
+    # and the caller must get that as a reason, not as a crashed node.
+    except Exception as exc:  # noqa: BLE001
+        raise EstimatorSetupError(
+            f"estimator {name!r}: cannot load model {path}: {type(exc).__name__}: {exc}"
+        ) from None
+    return estimator, path
+
+
+# ------------------------------------------------------------------ service
+
+def condition_number(jac: np.ndarray) -> float:
+    """2-norm condition number sigma_max / sigma_min of a finite J (m, k); inf when singular.
+
+    The value of np.linalg.cond(J), computed without its generic wrapper
+    (a third of its cost for one small matrix, paid on every request).
+    """
+    s = np.linalg.svd(jac, compute_uv=False)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        c = s[0] / s[-1]
+    return float(c) if np.isfinite(c) else float("inf")
+
+
+@dataclass
+class Answer:
+    """One response: J (m, k) row-major when success, else a message saying why not."""
+
+    success: bool
+    message: str
+    estimator: str
+    rows: int = 0
+    cols: int = 0
+    jacobian: np.ndarray | None = None
+    condition_number: float = float("nan")
+
+
+class JacobianService:
+    """The current estimator of a task, swapped atomically, answering requests.
+
+    Thread-safe: :meth:`estimate`, :meth:`reset` and :meth:`swap` may be called
+    from different threads (a MultiThreadedExecutor, a parameter callback).
+    One lock serialises the estimator's use (an online estimator's update and
+    estimate form one step) and the exchange of the reference, so every
+    answer comes entirely from one estimator, and after :meth:`swap` returns
+    no answer comes from the old one.
+    """
+
+    def __init__(self, task, name: str, estimator: Estimator):
+        self.task = task
+        self._lock = threading.Lock()
+        self._name = name
+        self._estimator = estimator
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def estimator(self) -> Estimator:
+        return self._estimator
+
+    def swap(self, name: str, estimator: Estimator) -> str:
+        """Serve ``estimator`` (built beforehand) from now on; returns the previous name."""
+        with self._lock:
+            old = self._name
+            self._name, self._estimator = name, estimator
+        return old
+
+    def reset(self) -> str:
+        """Reset the current estimator (start of a new target/trajectory); returns its name."""
+        with self._lock:
+            self._estimator.reset()
+            return self._name
+
+    def estimate(self, joint_positions: Sequence[float],
+                 task_position: Sequence[float] = ()) -> Answer:
+        """Answer one request. Never raises for a bad request or a failing estimator.
+
+        When ``task_position`` is given, the estimator is first updated with
+        (qa, x) (online estimators such as Broyden learn from it; the others
+        ignore it), then asked for J at qa.
+        """
+        try:
+            qa, x = parse_request(self.task, joint_positions, task_position)
+        except RequestError as exc:
+            return Answer(False, str(exc), self._name)
+        with self._lock:
+            name, estimator = self._name, self._estimator
+            try:
+                if x is not None:
+                    estimator.update(qa, x)
+                jac = estimator.estimate(qa, x)
+            # What estimators raise for inputs they cannot handle: numeric
+            # failures (ValueError, LinAlgError, ArithmeticError), torch's
+            # RuntimeError, ModelError/NotFittedError for a model not loaded.
+            except (ModelError, ValueError, ArithmeticError, RuntimeError, LookupError) as exc:
+                return Answer(False, f"estimator '{name}' failed: {type(exc).__name__}: {exc}",
+                              name)
+        jac = np.asarray(jac, dtype=np.float64)
+        m, k = self.task.m, self.task.k
+        if jac.shape != (m, k):
+            return Answer(False, f"estimator '{name}' returned shape {jac.shape}, "
+                          f"expected ({m}, {k})", name)
+        if not np.isfinite(jac).all():
+            return Answer(False, f"estimator '{name}' returned a non-finite Jacobian", name,
+                          rows=m, cols=k)
+        return Answer(True, "ok", name, rows=m, cols=k, jacobian=jac,
+                      condition_number=condition_number(jac))
