@@ -1,0 +1,407 @@
+"""The controller node over real rclpy and Fast DDS, against an in-test estimator service
+and a stand-in for the driver's joint_states / task_state.
+
+Each test gets a fresh context and its own nodes; waits poll against deadlines.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import Marker, MarkerArray
+
+from uvs_control.controller_node import ControllerNode
+from uvs_control.qos import COMMAND_QOS, MARKER_QOS, STATUS_QOS, TARGET_QOS
+from uvs_core.control import condition_number, control_step, task_rank
+from uvs_interfaces.msg import ServoStatus, TaskState
+from uvs_interfaces.srv import EstimateJacobian, SetTarget
+
+RATE = 20.0
+# A well-conditioned pose (condition number ~4): no slowdown, so the expected
+# command does not depend on the condition history.
+Q = np.array([0.3, 0.6, -0.2, 1.2, 0.1, 0.8, 0.2])
+WAIT = 10.0   # s, generous deadline for anything that should happen within a few cycles
+
+
+class FakeEstimator:
+    """estimate_jacobian serving the task model's true J, or a chosen fault."""
+
+    def __init__(self, context, task):
+        self.task = task
+        self.mode = "true"          # true | nan | fail | slow | wrong_dims
+        self.requests: list[EstimateJacobian.Request] = []
+        self.node = rclpy.create_node("fake_estimator", context=context)
+        self.node.create_service(EstimateJacobian, "estimate_jacobian", self._on_request)
+        # Its own executor, so a deliberately slow answer blocks nothing else.
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _on_request(self, request, response):
+        self.requests.append(request)
+        q = np.asarray(request.joint_positions)
+        jac = self.task.jacobian_from_q(q)
+        response.estimator = "fake_tj"
+        response.success = True
+        if self.mode == "nan":
+            jac = jac.copy()
+            jac[0, 0] = np.nan
+        elif self.mode == "fail":
+            response.success, response.message = False, "model not loaded"
+            return response
+        elif self.mode == "slow":
+            time.sleep(0.15)
+        elif self.mode == "wrong_dims":
+            jac = jac[:2]
+        response.rows, response.cols = jac.shape
+        response.jacobian = jac.ravel().tolist()
+        response.condition_number = float(condition_number(jac))
+        return response
+
+    def close(self):
+        self.executor.shutdown()
+        self.thread.join(timeout=WAIT)   # an answer in flight finishes before the node goes
+        self.node.destroy_node()
+
+
+class Harness:
+    """Controller + stand-in driver states + probes, spun in a background thread."""
+
+    def __init__(self, context, rate=RATE, overrides=()):
+        self.context = context
+        params = [Parameter("rate", value=rate)] + list(overrides)
+        self.controller = ControllerNode(context=context, parameter_overrides=params)
+        self.task, self.robot = self.controller.task, self.controller.robot
+        self.estimator = FakeEstimator(context, self.task)
+        self.q = Q.copy()
+        self.valid = True
+        self.publishing = True
+        self.world = rclpy.create_node("stand_in_driver", context=context)
+        self._joint_pub = self.world.create_publisher(JointState, "joint_states", 10)
+        self._task_pub = self.world.create_publisher(TaskState, "task_state", 10)
+        self.target_pub = self.world.create_publisher(TaskState, "target", TARGET_QOS)
+        self.world.create_timer(0.02, self._publish_states)
+        self.commands: list[tuple[float, np.ndarray]] = []
+        self.statuses: list[tuple[float, ServoStatus]] = []
+        self.markers: list[MarkerArray] = []
+        self.world.create_subscription(
+            Float64MultiArray, "joint_velocity_command",
+            lambda m: self.commands.append((time.monotonic(), np.asarray(m.data))), COMMAND_QOS)
+        self.world.create_subscription(
+            ServoStatus, "controller/status",
+            lambda m: self.statuses.append((time.monotonic(), m)), STATUS_QOS)
+        self.world.create_subscription(MarkerArray, "controller/markers",
+                                       self.markers.append, MARKER_QOS)
+        self.set_target_client = self.world.create_client(SetTarget, "controller/set_target")
+        self.cancel_client = self.world.create_client(Trigger, "controller/cancel")
+        self.executor = MultiThreadedExecutor(num_threads=4, context=context)
+        self.executor.add_node(self.controller)
+        self.executor.add_node(self.world)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    @property
+    def x(self) -> np.ndarray:
+        return self.task.x_from_q(self.q)
+
+    def _publish_states(self):
+        if not self.publishing:
+            return
+        stamp = self.world.get_clock().now().to_msg()
+        js = JointState(name=list(self.robot.joint_names), position=self.q.tolist())
+        js.header.stamp = stamp
+        ts = TaskState(task=self.task.name, position=self.x.tolist(), valid=self.valid)
+        ts.header.stamp = stamp
+        self._joint_pub.publish(js)
+        self._task_pub.publish(ts)
+
+    def call(self, client, request):
+        assert client.wait_for_service(timeout_sec=WAIT), f"{client.srv_name} never appeared"
+        future = client.call_async(request)
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        assert done.wait(WAIT), f"{client.srv_name}: no answer"
+        return future.result()
+
+    def set_target(self, target):
+        return self.call(self.set_target_client, SetTarget.Request(target=list(target)))
+
+    def wait_status(self, predicate, timeout=WAIT, since=0.0):
+        """First status received after `since` (monotonic) that satisfies predicate."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            for t, status in self.statuses[seen:]:
+                seen += 1
+                if t >= since and predicate(status):
+                    return t, status
+            time.sleep(0.005)
+        last = self.statuses[-1][1] if self.statuses else None
+        raise AssertionError(f"no matching status within {timeout} s; last: {last}")
+
+    def wait_command(self, predicate, timeout=WAIT, since=0.0):
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            for t, command in self.commands[seen:]:
+                seen += 1
+                if t >= since and predicate(command):
+                    return t, command
+            time.sleep(0.005)
+        raise AssertionError(f"no matching command within {timeout} s")
+
+    def expected_command(self, target):
+        """What control_step gives for the stand-in's pose, with the node's options."""
+        task, robot = self.task, self.robot
+        qa = task.select(self.q)
+        qdot, info = control_step(
+            task.jacobian(qa), self.x, np.asarray(target), qa, self.controller.control_config,
+            robot.lower[task.active], robot.upper[task.active],
+            velocity_limits=robot.velocity_limits[task.active], rank=task_rank(task))
+        full = np.zeros(robot.n)
+        full[task.active] = qdot
+        return full, info
+
+    def close(self):
+        self.executor.shutdown()
+        self.thread.join(timeout=WAIT)
+        self.estimator.close()
+        self.controller.destroy_node()
+        self.world.destroy_node()
+
+
+@pytest.fixture
+def harness(ros_context):
+    h = Harness(ros_context)
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+def _servoing(status):
+    return status.state == ServoStatus.SERVOING
+
+
+def test_idle_without_target_then_commands_equal_control_step(harness):
+    h = harness
+    _, status = h.wait_status(lambda s: True)
+    assert (status.state, status.state_name) == (ServoStatus.IDLE, "idle")
+    _, command = h.wait_command(lambda c: True)
+    np.testing.assert_array_equal(command, np.zeros(7))
+    assert condition_number(h.task.jacobian(h.task.select(Q))) < 17
+
+    target = h.x + np.array([0.05, -0.03, 0.04])
+    response = h.set_target(target)
+    assert response.success, response.message
+    t0, status = h.wait_status(_servoing)
+    expected, info = h.expected_command(target)
+    assert np.any(expected != 0)
+    np.testing.assert_allclose(np.asarray(status.command), expected, rtol=0, atol=1e-12)
+    _, command = h.wait_command(lambda c: np.any(c != 0))
+    np.testing.assert_allclose(command, expected, rtol=0, atol=1e-12)
+    assert status.task == "single_point" and status.estimator == "fake_tj"
+    assert status.reason == ""
+    assert status.error_norm == pytest.approx(np.linalg.norm(target - h.x))
+    assert status.condition_number == pytest.approx(float(info.condition))
+    np.testing.assert_allclose(status.target, target)
+    np.testing.assert_allclose(status.position, h.x)
+    assert status.header.frame_id == "base_link"
+    # The request carries the full joint positions (joint_states order) and x.
+    request = h.estimator.requests[-1]
+    np.testing.assert_allclose(request.joint_positions, Q)
+    np.testing.assert_allclose(request.task_position, h.x)
+
+    # A status every cycle: step counts cycles, and none is missing.
+    _, last = h.wait_status(lambda s: s.step >= status.step + 10, since=t0)
+    steps = [s.step for t, s in h.statuses if t >= t0 and s.step <= last.step]
+    assert steps == list(range(steps[0], last.step + 1))
+    stamps = [s.header.stamp.sec + 1e-9 * s.header.stamp.nanosec
+              for t, s in h.statuses if t >= t0 and s.step <= last.step]
+    assert np.median(np.diff(stamps)) == pytest.approx(1.0 / RATE, rel=0.3)
+
+
+def test_runs_at_100_hz(ros_context):
+    h = Harness(ros_context, rate=100.0,
+                overrides=[Parameter("estimator_timeout", value=0.008)])
+    try:
+        target = h.x + np.array([0.05, -0.03, 0.04])
+        assert h.set_target(target).success
+        t0, status = h.wait_status(_servoing)
+        np.testing.assert_allclose(status.command, h.expected_command(target)[0], atol=1e-12)
+        assert h.controller.control_config.dt == pytest.approx(0.01)
+        _, last = h.wait_status(lambda s: s.step >= status.step + 50, since=t0)
+        stamps = [s.header.stamp.sec + 1e-9 * s.header.stamp.nanosec
+                  for t, s in h.statuses if t >= t0 and s.step <= last.step]
+        # 10 ms cycles; a loaded 2-core machine (tests run in parallel) stretches some.
+        assert np.median(np.diff(stamps)) == pytest.approx(0.01, rel=0.5)
+    finally:
+        h.close()
+
+
+def test_estimator_faults_give_zero_command_and_halted_within_0_2_s(harness):
+    h = harness
+    target = h.x + np.array([0.05, -0.03, 0.04])
+    assert h.set_target(target).success
+    for mode, reason in [("nan", "non-finite jacobian"),
+                         ("fail", "estimator failed: model not loaded"),
+                         ("slow", "estimator timeout"),
+                         ("wrong_dims", "estimator returned a 2x7 Jacobian")]:
+        h.estimator.mode = "true"
+        h.wait_status(_servoing, since=time.monotonic())
+        t0 = time.monotonic()
+        h.estimator.mode = mode
+        t_zero, _ = h.wait_command(lambda c: np.all(c == 0), since=t0)
+        t_halt, _ = h.wait_status(lambda s: s.state == ServoStatus.HALTED, since=t0)
+        assert t_zero - t0 < 0.2, f"{mode}: zero command after {t_zero - t0:.3f} s"
+        assert t_halt - t0 < 0.2, f"{mode}: HALTED after {t_halt - t0:.3f} s"
+        # The reason (on a loaded machine a cycle may first time out at 40 ms).
+        _, status = h.wait_status(lambda s, r=reason: s.reason.startswith(r), since=t0)
+        assert status.state == ServoStatus.HALTED and status.state_name == "halted"
+        np.testing.assert_array_equal(status.command, np.zeros(7))
+    # Recovery: servoing resumes by itself once the estimator answers again.
+    t0 = time.monotonic()
+    h.estimator.mode = "true"
+    _, status = h.wait_status(_servoing, since=t0)
+    assert status.reason == ""
+    # No estimator at all: zero and halted, with a reason.
+    h.estimator.close()
+    t0 = time.monotonic()
+    _, status = h.wait_status(lambda s: s.state == ServoStatus.HALTED, since=t0)
+    assert status.reason.startswith(("estimator unavailable", "estimator timeout"))
+    h.wait_command(lambda c: np.all(c == 0), since=t0)
+
+
+def test_lost_marker_and_stale_states_halt_and_recover(harness):
+    h = harness
+    assert h.set_target(h.x + np.array([0.05, 0.0, 0.0])).success
+    h.wait_status(_servoing)
+    t0 = time.monotonic()
+    h.valid = False
+    _, status = h.wait_status(lambda s: s.state == ServoStatus.HALTED, since=t0)
+    assert status.reason == "marker lost"
+    h.wait_command(lambda c: np.all(c == 0), since=t0)
+    h.valid = True
+    h.wait_status(_servoing, since=time.monotonic())
+
+    t0 = time.monotonic()
+    h.publishing = False
+    t_halt, status = h.wait_status(lambda s: s.state == ServoStatus.HALTED, since=t0)
+    assert "stale" in status.reason
+    assert t_halt - t0 < 0.25 + 0.2      # state_timeout + a cycle or two
+    h.publishing = True
+    h.wait_status(_servoing, since=time.monotonic())
+
+
+def test_set_target_is_validated_and_cancel_idles(harness):
+    h = harness
+    short = h.set_target([0.1, 0.2])
+    assert not short.success and "needs 3" in short.message
+    nan = h.set_target([0.1, float("nan"), 0.3])
+    assert not nan.success and "NaN" in nan.message
+    _, status = h.wait_status(lambda s: True, since=time.monotonic())
+    assert status.state == ServoStatus.IDLE and list(status.target) == []
+
+    assert h.set_target(h.x + np.array([0.0, 0.05, 0.0])).success
+    h.wait_status(_servoing)
+    response = h.call(h.cancel_client, Trigger.Request())
+    assert response.success
+    t0 = time.monotonic()
+    _, status = h.wait_status(lambda s: s.state == ServoStatus.IDLE, since=t0)
+    np.testing.assert_array_equal(status.command, np.zeros(7))
+    h.wait_command(lambda c: np.all(c == 0), since=t0)
+
+
+def test_converges_and_follows_a_moving_target_topic(harness):
+    h = harness
+    # A target within the tolerance: converged, zero command.
+    msg = TaskState(task="single_point", position=(h.x + 0.001).tolist(), valid=True)
+    h.target_pub.publish(msg)
+    _, status = h.wait_status(lambda s: s.state == ServoStatus.CONVERGED)
+    np.testing.assert_array_equal(status.command, np.zeros(7))
+    step = status.step
+    # A small move of the target (within tolerance) only updates x*.
+    nudged = h.x + np.array([0.003, 0.0, 0.0])
+    h.target_pub.publish(TaskState(task="single_point", position=nudged.tolist(), valid=True))
+    _, status = h.wait_status(lambda s: np.allclose(s.target, nudged))
+    assert status.step > step
+    # A real move: servoing again, bookkeeping restarted.
+    moved = h.x + np.array([0.0, 0.0, 0.08])
+    t0 = time.monotonic()
+    h.target_pub.publish(TaskState(task="single_point", position=moved.tolist(), valid=True))
+    _, status = h.wait_status(lambda s: np.allclose(s.target, moved), since=t0)
+    assert status.state == ServoStatus.SERVOING and status.step <= 3
+    np.testing.assert_allclose(status.command, h.expected_command(moved)[0], atol=1e-12)
+    # Invalid targets on the topic are ignored.
+    h.target_pub.publish(TaskState(task="single_point", position=[1.0, 2.0], valid=True))
+    h.target_pub.publish(TaskState(task="single_point", position=[9.0, 9.0, 9.0], valid=False))
+    _, status = h.wait_status(lambda s: s.step >= 5, since=time.monotonic())
+    np.testing.assert_allclose(status.target, moved)
+
+
+def test_markers_draw_arm_tool_target_and_error(harness):
+    h = harness
+    target = h.x + np.array([0.05, -0.03, 0.04])
+    assert h.set_target(target).success
+    h.wait_status(_servoing)
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline and not any(
+            m.ns == "target" and m.action == Marker.ADD
+            for arr in h.markers[-1:] for m in arr.markers):
+        time.sleep(0.01)
+    markers = {m.ns: m for m in h.markers[-1].markers}
+    arm = markers["arm"]
+    assert arm.type == Marker.LINE_STRIP and arm.header.frame_id == "base_link"
+    frames = h.robot.frames(Q)
+    np.testing.assert_allclose([[p.x, p.y, p.z] for p in arm.points], frames[:, :3, 3],
+                               atol=1e-12)
+    tip = markers["end_effector"].pose.position
+    np.testing.assert_allclose([tip.x, tip.y, tip.z], h.x, atol=1e-12)
+    goal = markers["target"]
+    assert goal.type == Marker.SPHERE_LIST
+    np.testing.assert_allclose([[p.x, p.y, p.z] for p in goal.points], [target])
+    arrow = markers["error"]
+    assert arrow.type == Marker.ARROW and len(arrow.points) == 2
+
+
+def test_parameters_are_validated(ros_context):
+    node = ControllerNode(context=ros_context)
+    try:
+        def set_(name, value):
+            return node.set_parameters([Parameter(name, value=value)])[0]
+
+        assert set_("gain", 2.0).successful and node.control_config.gain == 2.0
+        result = set_("gain", 0.0)
+        assert not result.successful and "gain" in result.reason
+        result = set_("rate", 100.0)      # estimator_timeout 0.04 s > 0.01 s period
+        assert not result.successful and "estimator_timeout" in result.reason
+        assert set_("estimator_timeout", 0.008).successful and set_("rate", 100.0).successful
+        assert node.control_config.dt == pytest.approx(0.01)
+        result = set_("cond_slowdown", 40.0)
+        assert not result.successful and "cond_halt" in result.reason
+        assert set_("cond_halt", float("inf")).successful
+        assert set_("cond_slowdown", float("inf")).successful
+        assert not set_("task", "multi_point").successful       # read-only
+        assert not set_("frame_id", " ").successful
+        assert node.tolerance == pytest.approx(0.005)
+    finally:
+        node.destroy_node()
+    with pytest.raises(ValueError, match="task"):
+        ControllerNode(context=ros_context,
+                       parameter_overrides=[Parameter("task", value="juggling")])
+    node = ControllerNode(context=ros_context, parameter_overrides=[
+        Parameter("task", value="visual_servo")])
+    try:
+        assert node.tolerance == 2.0 and node.task.k == 2
+    finally:
+        node.destroy_node()

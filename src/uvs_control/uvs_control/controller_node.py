@@ -1,0 +1,580 @@
+"""Node ``controller``: the paper's Algorithm 1 every cycle, at ``rate`` Hz.
+
+Each cycle, with a target x* set: take the newest joint positions q and task
+state x, ask the Jacobian estimator service for J(q, x) (waiting at most
+``estimator_timeout``), and command qdot = uvs_core.control.control_step(J,
+x, x*, ...). Anything that makes the command unsafe (no answer in time, a
+failed or non-finite answer, wrong dimensions, stale or missing states, a
+lost marker, a singularity or a joint limit) commands zero and reports
+HALTED with the reason; servoing resumes by itself once the cause clears.
+
+Topics (relative names, so a namespace applies):
+- subscribes ``joint_states`` (sensor_msgs/JointState) and ``task_state``
+  (uvs_interfaces/TaskState; valid=false means the marker is lost), both on
+  best-effort depth 1 (matches reliable and sensor-data publishers);
+- subscribes ``target`` (uvs_interfaces/TaskState): each message updates x*
+  (a moving target); the convergence bookkeeping restarts only when the
+  target moved by more than ``convergence_tolerance``;
+- publishes ``joint_velocity_command`` (std_msgs/Float64MultiArray, rad/s,
+  one per joint in /joint_states order, zero for joints the task does not
+  drive), every cycle, zero when idle, halted or converged;
+- publishes ``~/status`` (uvs_interfaces/ServoStatus) every cycle and
+  ``~/markers`` (visualization_msgs/MarkerArray, in ``frame_id``).
+
+Services: ``~/set_target`` (uvs_interfaces/SetTarget: checks length and
+finiteness), ``~/cancel`` (std_srvs/Trigger: forget the target, idle, zero).
+Client: ``estimate_jacobian`` (uvs_interfaces/EstimateJacobian).
+
+The cycle blocks on the estimator's answer while the answer is delivered in
+another callback group: spin the node on a MultiThreadedExecutor (main() does).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+    SetParametersResult,
+)
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
+
+from uvs_control.markers import servo_markers
+from uvs_control.qos import COMMAND_QOS, MARKER_QOS, STATE_QOS, STATUS_QOS, TARGET_QOS
+from uvs_core.control import ControlConfig, ServoMonitor, control_step, task_rank
+from uvs_core.robot import load_robot
+from uvs_core.tasks import TASK_NAMES, make_task
+from uvs_interfaces.msg import ServoStatus, TaskState
+from uvs_interfaces.srv import EstimateJacobian, SetTarget
+
+__all__ = ["ControllerNode", "PARAMETERS", "validate_parameters", "main"]
+
+NODE_NAME = "controller"
+STATE_NAMES = {ServoStatus.IDLE: "idle", ServoStatus.SERVOING: "servoing",
+               ServoStatus.CONVERGED: "converged", ServoStatus.STALLED: "stalled",
+               ServoStatus.HALTED: "halted"}
+# Convergence tolerance when the parameter is 0 ("by task units"): 5 mm per
+# point for tasks in metres (norm over the stacked points), 2 px for image tasks.
+_AUTO_TOLERANCE_M = 0.005
+_AUTO_TOLERANCE_PX = 2.0
+_WARN_PERIOD = 1.0  # s between repeated warnings of one kind
+
+_STR, _DOUBLE, _INT = (ParameterType.PARAMETER_STRING, ParameterType.PARAMETER_DOUBLE,
+                       ParameterType.PARAMETER_INTEGER)
+
+
+def _descriptor(description: str, type_: int, read_only: bool = False,
+                floats: tuple[float, float] | None = None,
+                ints: tuple[int, int] | None = None,
+                constraints: str = "") -> ParameterDescriptor:
+    descriptor = ParameterDescriptor(description=description, type=type_, read_only=read_only,
+                                     additional_constraints=constraints)
+    if floats is not None:
+        descriptor.floating_point_range = [
+            FloatingPointRange(from_value=floats[0], to_value=floats[1], step=0.0)]
+    if ints is not None:
+        descriptor.integer_range = [IntegerRange(from_value=ints[0], to_value=ints[1], step=1)]
+    return descriptor
+
+
+_DEFAULT = ControlConfig()
+
+# name: (default, descriptor)
+PARAMETERS = {
+    "task": ("single_point", _descriptor(
+        "Servo task: what x is, which joints are driven.", _STR, read_only=True,
+        constraints=f"one of {', '.join(TASK_NAMES)}")),
+    "robot": ("gen3", _descriptor(
+        "Robot description: a name in uvs_core's config/robots, or a YAML path (joint "
+        "limits, markers).", _STR, read_only=True)),
+    "rate": (20.0, _descriptor(
+        "Control rate, Hz (paper: 20, dt = 0.05 s).", _DOUBLE, floats=(1.0, 1000.0))),
+    "gain": (_DEFAULT.gain, _descriptor(
+        "lambda of Eq. 1, 1/s: qdot = gain * J+ (x* - x) (paper 1.0).",
+        _DOUBLE, floats=(0.0, 100.0), constraints="> 0")),
+    "damping": (_DEFAULT.damping, _descriptor(
+        "Damped-least-squares lambda, task units; 0 = plain pseudo-inverse (paper).",
+        _DOUBLE, floats=(0.0, 1000.0))),
+    "cond_slowdown": (_DEFAULT.cond_slowdown, _descriptor(
+        "Jacobian condition number where slowing down starts (MoveIt Servo: 17); .inf "
+        "disables. Only motion that does not lower the condition number is slowed.",
+        _DOUBLE, constraints=">= 1 and <= cond_halt")),
+    "cond_halt": (_DEFAULT.cond_halt, _descriptor(
+        "Jacobian condition number where the command reaches zero and the servo halts "
+        "(MoveIt Servo: 30); .inf disables (paper).", _DOUBLE,
+        constraints=">= cond_slowdown")),
+    "max_joint_velocity": (_DEFAULT.max_joint_velocity, _descriptor(
+        "Joint speed cap, rad/s; the command is scaled as a whole vector, direction kept "
+        "(paper 1.22). Each joint's own limit applies too.", _DOUBLE, floats=(0.0, 10.0),
+        constraints="> 0")),
+    "joint_limit_margin": (_DEFAULT.joint_limit_margin, _descriptor(
+        "rad kept free before each position limit: a command that would enter the margin "
+        "within one period zeroes the whole arm (continuous joints exempt).",
+        _DOUBLE, floats=(0.0, 1.0))),
+    "nullspace_gain": (_DEFAULT.nullspace_gain, _descriptor(
+        "Weight of Eq. 1's (I - J+ J) y term pulling limited joints to mid-range; 0 = off "
+        "(paper).", _DOUBLE, floats=(0.0, 100.0))),
+    "convergence_tolerance": (0.0, _descriptor(
+        "Converged when |x* - x| is below this, task units (m or px); 0 = by task: "
+        "5 mm per point in metres, 2 px for image tasks.", _DOUBLE, floats=(0.0, 1000.0))),
+    "stall_window": (20, _descriptor(
+        "Cycles over which the error must fall by more than stall_fraction, else STALLED.",
+        _INT, ints=(1, 100000))),
+    "stall_fraction": (0.05, _descriptor(
+        "Relative error decrease over stall_window that counts as progress.",
+        _DOUBLE, floats=(0.0, 0.99))),
+    "estimator_timeout": (0.04, _descriptor(
+        "Longest wait for the estimator's answer, s; must be shorter than the period "
+        "1/rate. No answer in time: zero command, HALTED.", _DOUBLE, floats=(0.0, 10.0),
+        constraints="> 0 and < 1/rate")),
+    "state_timeout": (0.25, _descriptor(
+        "joint_states / task_state older than this (s, receipt time) are stale: zero "
+        "command, HALTED.", _DOUBLE, floats=(0.0, 60.0), constraints="> 0")),
+    "frame_id": ("base_link", _descriptor(
+        "Robot base frame: frame of the markers and of the status header.", _STR)),
+}
+
+_CONTROL_FIELDS = ("gain", "damping", "cond_slowdown", "cond_halt", "max_joint_velocity",
+                   "joint_limit_margin", "nullspace_gain")
+
+
+def _control_config(values: dict) -> ControlConfig:
+    return ControlConfig(**{name: values[name] for name in _CONTROL_FIELDS},
+                         dt=1.0 / values["rate"])
+
+
+def validate_parameters(values: dict) -> str | None:
+    """Why this complete set of parameter values is unacceptable, or None."""
+    if values["task"] not in TASK_NAMES:
+        return f"task {values['task']!r} unknown; choose one of {', '.join(TASK_NAMES)}"
+    if not str(values["robot"]).strip():
+        return "robot must name a robot description or a YAML path"
+    for name in ("rate", "estimator_timeout", "state_timeout"):
+        value = values[name]
+        if not (math.isfinite(value) and value > 0):
+            return f"{name} must be a finite number > 0, got {value}"
+    if not values["estimator_timeout"] < 1.0 / values["rate"]:
+        return (f"estimator_timeout {values['estimator_timeout']:g} s must be shorter than "
+                f"the period 1/rate = {1.0 / values['rate']:g} s")
+    if not (math.isfinite(values["convergence_tolerance"])
+            and values["convergence_tolerance"] >= 0):
+        return "convergence_tolerance must be >= 0 (0: by task units)"
+    if values["stall_window"] < 1:
+        return "stall_window must be >= 1"
+    if not 0.0 <= values["stall_fraction"] < 1.0:
+        return "stall_fraction must be in [0, 1)"
+    if not str(values["frame_id"]).strip():
+        return "frame_id must not be empty"
+    try:
+        _control_config(values)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+class ControllerNode(Node):
+    """The servo controller; see the module docstring.
+
+    Keyword arguments go to rclpy's Node (context, parameter_overrides,
+    namespace, ...): ``ControllerNode(context=ctx, parameter_overrides=[...])``.
+    Raises ValueError for invalid parameters (unknown task or robot, ...).
+    """
+
+    def __init__(self, node_name: str = NODE_NAME, **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        for name, (default, descriptor) in PARAMETERS.items():
+            self.declare_parameter(name, default, descriptor)
+        values = {name: self.get_parameter(name).value for name in PARAMETERS}
+        reason = validate_parameters(values)
+        if reason:
+            raise ValueError(f"{self.get_name()}: {reason}")
+        self._values = values
+
+        self.robot = load_robot(values["robot"])
+        self.task = make_task(values["task"], self.robot)
+        active = self.task.active
+        self._lower = self.robot.lower[active]
+        self._upper = self.robot.upper[active]
+        self._velocity_limits = self.robot.velocity_limits[active]
+        self._active_names = [self.robot.joint_names[i] for i in active]
+        self._rank = task_rank(self.task)
+
+        # Guards everything the cycle shares with subscriptions, services and
+        # parameter callbacks (they run in other callback groups).
+        self._lock = threading.Lock()
+        self._config = _control_config(values)
+        self._monitor = self._new_monitor(values)
+        self._joint_state: JointState | None = None
+        self._joint_time = -math.inf          # time.monotonic() at receipt
+        self._task_state: TaskState | None = None
+        self._task_time = -math.inf
+        self._target: np.ndarray | None = None
+        self._anchor: np.ndarray | None = None   # target when bookkeeping last restarted
+        self._step = 0
+        # Direction of the condition check (see control_step's prev_condition): the
+        # condition number at the last pose seen, the pose, and the reference it was
+        # compared with. A cycle that sees the same pose again (no new joint state
+        # yet) repeats the last comparison instead of reading "no change" as
+        # "approaching the singularity".
+        self._cond_pose: np.ndarray | None = None
+        self._cond_last = math.nan
+        self._cond_ref = math.nan
+        self._joint_order: tuple[tuple[str, ...], np.ndarray | None] = ((), None)
+        self._last_logged = (ServoStatus.IDLE, "")
+
+        self._cycle_group = MutuallyExclusiveCallbackGroup()
+        self._client_group = MutuallyExclusiveCallbackGroup()
+        self._io_group = MutuallyExclusiveCallbackGroup()
+        self._command_pub = self.create_publisher(
+            Float64MultiArray, "joint_velocity_command", COMMAND_QOS)
+        self._status_pub = self.create_publisher(ServoStatus, "~/status", STATUS_QOS)
+        self._marker_pub = self.create_publisher(MarkerArray, "~/markers", MARKER_QOS)
+        self._joint_sub = self.create_subscription(
+            JointState, "joint_states", self._on_joint_state, STATE_QOS,
+            callback_group=self._io_group)
+        self._task_sub = self.create_subscription(
+            TaskState, "task_state", self._on_task_state, STATE_QOS,
+            callback_group=self._io_group)
+        self._target_sub = self.create_subscription(
+            TaskState, "target", self._on_target, TARGET_QOS, callback_group=self._io_group)
+        self._set_target_srv = self.create_service(
+            SetTarget, "~/set_target", self._on_set_target, callback_group=self._io_group)
+        self._cancel_srv = self.create_service(
+            Trigger, "~/cancel", self._on_cancel, callback_group=self._io_group)
+        self._client = self.create_client(
+            EstimateJacobian, "estimate_jacobian", callback_group=self._client_group)
+        self._timer = self.create_timer(1.0 / values["rate"], self._cycle,
+                                        callback_group=self._cycle_group)
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self.get_logger().info(
+            f"task {self.task.name} (m={self.task.m}, joints {self._active_names}), "
+            f"{values['rate']:g} Hz, gain {values['gain']:g}, estimator "
+            f"{self._client.srv_name}, tolerance {self.tolerance:g} {self.task.units}")
+
+    # ------------------------------------------------------------------ parameters
+
+    @property
+    def control_config(self) -> ControlConfig:
+        """The ControlConfig of the next cycle."""
+        return self._config
+
+    @property
+    def tolerance(self) -> float:
+        """Convergence tolerance in task units (the parameter, or the task default)."""
+        return self._tolerance(self._values)
+
+    def _tolerance(self, values: dict) -> float:
+        if values["convergence_tolerance"] > 0:
+            return float(values["convergence_tolerance"])
+        if self.task.units == "px":
+            return _AUTO_TOLERANCE_PX
+        return _AUTO_TOLERANCE_M * math.sqrt(self.task.m / 3.0)
+
+    def _new_monitor(self, values: dict) -> ServoMonitor:
+        return ServoMonitor(self._tolerance(values), stall_window=values["stall_window"],
+                            stall_fraction=values["stall_fraction"])
+
+    def _validate_parameters(self, params) -> SetParametersResult:
+        values = dict(self._values)
+        values.update({p.name: p.value for p in params if p.name in PARAMETERS})
+        reason = validate_parameters(values)
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, params) -> None:
+        changed = {p.name for p in params if p.name in PARAMETERS}
+        if not changed:
+            return
+        with self._lock:
+            self._values.update({p.name: p.value for p in params if p.name in PARAMETERS})
+            self._config = _control_config(self._values)
+            if changed & {"convergence_tolerance", "stall_window", "stall_fraction"}:
+                self._monitor = self._new_monitor(self._values)
+        if "rate" in changed:
+            self.destroy_timer(self._timer)
+            self._timer = self.create_timer(1.0 / self._values["rate"], self._cycle,
+                                            callback_group=self._cycle_group)
+        self.get_logger().info("parameters: " + ", ".join(
+            f"{name}={self._values[name]}" for name in sorted(changed)))
+
+    # ------------------------------------------------------------------ inputs
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        with self._lock:
+            self._joint_state, self._joint_time = msg, time.monotonic()
+
+    def _on_task_state(self, msg: TaskState) -> None:
+        with self._lock:
+            self._task_state, self._task_time = msg, time.monotonic()
+
+    def _target_problem(self, target: np.ndarray) -> str | None:
+        if target.shape != (self.task.m,):
+            return (f"target has {target.size} values; task {self.task.name} needs "
+                    f"{self.task.m} ({', '.join(self.task.labels)})")
+        if not np.all(np.isfinite(target)):
+            return "target has NaN or Inf"
+        return None
+
+    def _set_target(self, target: np.ndarray) -> None:
+        """Take a new x* (lock held). Bookkeeping restarts when it moved beyond the
+        tolerance; a small move (a moving target's next sample) only updates x*."""
+        if self._anchor is None or np.linalg.norm(target - self._anchor) > self.tolerance:
+            self._anchor = target.copy()
+            self._step = 0
+            self._monitor.reset()
+            # One free step for the condition check, so a servo halted near a
+            # singularity can try the new direction (see control_step).
+            self._cond_last = self._cond_ref = math.nan
+        self._target = target.copy()
+
+    def _on_target(self, msg: TaskState) -> None:
+        target = np.asarray(msg.position, dtype=float)
+        problem = "target is marked invalid" if not msg.valid else self._target_problem(target)
+        if problem:
+            self.get_logger().warning(f"target topic: ignored, {problem}",
+                                      throttle_duration_sec=_WARN_PERIOD)
+            return
+        with self._lock:
+            self._set_target(target)
+
+    def _on_set_target(self, request: SetTarget.Request, response: SetTarget.Response):
+        target = np.asarray(request.target, dtype=float)
+        problem = self._target_problem(target)
+        if problem:
+            response.success, response.message = False, problem
+            return response
+        with self._lock:
+            self._set_target(target)
+        response.success = True
+        response.message = f"target set: {np.array2string(target, precision=4)} " \
+                           f"{self.task.units}"
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_cancel(self, request: Trigger.Request, response: Trigger.Response):
+        with self._lock:
+            self._target = self._anchor = None
+            self._step = 0
+            self._monitor.reset()
+            order = self._joint_order
+            names = order[0] if order[1] is not None else self.robot.joint_names
+        self._command_pub.publish(Float64MultiArray(data=[0.0] * len(names)))
+        response.success, response.message = True, "target cancelled; idle, zero command"
+        self.get_logger().info(response.message)
+        return response
+
+    # ------------------------------------------------------------------ cycle
+
+    def _joint_index(self, names: tuple[str, ...], count: int) -> np.ndarray | None:
+        """(n,) index into a JointState's arrays for each robot joint, or None."""
+        if self._joint_order[0] == names:
+            return self._joint_order[1]
+        if not names and count == self.robot.n:
+            index = np.arange(self.robot.n)   # unnamed: robot order
+        elif set(self.robot.joint_names) <= set(names):
+            index = np.array([names.index(j) for j in self.robot.joint_names])
+        else:
+            index = None
+        self._joint_order = (names, index)
+        return index
+
+    def _read_inputs(self, now: float):
+        """(q (n,) robot order, x (m,), js_positions, js_names, problem) from the newest
+        messages (lock held); problem is a reason to halt, or None."""
+        js, ts = self._joint_state, self._task_state
+        timeout = self._values["state_timeout"]
+        q = x = positions = None
+        names: tuple[str, ...] = ()
+        if js is not None:
+            names = tuple(js.name)
+            positions = np.asarray(js.position, dtype=float)
+            index = self._joint_index(names, positions.size)
+            if index is not None and positions.size >= len(names):
+                q = positions[index]
+        if ts is not None and len(ts.position) == self.task.m:
+            x = np.asarray(ts.position, dtype=float)
+        if js is None:
+            return q, x, positions, names, "no joint states"
+        if now - self._joint_time > timeout:
+            return q, x, positions, names, \
+                f"joint states stale ({now - self._joint_time:.2f} s old)"
+        if q is None:
+            missing = sorted(set(self.robot.joint_names) - set(names))
+            return q, x, positions, names, \
+                f"joint_states lacks {', '.join(missing) or 'positions'}"
+        if ts is None:
+            return q, x, positions, names, "no task state"
+        if now - self._task_time > timeout:
+            return q, x, positions, names, \
+                f"task state stale ({now - self._task_time:.2f} s old)"
+        if not ts.valid:
+            return q, x, positions, names, "marker lost"
+        if x is None:
+            return q, x, positions, names, \
+                f"task state has {len(ts.position)} values, expected {self.task.m}"
+        return q, x, positions, names, None
+
+    def _request_jacobian(self, positions: np.ndarray, x: np.ndarray, timeout: float):
+        """(J (m, k), estimator name, problem): ask the estimator, wait at most timeout."""
+        if not self._client.service_is_ready():
+            return None, "", f"estimator unavailable: no service {self._client.srv_name}"
+        request = EstimateJacobian.Request(joint_positions=positions.tolist(),
+                                           task_position=x.tolist())
+        answered = threading.Event()
+        future = self._client.call_async(request)
+        future.add_done_callback(lambda _: answered.set())
+        if not answered.wait(timeout):
+            self._client.remove_pending_request(future)
+            future.cancel()
+            return None, "", f"estimator timeout (no answer within {timeout * 1e3:.0f} ms)"
+        response = future.result()
+        if response is None:
+            return None, "", "estimator failed: no response"
+        name = response.estimator
+        if not response.success:
+            return None, name, f"estimator failed: {response.message}"
+        m, k, n = self.task.m, self.task.k, self.robot.n
+        rows, cols = int(response.rows), int(response.cols)
+        if rows * cols != len(response.jacobian) or rows != m or cols not in (k, n):
+            return None, name, (f"estimator returned a {rows}x{cols} Jacobian with "
+                                f"{len(response.jacobian)} values, expected {m}x{k}")
+        jac = np.asarray(response.jacobian, dtype=float).reshape(rows, cols)
+        if cols != k:                       # full-arm columns: keep the driven joints
+            jac = jac[:, self.task.active]
+        return jac, name, None
+
+    def _cycle(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            target = None if self._target is None else self._target.copy()
+            q, x, positions, names, problem = self._read_inputs(now)
+            config, timeout = self._config, self._values["estimator_timeout"]
+            if q is not None and self._cond_pose is not None \
+                    and np.array_equal(q, self._cond_pose):
+                prev_condition = self._cond_ref
+            else:
+                prev_condition = self._cond_last
+            joint_index = self._joint_order[1] if names == self._joint_order[0] else None
+
+        state, reason, estimator, condition = ServoStatus.IDLE, "", "", 0.0
+        qdot = info = None
+        if target is not None:
+            if problem is None:
+                jac, estimator, problem = self._request_jacobian(positions, x, timeout)
+            if problem is not None:
+                state, reason = ServoStatus.HALTED, problem
+            else:
+                qdot, info = control_step(
+                    jac, x, target, q[self.task.active], config, self._lower, self._upper,
+                    velocity_limits=self._velocity_limits, prev_condition=prev_condition,
+                    rank=self._rank)
+                condition = float(info.condition)
+                if info.halted:
+                    state = ServoStatus.HALTED
+                    reason = info.describe(joint_names=self._active_names)
+
+        full = np.zeros(self.robot.n)          # robot joint order
+        with self._lock:
+            if target is not None and self._target is None:
+                # Cancelled while waiting for the estimator: idle, zero.
+                target, state, reason = None, ServoStatus.IDLE, ""
+            if target is not None:
+                if info is not None and not math.isnan(condition):
+                    self._cond_pose, self._cond_ref = q, prev_condition
+                    self._cond_last = condition
+                if state == ServoStatus.HALTED:
+                    # Halted cycles are no evidence of a stall.
+                    self._monitor.reset()
+                else:
+                    converged, stalled = self._monitor.update(float(info.error_norm))
+                    if converged[0]:
+                        state = ServoStatus.CONVERGED
+                    else:
+                        full[self.task.active] = qdot
+                        state = ServoStatus.STALLED if stalled[0] else ServoStatus.SERVOING
+                        if stalled[0]:
+                            reason = (f"error fell less than {self._monitor.stall_fraction:.0%}"
+                                      f" in {self._monitor.stall_window} cycles")
+                self._step += 1
+            step = self._step
+            self._log_transition(state, reason)
+        if joint_index is None or not names:   # unnamed JointState: robot order
+            command = full
+        else:                                   # /joint_states order
+            command = np.zeros(len(names))
+            command[joint_index] = full
+        self._command_pub.publish(Float64MultiArray(data=command.tolist()))
+        self._publish_status(state, reason, estimator, condition, target, x, command, step)
+        if q is not None:
+            self._marker_pub.publish(servo_markers(
+                self.robot, q, target, self.task.units, self._values["frame_id"],
+                self.get_clock().now().to_msg()))
+
+    def _log_transition(self, state: int, reason: str) -> None:
+        """Log a change of state or of the kind of reason once (lock held)."""
+        kind = (state, reason.split(" (")[0])
+        if kind == self._last_logged:
+            return
+        self._last_logged = kind
+        if state == ServoStatus.HALTED:
+            self.get_logger().warning(f"halted: {reason}")
+        else:
+            self.get_logger().info(STATE_NAMES[state] + (f": {reason}" if reason else ""))
+
+    def _publish_status(self, state, reason, estimator, condition, target, x, command,
+                        step) -> None:
+        status = ServoStatus()
+        status.header.stamp = self.get_clock().now().to_msg()
+        status.header.frame_id = self._values["frame_id"]
+        status.state = state
+        status.state_name = STATE_NAMES[state]
+        status.reason = reason
+        status.task = self.task.name
+        status.estimator = estimator
+        if target is not None and x is not None:
+            status.error_norm = float(np.linalg.norm(target - x))
+        status.condition_number = condition if math.isfinite(condition) else float("inf")
+        status.target = [] if target is None else target.tolist()
+        status.position = [] if x is None else x.tolist()
+        status.command = command.tolist()
+        status.step = step
+        self._status_pub.publish(status)
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = ControllerNode()
+        # Multi-threaded: the cycle waits for the estimator's answer, which is
+        # handled in another callback group.
+        rclpy.spin(node, executor=MultiThreadedExecutor())
+    except ValueError as exc:
+        rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
