@@ -17,6 +17,7 @@ import uvs_core
 VERBS: dict[str, tuple[str, str]] = {
     "collect": ("collect", "OU babbling in simulation, written as a rosbag2 bag (MCAP)"),
     "train": ("train", "train a Jacobian estimator from a bag; writes model + metadata"),
+    "servo": ("servo", "servo to random targets with the whole node graph in one process"),
 }
 
 

@@ -1,0 +1,156 @@
+"""The uvs node graph, defined once.
+
+`launch/servo.launch.py` turns these specs into launch_ros `Node` actions;
+`uvs servo` instantiates the same node classes in one process on a
+MultiThreadedExecutor, with the same parameter files, parameter overrides and
+remappings (passed as ``--ros-args`` exactly as launch would). A test checks
+that the two node lists are equal.
+
+No rclpy import here: the spec is plain data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROBOTS = ("sim", "gen3")
+TASKS = ("single_point", "multi_point", "visual_servo")
+CAMERAS = ("sim", "webcam", "topic")
+
+# Topics the servo loop exchanges; what `record` writes to the bag.
+SERVO_TOPICS = (
+    "/joint_states",
+    "/task_state",
+    "/joint_velocity_command",
+    "/target",
+    "/controller/status",
+    "/controller/markers",
+)
+VISION_TOPICS = ("/ground_truth/task_state",)
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph.
+
+    package/executable: what `ros2 run` and launch_ros start.
+    entry: "module:Class" of the rclpy Node subclass, for the in-process runner.
+    params_file: file name under config/ (ros__parameters keyed by `name`).
+    parameters: overrides applied after the file (launch arguments).
+    remappings: (from, to) topic remappings.
+    """
+
+    name: str
+    package: str
+    executable: str
+    entry: str
+    params_file: str
+    parameters: dict = field(default_factory=dict)
+    remappings: tuple[tuple[str, str], ...] = ()
+
+    def ros_args(self, config_dir: Path) -> list[str]:
+        """The ``--ros-args`` a launch file would give this node."""
+        args = ["--ros-args", "-r", f"__node:={self.name}"]
+        args += ["--params-file", str(config_dir / self.params_file)]
+        for key, value in self.parameters.items():
+            args += ["-p", f"{key}:={_yaml_scalar(value)}"]
+        for source, target in self.remappings:
+            args += ["-r", f"{source}:={target}"]
+        return args
+
+
+@dataclass(frozen=True)
+class GraphOptions:
+    """The launch arguments of servo.launch.py (same names, same defaults)."""
+
+    robot: str = "sim"
+    robot_ip: str = "192.168.1.10"
+    task: str = "single_point"
+    estimator: str = "nk_tanh"
+    camera: str = "sim"
+    video_device: int = 0
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (
+            ("robot", self.robot, ROBOTS),
+            ("task", self.task, TASKS),
+            ("camera", self.camera, CAMERAS),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        if self.task == "visual_servo" and self.robot == "sim" and self.camera == "webcam":
+            raise ValueError("camera 'webcam' needs robot 'gen3': a webcam cannot see the sim arm")
+
+
+def servo_graph(options: GraphOptions) -> list[NodeSpec]:
+    """The nodes of the servo graph for `options`, in start order."""
+    backend_params = {"backend": options.robot, "task": options.task}
+    if options.robot == "gen3":
+        backend_params["robot_ip"] = options.robot_ip
+    driver_remaps: tuple[tuple[str, str], ...] = ()
+    if options.task == "visual_servo":
+        # The tracker measures x in the image; the sim driver's model x is kept as ground truth.
+        driver_remaps = (("task_state", "ground_truth/task_state"),)
+    nodes = [
+        NodeSpec("driver", "uvs_driver", "driver", "uvs_driver.driver_node:DriverNode",
+                 "driver.yaml", backend_params, driver_remaps),
+        NodeSpec("jacobian_estimator", "uvs_estimation", "jacobian_estimator",
+                 "uvs_estimation.estimator_node:JacobianEstimatorNode",
+                 "jacobian_estimator.yaml",
+                 {"task": options.task, "estimator": options.estimator}),
+        NodeSpec("controller", "uvs_control", "controller",
+                 "uvs_control.controller_node:ControllerNode", "controller.yaml",
+                 {"task": options.task}),
+    ]
+    if options.task == "visual_servo":
+        if options.camera == "sim":
+            nodes.append(NodeSpec("sim_camera", "uvs_vision", "sim_camera",
+                                  "uvs_vision.sim_camera_node:SimCameraNode", "sim_camera.yaml",
+                                  {"task": options.task}))
+        source = "webcam" if options.camera == "webcam" else "topic"
+        tracker_params = {"source": source}
+        if source == "webcam":
+            tracker_params["video_device"] = options.video_device
+        nodes.append(NodeSpec("hue_tracker", "uvs_vision", "hue_tracker",
+                              "uvs_vision.hue_tracker_node:HueTrackerNode", "hue_tracker.yaml",
+                              tracker_params))
+    return nodes
+
+
+def recorded_topics(options: GraphOptions) -> list[str]:
+    topics = list(SERVO_TOPICS)
+    if options.task == "visual_servo":
+        topics += list(VISION_TOPICS) + ["/image_raw", "/hue_tracker/debug_image"]
+    return topics
+
+
+def config_dir() -> Path:
+    """config/ of the installed uvs_bringup, or of the source tree when run from a checkout."""
+    try:
+        from ament_index_python.packages import (
+            PackageNotFoundError,
+            get_package_share_directory,
+        )
+
+        try:
+            return Path(get_package_share_directory("uvs_bringup")) / "config"
+        except PackageNotFoundError:
+            pass
+    except ImportError:
+        pass
+    return Path(__file__).resolve().parents[3] / "config"
+
+
+def models_dir() -> Path:
+    override = os.environ.get("UVS_MODELS")
+    if override:
+        return Path(override)
+    return config_dir().parent / "models"
+
+
+def _yaml_scalar(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

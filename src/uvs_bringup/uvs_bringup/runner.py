@@ -1,0 +1,332 @@
+"""The servo graph in one process: rclpy nodes on a MultiThreadedExecutor.
+
+This is the Python form of composition, for machines where `ros2 launch` is
+not installed. It starts exactly the nodes of `uvs_bringup.graph.servo_graph`
+(same classes, same parameter files, same overrides and remappings as
+servo.launch.py), plus an operator node that homes the arm, sets targets and
+watches the controller's status, and optionally the built-in bag recorder.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.context import Context
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_srvs.srv import Trigger
+
+from uvs_bringup.graph import GraphOptions, NodeSpec, config_dir, recorded_topics, servo_graph
+from uvs_interfaces.msg import ServoStatus
+from uvs_interfaces.srv import SetTarget
+
+STATUS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50,
+                        reliability=ReliabilityPolicy.RELIABLE)
+TERMINAL = {ServoStatus.CONVERGED: "converged", ServoStatus.STALLED: "stalled",
+            ServoStatus.HALTED: "halted"}
+
+
+class GraphError(RuntimeError):
+    """The graph could not be brought up or did not answer in time."""
+
+
+@dataclass
+class TargetResult:
+    target: list[float]
+    initial_error: float
+    final_error: float
+    steps: int
+    seconds: float
+    outcome: str
+    reason: str = ""
+    times: list[float] = field(default_factory=list)
+    errors: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "initial_error": self.initial_error,
+            "final_error": self.final_error,
+            "steps": self.steps,
+            "seconds": round(self.seconds, 3),
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "target": self.target,
+        }
+
+
+def _load_class(entry: str):
+    module, _, name = entry.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class Operator(Node):
+    """Homes the arm, resets the estimator, sets targets, and follows the controller status."""
+
+    def __init__(self, **kwargs):
+        super().__init__("uvs_operator", **kwargs)
+        group = ReentrantCallbackGroup()
+        self.home = self.create_client(Trigger, "driver/home", callback_group=group)
+        self.reset = self.create_client(Trigger, "jacobian_estimator/reset", callback_group=group)
+        self.set_target = self.create_client(SetTarget, "controller/set_target",
+                                             callback_group=group)
+        self.cancel = self.create_client(Trigger, "controller/cancel", callback_group=group)
+        self._lock = threading.Lock()
+        self._statuses: list[ServoStatus] = []
+        self.create_subscription(ServoStatus, "controller/status", self._on_status, STATUS_QOS,
+                                 callback_group=group)
+
+    def _on_status(self, msg: ServoStatus) -> None:
+        with self._lock:
+            self._statuses.append(msg)
+
+    def take_statuses(self) -> list[ServoStatus]:
+        with self._lock:
+            statuses, self._statuses = self._statuses, []
+        return statuses
+
+    def call(self, client, request, timeout: float = 5.0):
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise GraphError(f"service {client.srv_name} not available within {timeout:.0f} s")
+        future = client.call_async(request)
+        done = threading.Event()
+        future.add_done_callback(lambda _: done.set())
+        if not done.wait(timeout):
+            raise GraphError(f"service {client.srv_name} did not answer within {timeout:.0f} s")
+        return future.result()
+
+
+class ServoGraph:
+    """Bring the servo graph up in this process; use as a context manager."""
+
+    def __init__(self, options: GraphOptions, config: Path | None = None,
+                 record: Path | None = None, extra_parameters: dict | None = None,
+                 domain_id: int | None = None, count_topics: bool = False):
+        self.options = options
+        self.config = Path(config) if config else config_dir()
+        self.specs: list[NodeSpec] = servo_graph(options)
+        self.record_path = Path(record) if record else None
+        self.extra_parameters = extra_parameters or {}
+        self.domain_id = domain_id
+        self.context: Context | None = None
+        self.nodes: dict[str, Node] = {}
+        self.operator: Operator | None = None
+        self.recorder = None
+        self.counter = None
+        self.count_topics = count_topics
+        # After stop(): messages per topic written to the bag, and seen by the counter.
+        self.recorded_counts: dict[str, int] = {}
+        self.counted: dict[str, int] = {}
+        self.executor: MultiThreadedExecutor | None = None
+        self._spin_thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def __enter__(self) -> ServoGraph:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.context = Context()
+        init_kwargs = {"context": self.context}
+        if self.domain_id is not None:
+            init_kwargs["domain_id"] = self.domain_id
+        rclpy.init(**init_kwargs)
+        try:
+            if self.record_path is not None:
+                self._start_recorder()
+            for spec in self.specs:
+                cls = _load_class(spec.entry)
+                args = spec.ros_args(self.config)
+                for key, value in self.extra_parameters.get(spec.name, {}).items():
+                    args += ["-p", f"{key}:={value}"]
+                self.nodes[spec.name] = cls(context=self.context, cli_args=args)
+            self.operator = Operator(context=self.context)
+            self.executor = MultiThreadedExecutor(num_threads=6, context=self.context)
+            for node in self._all_nodes():
+                self.executor.add_node(node)
+            self._spin_thread = threading.Thread(target=self._spin, name="uvs-executor",
+                                                 daemon=True)
+            self._spin_thread.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def _start_recorder(self) -> None:
+        from uvs_bringup.recorder import BagRecorder, TopicCounter
+
+        types = _topic_types(self.options)
+        self.recorder = BagRecorder(self.record_path, types, context=self.context)
+        if self.count_topics:
+            self.counter = TopicCounter(types, context=self.context)
+
+    def _all_nodes(self) -> list[Node]:
+        nodes = list(self.nodes.values()) + [self.operator]
+        nodes += [n for n in (self.recorder, self.counter) if n is not None]
+        return nodes
+
+    def stop(self) -> None:
+        """Cancel, take the graph's nodes down, then let the recorder drain and close it."""
+        if self.operator is not None and self.context is not None and self.context.ok():
+            try:
+                self.operator.call(self.operator.cancel, Trigger.Request(), timeout=1.0)
+            except GraphError:
+                pass
+        publishers = list(self.nodes.values()) + ([self.operator] if self.operator else [])
+        for node in publishers:
+            if self.executor is not None:
+                self.executor.remove_node(node)
+            node.destroy_node()
+        if self.recorder is not None:
+            _wait_quiet(self.recorder, seconds=0.3)
+            self.recorder.close()
+            self.recorded_counts = dict(self.recorder.counts)
+            if self.counter is not None:
+                self.counted = dict(self.counter.counts)
+        if self.executor is not None:
+            self.executor.shutdown(timeout_sec=2.0)
+        for node in (self.recorder, self.counter):
+            if node is not None:
+                node.destroy_node()
+        if self.context is not None:
+            rclpy.try_shutdown(context=self.context)
+        if self._spin_thread is not None:
+            self._spin_thread.join(timeout=2.0)
+        self.nodes.clear()
+        self.operator = None
+        self.recorder = None
+        self.counter = None
+        self.executor = None
+
+    # -- operations ----------------------------------------------------------------------
+    def set_estimator(self, name: str) -> None:
+        """Swap the estimator as `ros2 param set` would; raises GraphError with the reason."""
+        node = self.nodes["jacobian_estimator"]
+        result = node.set_parameters([Parameter("estimator", value=name)])[0]
+        if not result.successful:
+            raise GraphError(f"estimator {name!r} rejected: {result.reason}")
+
+    def servo_to(self, target, timeout: float, home: bool = True, progress=None,
+                 halt_grace: float = 1.0) -> TargetResult:
+        """Home (optionally), reset the estimator, servo to `target`; wait for an outcome.
+
+        Converged and stalled end the target at once; halted only when it lasts
+        `halt_grace` seconds (a late estimator answer halts one cycle, then servoing
+        resumes). The controller keeps the arm safe either way; this is reporting.
+        """
+        op = self.operator
+        if home:
+            response = op.call(op.home, Trigger.Request())
+            if not response.success:
+                raise GraphError(f"driver/home failed: {response.message}")
+            self._wait_controller_sees(self._home_x(), timeout=5.0)
+        op.call(op.reset, Trigger.Request())
+        op.take_statuses()
+        response = op.call(op.set_target, SetTarget.Request(target=[float(v) for v in target]))
+        if not response.success:
+            raise GraphError(f"set_target rejected: {response.message}")
+        start = time.monotonic()
+        times, errors = [], []
+        outcome, reason, steps = "timeout", "", 0
+        halted_since = None
+        target_arr = np.asarray(target, dtype=float)
+        while outcome == "timeout" and time.monotonic() - start < timeout:
+            time.sleep(0.01)
+            for status in op.take_statuses():
+                # Statuses published before set_target still describe the previous target.
+                if len(status.target) != len(target_arr) or not np.allclose(
+                        status.target, target_arr):
+                    continue
+                now = time.monotonic() - start
+                times.append(now)
+                errors.append(float(status.error_norm))
+                steps = int(status.step)
+                if progress is not None:
+                    progress(now, status)
+                if status.state == ServoStatus.HALTED:
+                    halted_since = now if halted_since is None else halted_since
+                    reason = status.reason
+                    if now - halted_since >= halt_grace:
+                        outcome = "halted"
+                        break
+                else:
+                    halted_since = None
+                if status.state in (ServoStatus.CONVERGED, ServoStatus.STALLED):
+                    outcome, reason = TERMINAL[status.state], status.reason
+                    break
+        op.call(op.cancel, Trigger.Request())
+        if not errors:
+            raise GraphError("no controller status for this target: is the controller running?")
+        return TargetResult(
+            target=[float(v) for v in target], initial_error=errors[0], final_error=errors[-1],
+            steps=steps, seconds=time.monotonic() - start, outcome=outcome,
+            reason=reason if outcome != "converged" else "", times=times, errors=errors,
+        )
+
+    def _home_x(self) -> np.ndarray:
+        from uvs_core.robot import load_robot
+        from uvs_core.tasks import make_task
+
+        task = make_task(self.options.task, load_robot("gen3"))
+        return np.asarray(task.x(task.home_active), dtype=float)
+
+    def _wait_controller_sees(self, x: np.ndarray, timeout: float) -> None:
+        """Wait until the controller's status reports x: it has taken in the homed arm."""
+        tolerance = 2.0 if self.options.task == "visual_servo" else 1e-4
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for status in self.operator.take_statuses():
+                if len(status.position) == len(x) and np.allclose(status.position, x,
+                                                                  atol=tolerance):
+                    return
+            time.sleep(0.01)
+        raise GraphError(f"the controller did not see the homed arm within {timeout:.0f} s")
+
+
+def _topic_types(options: GraphOptions) -> dict:
+    from sensor_msgs.msg import Image, JointState
+    from std_msgs.msg import Float64MultiArray
+    from visualization_msgs.msg import MarkerArray
+
+    from uvs_interfaces.msg import TaskState
+
+    known = {
+        "/joint_states": JointState,
+        "/task_state": TaskState,
+        "/ground_truth/task_state": TaskState,
+        "/target": TaskState,
+        "/joint_velocity_command": Float64MultiArray,
+        "/controller/status": ServoStatus,
+        "/controller/markers": MarkerArray,
+        "/image_raw": Image,
+        "/hue_tracker/debug_image": Image,
+    }
+    return {topic: known[topic] for topic in recorded_topics(options)}
+
+
+def _wait_quiet(recorder, seconds: float) -> None:
+    """Let in-flight messages reach the recorder: wait until its counts stop moving."""
+    deadline = time.monotonic() + 5.0
+    last = dict(recorder.counts)
+    while time.monotonic() < deadline:
+        time.sleep(seconds)
+        now = dict(recorder.counts)
+        if now == last:
+            return
+        last = now

@@ -1,0 +1,128 @@
+"""One node-graph definition: servo.launch.py and `uvs servo` start the same nodes."""
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from uvs_bringup.graph import GraphOptions, NodeSpec, config_dir, recorded_topics, servo_graph
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH_FILE = ROOT / "launch" / "servo.launch.py"
+OPTION_SETS = [
+    GraphOptions(),
+    GraphOptions(task="multi_point", estimator="tj"),
+    GraphOptions(task="visual_servo", camera="sim"),
+    GraphOptions(robot="gen3", task="visual_servo", camera="webcam", video_device=2),
+    GraphOptions(robot="gen3", robot_ip="10.0.0.5", task="single_point"),
+]
+
+
+def test_point_tasks_start_driver_estimator_controller():
+    names = [spec.name for spec in servo_graph(GraphOptions(task="single_point"))]
+    assert names == ["driver", "jacobian_estimator", "controller"]
+
+
+def test_visual_servo_adds_camera_and_tracker_and_keeps_model_x_as_ground_truth():
+    specs = {s.name: s for s in servo_graph(GraphOptions(task="visual_servo"))}
+    assert list(specs) == ["driver", "jacobian_estimator", "controller", "sim_camera",
+                           "hue_tracker"]
+    assert specs["driver"].remappings == (("task_state", "ground_truth/task_state"),)
+    assert specs["hue_tracker"].parameters["source"] == "topic"
+    webcam = {s.name: s for s in servo_graph(GraphOptions(robot="gen3", task="visual_servo",
+                                                          camera="webcam", video_device=2))}
+    assert "sim_camera" not in webcam
+    assert webcam["hue_tracker"].parameters == {"source": "webcam", "video_device": 2}
+    assert "/ground_truth/task_state" in recorded_topics(GraphOptions(task="visual_servo"))
+
+
+@pytest.mark.parametrize(("field", "value"), [("robot", "ur5"), ("task", "reach_far"),
+                                              ("camera", "kinect")])
+def test_bad_options_are_rejected_with_the_allowed_values(field, value):
+    with pytest.raises(ValueError, match=f"{field} must be one of"):
+        GraphOptions(**{field: value})
+
+
+def test_gen3_options_reach_the_driver():
+    spec = servo_graph(GraphOptions(robot="gen3", robot_ip="10.0.0.5"))[0]
+    assert spec.parameters == {"backend": "gen3", "task": "single_point",
+                               "robot_ip": "10.0.0.5"}
+    args = spec.ros_args(Path("/cfg"))
+    assert args[:3] == ["--ros-args", "-r", "__node:=driver"]
+    assert ["--params-file", "/cfg/driver.yaml"] == args[3:5]
+    assert "backend:=gen3" in args and "robot_ip:=10.0.0.5" in args
+
+
+@pytest.mark.parametrize("options", OPTION_SETS, ids=lambda o: f"{o.robot}-{o.task}-{o.camera}")
+def test_every_node_class_params_file_and_executable_exists(options):
+    from rclpy.node import Node
+
+    for spec in servo_graph(options):
+        module, _, name = spec.entry.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        assert issubclass(cls, Node), spec.entry
+        params = yaml.safe_load((config_dir() / spec.params_file).read_text())
+        assert "ros__parameters" in params[spec.name], spec.params_file
+        executable = ROOT / "install" / spec.package / "lib" / spec.package / spec.executable
+        assert executable.exists(), f"{spec.package} does not install {spec.executable}"
+
+
+def test_launch_file_declares_the_documented_arguments_and_uses_the_shared_graph():
+    tree = ast.parse(LAUNCH_FILE.read_text())
+    arguments = next(node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                     and getattr(node.targets[0], "id", "") == "ARGUMENTS")
+    names = [element.elts[0].value for element in arguments.elts]
+    assert names == ["robot", "robot_ip", "task", "estimator", "camera", "video_device",
+                     "rviz", "record", "bag", "params_dir"]
+    calls = {node.func.id for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+    assert "servo_graph" in calls and "GraphOptions" in calls
+
+
+def _launch_nodes(options: GraphOptions) -> list[tuple]:
+    """Evaluate servo.launch.py with launch_ros for `options`: (package, executable, name)."""
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    from launch_ros.actions import Node
+
+    from launch import LaunchContext
+
+    description = PythonLaunchDescriptionSource(str(LAUNCH_FILE)).get_launch_description(
+        LaunchContext())
+    context = LaunchContext()
+    values = {"robot": options.robot, "robot_ip": options.robot_ip, "task": options.task,
+              "estimator": options.estimator, "camera": options.camera,
+              "video_device": str(options.video_device)}
+    for entity in description.entities:
+        if entity.__class__.__name__ == "DeclareLaunchArgument":
+            context.launch_configurations[entity.name] = values.get(
+                entity.name, entity.default_value[0].text)
+    found = []
+    for entity in description.entities:
+        if entity.__class__.__name__ == "OpaqueFunction":
+            for action in entity.execute(context) or []:
+                if isinstance(action, Node):
+                    found.append((action.node_package, action.node_executable,
+                                  action.node_name.split("/")[-1] if action.node_name else None))
+    return found
+
+
+@pytest.mark.parametrize("options", OPTION_SETS, ids=lambda o: f"{o.robot}-{o.task}-{o.camera}")
+def test_launch_file_node_list_equals_the_runner(options):
+    try:
+        import launch_ros  # noqa: F401
+    except ImportError:
+        pytest.skip("launch_ros is not importable here (not on PyPI); this runs on machines "
+                    "with a ROS 2 distribution or in the Docker image")
+    expected = [(s.package, s.executable, s.name) for s in servo_graph(options)]
+    assert _launch_nodes(options) == expected
+
+
+def test_runner_starts_exactly_the_graph_nodes():
+    """`uvs servo` instantiates one node per NodeSpec, named as the spec says."""
+    from uvs_bringup.runner import ServoGraph
+
+    graph = ServoGraph(GraphOptions(task="single_point", estimator="tj"))
+    assert [s.name for s in graph.specs] == [s.name for s in servo_graph(graph.options)]
+    assert all(isinstance(s, NodeSpec) for s in graph.specs)
