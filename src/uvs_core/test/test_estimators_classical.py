@@ -253,6 +253,25 @@ def test_llknn_near_true_jacobian_on_gen3(tasks, data):
     assert np.median(rel) < 0.10
 
 
+def test_llknn_single_estimate_equals_batched_and_eps(tasks, data):
+    """The lean single-q fit (one [dq | dx] Gram product) equals the batched fit."""
+    task = tasks["single_point"]
+    qa, x, traj = data["single_point"]
+    est = make_estimator("llknn", task)
+    est.fit(qa, x, traj)
+    probe = qa[::53] + 0.01
+    batched = est.estimate_batch(probe)
+    looped = np.stack([est.estimate(q) for q in probe])
+    np.testing.assert_allclose(looped, batched, rtol=1e-9, atol=1e-9 * np.abs(batched).max())
+    # An approximate query changes a few neighbours, not the local plane.
+    approx = make_estimator("llknn", task, eps=0.5)
+    approx.fit(qa, x, traj)
+    diff = np.linalg.norm(approx.estimate_batch(probe) - batched, axis=(1, 2))
+    assert np.median(diff / np.linalg.norm(batched, axis=(1, 2))) < 0.05
+    with pytest.raises(ValueError, match="eps"):
+        make_estimator("llknn", task, eps=-1.0)
+
+
 def test_neighbour_pairs_exclude_self():
     q = np.random.default_rng(0).normal(size=(50, 3))
     i, j = neighbour_pairs(q, 4)

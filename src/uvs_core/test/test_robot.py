@@ -122,6 +122,33 @@ def test_batched_equals_looped(robot_name, rng):
                                    batched.reshape(2, 3, *batched.shape[1:]), atol=1e-14)
 
 
+@pytest.mark.parametrize("robot_name", ["gen3", "ur5e"])
+def test_single_configuration_fast_path_equals_batched(robot_name, rng):
+    """q (n,) takes _chain_single (cached rows, 4x4 products), (B, n) the batched walk."""
+    robot = load_robot(robot_name)
+    q = np.vstack([robot.sample(rng, 20), robot.home, 1e3 * rng.standard_normal(robot.n)])
+    for fn in (robot.frames, robot.fk, robot.position, robot.jacobian,
+               lambda x: robot.jacobian(x, kind="pose")):
+        batched = fn(q)
+        for row, want in zip(q, batched):
+            got = fn(row)
+            assert got.shape == want.shape
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_single_configuration_tasks_equal_batched(gen3, rng):
+    from uvs_core.tasks import make_task
+
+    q = gen3.sample(rng, 10)
+    for name in ("single_point", "multi_point", "visual_servo"):
+        task = make_task(name, gen3)
+        qa = task.select(q)
+        batched, xs = task.jacobian(qa), task.x(qa)
+        for i, row in enumerate(qa):
+            np.testing.assert_allclose(task.jacobian(row), batched[i], rtol=0, atol=1e-12)
+            np.testing.assert_allclose(task.x(row), xs[i], rtol=0, atol=1e-12)
+
+
 def test_wrong_q_shape_raises(gen3):
     with pytest.raises(ValueError, match="shape"):
         gen3.position(np.zeros(6))

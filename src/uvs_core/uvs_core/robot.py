@@ -117,6 +117,37 @@ class Robot:
             raise ValueError(f"robot {self.name!r}: dh must be (R, 4) with one joint index per row")
         if sorted(self.dh_joint[self.dh_joint >= 0].tolist()) != list(range(n)):
             raise ValueError(f"robot {self.name!r}: every joint must drive exactly one DH row")
+        self._cache_rows()
+
+    def _cache_rows(self) -> None:
+        """Constants of the single-configuration fast path (see :meth:`_chain_single`).
+
+        A DH row is Rz(theta) C with C = Tz(d) Tx(a) Rx(alpha) constant, so
+        row = cos(theta) A + sin(theta) B + D with A, B, D (R, 4, 4) fixed:
+        A holds C's first two rows, B the same rotated by 90 deg, D the rest.
+        The products of 0/1 entries are exact, so the rows equal the batched
+        construction bit for bit.
+        """
+        rows = self.dh.shape[0]
+        a_part, b_part, d_part = (np.zeros((rows, 4, 4)) for _ in range(3))
+        for r, (_, d, a, alpha) in enumerate(self.dh):
+            ca, sa = math.cos(alpha), math.sin(alpha)
+            c = np.array([[1.0, 0.0, 0.0, a], [0.0, ca, -sa, 0.0], [0.0, sa, ca, d],
+                          [0.0, 0.0, 0.0, 1.0]])
+            a_part[r, 0], a_part[r, 1] = c[0], c[1]
+            b_part[r, 0], b_part[r, 1] = -c[1], c[0]
+            d_part[r, 2], d_part[r, 3] = c[2], c[3]
+        cache = {
+            "_row_a": a_part, "_row_b": b_part, "_row_d": d_part,
+            "_row_theta0": self.dh[:, 0].copy(),
+            "_row_q": np.maximum(self.dh_joint, 0),
+            "_row_is_joint": (self.dh_joint >= 0).astype(float),
+            "_row_joint": tuple(int(j) for j in self.dh_joint),
+        }
+        for key, value in cache.items():
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+            object.__setattr__(self, key, value)
 
     @property
     def n(self) -> int:
@@ -269,12 +300,42 @@ class Robot:
         tool[:, :3, 3] += self.tool_offset * t[:, :3, 2]
         return axes, links, tool
 
+    def _chain_single(self, q: np.ndarray, links: bool = False
+                      ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """:meth:`_chain` for one configuration ``q: (n,)``, at a fraction of the cost.
+
+        The servo loop asks for one Jacobian per control step; the batched
+        walk spends ~100 us there on building rows element by element. Here
+        all rows come from three vectorised operations on cached constants
+        and the chain is n+1 plain 4x4 products. Returns (axis frames
+        (n, 4, 4), link frames (n, 4, 4) or None unless ``links``, tool (4, 4)).
+        """
+        theta = self._row_theta0 + q[self._row_q] * self._row_is_joint
+        c = np.cos(theta)[:, None, None]
+        s = np.sin(theta)[:, None, None]
+        rows = c * self._row_a + s * self._row_b + self._row_d
+        axes = np.empty((self.n, 4, 4))
+        link = np.empty((self.n, 4, 4)) if links else None
+        t = np.eye(4)
+        for r, j in enumerate(self._row_joint):
+            if j >= 0:
+                axes[j] = t
+            t = t @ rows[r]
+            if links and j >= 0:
+                link[j] = t
+        tool = t.copy()
+        tool[:3, 3] += self.tool_offset * t[:3, 2]
+        return axes, link, tool
+
     def frames(self, q: np.ndarray) -> np.ndarray:
         """Frames for drawing: base (identity), the frame after each joint's row, tool.
 
         q: (..., n) rad -> (..., n+2, 4, 4) homogeneous transforms in the base frame.
         """
         qf, lead = self._flat(q)
+        if not lead:
+            _, links, tool = self._chain_single(qf[0], links=True)
+            return np.concatenate([np.eye(4)[None], links, tool[None]], axis=0)
         _, links, tool = self._chain(qf)
         base = np.broadcast_to(np.eye(4), (qf.shape[0], 1, 4, 4))
         out = np.concatenate([base, links, tool[:, None]], axis=1)
@@ -283,6 +344,8 @@ class Robot:
     def fk(self, q: np.ndarray) -> np.ndarray:
         """Tool pose in the base frame. q: (..., n) rad -> (..., 4, 4)."""
         qf, lead = self._flat(q)
+        if not lead:
+            return self._chain_single(qf[0])[2]
         return self._chain(qf)[2].reshape(*lead, 4, 4)
 
     def position(self, q: np.ndarray) -> np.ndarray:
@@ -299,6 +362,8 @@ class Robot:
         if kind not in _KINDS:
             raise ValueError(f"kind must be one of {_KINDS}, got {kind!r}")
         qf, lead = self._flat(q)
+        if not lead:
+            return self._jacobian_single(qf[0], kind)
         axes, _, tool = self._chain(qf)
         z = axes[:, :, :3, 2]                              # (B, n, 3) joint axes
         r = tool[:, None, :3, 3] - axes[:, :, :3, 3]       # (B, n, 3) joint -> tool
@@ -307,6 +372,19 @@ class Robot:
             return jv.reshape(*lead, 3, self.n)
         jac = np.concatenate([jv, np.swapaxes(z, 1, 2)], axis=1)
         return jac.reshape(*lead, 6, self.n)
+
+    def _jacobian_single(self, q: np.ndarray, kind: str) -> np.ndarray:
+        """:meth:`jacobian` for q (n,): the cross products written out per component."""
+        axes, _, tool = self._chain_single(q)
+        z = axes[:, :3, 2]                                 # (n, 3) joint axes
+        r = tool[:3, 3] - axes[:, :3, 3]                   # (n, 3) joint -> tool
+        jac = np.empty((3 if kind == "position" else 6, self.n))
+        jac[0] = z[:, 1] * r[:, 2] - z[:, 2] * r[:, 1]
+        jac[1] = z[:, 2] * r[:, 0] - z[:, 0] * r[:, 2]
+        jac[2] = z[:, 0] * r[:, 1] - z[:, 1] * r[:, 0]
+        if kind == "pose":
+            jac[3:] = z.T
+        return jac
 
     # ------------------------------------------------------------------ limits
 

@@ -130,6 +130,84 @@ def test_mlp_numpy_closed_forms(activation, layers):
     np.testing.assert_allclose(j1, auto[2], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("activation", ("tanh", "relu"))
+def test_forward_tangent_equals_jvp(activation):
+    torch.manual_seed(2)
+    net = MLP(5, 3, hidden=16, layers=2, activation=activation).double()
+    z = torch.randn(6, 5, dtype=torch.float64)
+    dz = torch.randn(6, 2, 5, dtype=torch.float64)  # two directions per point
+    y, dy = net.forward_tangent(z, dz)
+    np.testing.assert_allclose(y.detach().numpy(), net(z).detach().numpy(), rtol=1e-12)
+    for p in range(2):
+        _, ref = torch.func.jvp(net, (z,), (dz[:, p],))
+        np.testing.assert_allclose(dy[:, p].detach().numpy(), ref.detach().numpy(),
+                                   rtol=1e-10, atol=1e-12)
+
+
+def _nk_batch(tasks, single, **params):
+    """An NK estimator with normalisation set and its training tensors (first 4,000 samples)."""
+    task = tasks["single_point"]
+    qa, x, traj = (a[:4000] for a in single)
+    est = make_estimator("nk_tanh", task, **params)
+    train = ~split_by_trajectory(traj, 0.15, 0)
+    est.q_mean, est.q_std = qa[train].mean(0), qa[train].std(0)
+    est.x_mean, est.x_std = x[train].mean(0), x[train].std(0)
+    data = est._prepare(qa, x, train, traj)
+    torch.manual_seed(0)
+    return est, est._new_net(), data, (qa, x, traj, train)
+
+
+def test_nk_secant_weight_zero_is_plain_mse(tasks, single):
+    est, net, data, _ = _nk_batch(tasks, single, secant_weight=0.0)
+    assert set(data) == {"items", "z", "y"}  # no pairs built at all
+    idx = torch.arange(0, data["items"], 7)
+    want = ((net(data["z"][idx]) - data["y"][idx]) ** 2).sum(dim=1).mean()
+    assert est._loss(net, data, idx).item() == want.item()
+
+
+def test_nk_secant_term_is_the_weighted_directional_residual(tasks, single):
+    """loss = MSE + w * mean_t ||J(z_t) (z_t+1 - z_t) - (y_t+1 - y_t)||^2 / mean ||dz||^2."""
+    est, net, data, (qa, x, traj, train) = _nk_batch(tasks, single, secant_weight=2.5)
+    idx = torch.arange(data["items"])
+    got = est._loss(net, data, idx).item()
+    mse = ((net(data["z"]) - data["y"]) ** 2).sum(dim=1).mean().item()
+    # Independent reference from the raw arrays: successor pairs within one
+    # trajectory, both ends in the training split.
+    i = np.flatnonzero(train[:-1] & train[1:] & (traj[1:] == traj[:-1]))
+    zn = (qa - est.q_mean) / est.q_std
+    yn = (x - est.x_mean) / est.x_std
+    dz = torch.as_tensor(zn[i + 1] - zn[i], dtype=torch.float32)
+    dy = torch.as_tensor(yn[i + 1] - yn[i], dtype=torch.float32)
+    _, jdz = torch.func.jvp(net, (torch.as_tensor(zn[i], dtype=torch.float32),), (dz,))
+    term = ((jdz - dy) ** 2).sum(dim=1).mean().item() / (dz ** 2).sum(dim=1).mean().item()
+    assert got == pytest.approx(mse + 2.5 * term, rel=1e-4)
+    assert int(data["have"].sum()) == i.size
+
+
+def test_nk_secant_pairs_stay_in_trajectory_and_split(tasks):
+    task = tasks["single_point"]
+    traj = np.repeat([0, 1, 2, 3], 5)
+    qa = np.random.default_rng(0).normal(size=(20, 7))
+    x = qa[:, :3] * 2.0
+    mask = np.ones(20, bool)
+    mask[5:10] = False  # trajectory 1 held out
+    mask[17] = False    # a gap inside trajectory 3
+    est = make_estimator("nk_tanh", task, secant_steps=2)
+    data = est._prepare(qa, x, mask, traj)
+    sel = np.flatnonzero(mask)
+    have = data["have"].numpy().astype(bool)
+    for row, t in enumerate(sel):
+        for o in (1, 2):
+            partner = t + o
+            expected = partner < 20 and mask[partner] and traj[partner] == traj[t]
+            assert have[row, o - 1] == expected, (t, o)
+            if expected:
+                want = (qa[partner] - qa[t]) / est.q_std
+                np.testing.assert_allclose(data["dz"][row, o - 1].numpy(), want, rtol=1e-6)
+    with pytest.raises(ValueError, match="secant_weight"):
+        make_estimator("nk_tanh", task, secant_weight=-1.0)
+
+
 @pytest.mark.parametrize("shape", ((3, 7), (12, 7), (2, 2)))
 def test_damped_pinv_matches_pinv(shape):
     torch.manual_seed(1)

@@ -44,21 +44,29 @@ def small(task):
 
 
 def test_nk_tanh_acceptance_run(task, data20k, tmp_path):
-    """nk_tanh, 20,000 single-point samples, 10 epochs, paper network (2 x 100 tanh)."""
+    """The issue's acceptance run: nk_tanh, 20,000 single-point samples, 10 epochs.
+
+    Paper network (2 x 100 tanh) with the default secant term (weight 30,
+    lr 1e-2 cosine). Same as ``uvs collect --task single_point --samples
+    20000 --seed 0`` + ``uvs train --estimator nk_tanh --epochs 10``.
+    """
     calls = []
     t0 = time.perf_counter()
     result = train_model("nk_tanh", task, data20k, out=tmp_path / "nk", epochs=10,
                          progress=lambda *a: calls.append(a), data_hash="sha256:test")
     elapsed = time.perf_counter() - t0
-    assert elapsed < 60.0  # ~3 s on 2 cores
+    assert elapsed < 60.0  # ~3-6 s on 2 shared cores
     assert [c[0] for c in calls] == list(range(1, 11))
     assert all(c[1] == 10 for c in calls)
     # Mean over held-out trajectories, including their far ends where no
-    # training trajectory passes within 0.5 rad: measured 0.24 (0.16 median;
-    # the mean of |J*|_F is 1.24). 0.3 fails a model that learned only
-    # positions near home or got its normalisation wrong.
-    assert result["jacobian_frobenius_mean"] < 0.3
-    assert result["jacobian_frobenius_median"] < 0.2
+    # training trajectory passes within 0.5 rad (the mean of |J*|_F is 1.24).
+    # Measured 0.115 mean / 0.061 median (seeds 1, 2, which also change the
+    # split: 0.113 / 0.124 mean); the paper's plain MSE (secant_weight=0)
+    # gives 0.24 / 0.16. 0.15 leaves ~20 % for torch versions and BLAS
+    # rounding, and fails if the secant term is lost or mis-scaled.
+    assert result["params"]["secant_weight"] > 0
+    assert result["jacobian_frobenius_mean"] < 0.15
+    assert result["jacobian_frobenius_median"] < 0.09
     assert result["epochs_run"] == 10
     assert result["val_loss"] == pytest.approx(min(c[3] for c in calls))
 

@@ -60,6 +60,29 @@ class MLP(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
 
+    def forward_tangent(self, z: torch.Tensor, dz: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Output and directional derivatives in one forward-mode pass.
+
+        z: (..., n_in), dz: (..., P, n_in) P tangent directions at each z ->
+        (y (..., n_out), dy (..., P, n_out)) with dy = (d net / d z)(z) dz.
+        Written out (tangents through each linear layer, times the
+        activation derivative) rather than torch.func.jvp: same values,
+        differentiable by autograd, one shared pass for the P directions.
+        """
+        h, t = z, dz
+        for mod in self.net:
+            if isinstance(mod, nn.Linear):
+                h = mod(h)
+                t = t @ mod.weight.T
+            elif isinstance(mod, nn.Tanh):
+                h = torch.tanh(h)
+                t = t * (1.0 - h * h).unsqueeze(-2)
+            else:  # ReLU
+                t = t * (h > 0.0).to(t.dtype).unsqueeze(-2)
+                h = torch.relu(h)
+        return h, t
+
     def linear_layers(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """[(W (out, in), b (out,)), ...] as float64 numpy arrays, input to output."""
         return [
@@ -198,8 +221,12 @@ class TorchEstimator(Estimator):
         """Network output size."""
 
     @abc.abstractmethod
-    def _prepare(self, qa: np.ndarray, x: np.ndarray, mask: np.ndarray) -> dict:
+    def _prepare(self, qa: np.ndarray, x: np.ndarray, mask: np.ndarray,
+                 traj: np.ndarray) -> dict:
         """Training tensors for the samples selected by ``mask`` (N,) bool.
+
+        ``traj`` (N,) holds the trajectory ids of all samples (consecutive
+        samples of one trajectory are consecutive rows).
 
         Returns a dict with at least ``"items"``: the number of batchable items.
         """
@@ -236,21 +263,21 @@ class TorchEstimator(Estimator):
         if p["threads"]:
             torch.set_num_threads(int(p["threads"]))
         try:
-            report = self._train(qa, x, train, val, progress)
+            report = self._train(qa, x, traj, train, val, progress)
         finally:
             torch.set_num_threads(old_threads)
         self._extract()
         report.update(n_train=int(train.sum()), n_val=int(val.sum()))
         return report
 
-    def _train(self, qa, x, train, val, progress) -> dict:
+    def _train(self, qa, x, traj, train, val, progress) -> dict:
         p = self.params
         t0 = time.perf_counter()
         torch.manual_seed(int(p["seed"]))
         gen = torch.Generator().manual_seed(int(p["seed"]))
         net = self._new_net()
-        tr = self._prepare(qa, x, train)
-        va = self._prepare(qa, x, val) if val.any() else None
+        tr = self._prepare(qa, x, train, traj)
+        va = self._prepare(qa, x, val, traj) if val.any() else None
         self._init_net(net, tr)
         opt = torch.optim.Adam(net.parameters(), lr=float(p["lr"]),
                                weight_decay=float(p["weight_decay"]))

@@ -60,7 +60,7 @@ class NeuralJacobian(TorchEstimator):
     def _outputs(self) -> int:
         return self.m * self.k
 
-    def _prepare(self, qa, x, mask):
+    def _prepare(self, qa, x, mask, traj):
         # Pairs between distinct configurations only (exact copies of home
         # would pair with each other and give dq = 0).
         sel = np.flatnonzero(mask)
@@ -85,9 +85,9 @@ class NeuralJacobian(TorchEstimator):
             "scale": self._pair_scale,
         }
 
-    def _train(self, qa, x, train, val, progress):
+    def _train(self, qa, x, traj, train, val, progress):
         self._pair_scale = None
-        return super()._train(qa, x, train, val, progress)
+        return super()._train(qa, x, traj, train, val, progress)
 
     def _pairs(self, data, idx):
         qn, xn = data["qn"], data["xn"]
