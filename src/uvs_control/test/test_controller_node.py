@@ -372,6 +372,10 @@ def test_markers_draw_arm_tool_target_and_error(harness):
     np.testing.assert_allclose([[p.x, p.y, p.z] for p in goal.points], [target])
     arrow = markers["error"]
     assert arrow.type == Marker.ARROW and len(arrow.points) == 2
+    status = markers["status"]
+    assert status.type == Marker.TEXT_VIEW_FACING
+    assert status.text.startswith(("servoing", "converged", "stalled"))
+    assert "[fake_tj, cond " in status.text
 
 
 def test_parameters_are_validated(ros_context):

@@ -521,9 +521,16 @@ class ControllerNode(Node):
         self._command_pub.publish(Float64MultiArray(data=command.tolist()))
         self._publish_status(state, reason, estimator, condition, target, x, command, step)
         if q is not None:
+            text = STATE_NAMES[state]
+            if target is not None and x is not None:
+                text += f" |e| {np.linalg.norm(target - x):.4g} {self.task.units}"
+            if estimator:
+                text += f" [{estimator}, cond {condition:.3g}]"
+            if reason:
+                text += f"\n{reason}"
             self._marker_pub.publish(servo_markers(
                 self.robot, q, target, self.task.units, self._values["frame_id"],
-                self.get_clock().now().to_msg()))
+                self.get_clock().now().to_msg(), status_text=text))
 
     def _log_transition(self, state: int, reason: str) -> None:
         """Log a change of state or of the kind of reason once (lock held)."""

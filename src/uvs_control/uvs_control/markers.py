@@ -11,12 +11,13 @@ from uvs_core.robot import Robot
 
 __all__ = ["MARKER_NAMESPACES", "servo_markers"]
 
-MARKER_NAMESPACES = ("arm", "end_effector", "target", "error")
+MARKER_NAMESPACES = ("arm", "end_effector", "target", "error", "status")
 
 _GREY = ColorRGBA(r=0.6, g=0.6, b=0.6, a=1.0)
 _BLUE = ColorRGBA(r=0.1, g=0.4, b=1.0, a=1.0)
 _GREEN = ColorRGBA(r=0.1, g=0.9, b=0.2, a=0.8)
 _RED = ColorRGBA(r=1.0, g=0.2, b=0.1, a=1.0)
+_WHITE = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
 
 
 def _point(p) -> Point:
@@ -40,12 +41,15 @@ def _delete(ns: str, frame_id: str, stamp) -> Marker:
 
 
 def servo_markers(robot: Robot, q: np.ndarray, target: np.ndarray | None = None,
-                  units: str = "m", frame_id: str = "base_link", stamp=None) -> MarkerArray:
+                  units: str = "m", frame_id: str = "base_link", stamp=None,
+                  status_text: str = "") -> MarkerArray:
     """Markers in the robot's base frame ``frame_id``.
 
     q: (n,) rad, robot joint order. target: (m,) x* or None; drawn (with an
     arrow from the tool point to the first target point) only for tasks in
     metres whose x stacks 3-D points; otherwise the target markers are deleted.
+    status_text: shown above the tool point (state, error, estimator), since RViz has
+    no display for the ServoStatus message itself.
     """
     q = np.asarray(q, dtype=float)
     frames = robot.frames(q)                       # (n+2, 4, 4) base, joints, tool
@@ -74,4 +78,11 @@ def servo_markers(robot: Robot, q: np.ndarray, target: np.ndarray | None = None,
         markers += [goal, arrow]
     else:
         markers += [_delete("target", frame_id, stamp), _delete("error", frame_id, stamp)]
+    if status_text:
+        text = _marker("status", Marker.TEXT_VIEW_FACING, frame_id, stamp)
+        text.pose.position = _point(tool + np.array([0.0, 0.0, 0.15]))
+        text.scale.z = 0.05
+        text.color = _WHITE
+        text.text = status_text
+        markers.append(text)
     return MarkerArray(markers=markers)

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Re-make the shipped models in models/ (the commands models/README.md lists), then
+# refresh the table in models/README.md from each model's metadata.json.
+#   tools/make_models.sh            # all of them (~10 minutes on 2 cores)
+#   tools/make_models.sh single_point/nk_tanh ...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. ./activate
+
+data=${UVS_MODEL_DATA:-build/model_data}
+mkdir -p "$data"
+
+# task samples seed epochs: the paper's protocol (DESIGN.md): 100k single-point,
+# 200k multi-point, 10k visual servoing; 30 / 40 epochs.
+declare -A SAMPLES=([single_point]=100000 [multi_point]=200000 [visual_servo]=10000)
+declare -A EPOCHS=([single_point]=30 [multi_point]=40 [visual_servo]=30)
+MODELS=(single_point/nj single_point/binj single_point/nk_tanh single_point/nk_relu
+        multi_point/nk_tanh visual_servo/nk_tanh)
+[ "$#" -gt 0 ] && MODELS=("$@")
+
+for model in "${MODELS[@]}"; do
+  task=${model%/*}
+  estimator=${model#*/}
+  bag="$data/$task-${SAMPLES[$task]}-seed0"
+  [ -d "$bag" ] || uvs collect --task "$task" --samples "${SAMPLES[$task]}" --seed 0 --out "$bag"
+  echo "== $model"
+  uvs train --estimator "$estimator" --task "$task" --data "$bag" --out "models/$model" \
+    --epochs "${EPOCHS[$task]}" --seed 0 --overwrite
+done
+
+python tools/models_table.py models > models/.table.md
+python - <<'PY'
+from pathlib import Path
+readme = Path("models/README.md")
+text = readme.read_text()
+table = Path("models/.table.md").read_text()
+begin, end = "<!-- models-table -->", "<!-- /models-table -->"
+head, _, rest = text.partition(begin)
+_, _, tail = rest.partition(end)
+readme.write_text(f"{head}{begin}\n{table}{end}{tail}")
+Path("models/.table.md").unlink()
+PY
+echo "models: done"
