@@ -3,9 +3,10 @@
 # refresh the table in models/README.md from each model's metadata.json.
 #   tools/make_models.sh            # all of them (~10 minutes on 2 cores)
 #   tools/make_models.sh single_point/nk_tanh ...
-set -euo pipefail
+set -eo pipefail
 cd "$(dirname "$0")/.."
-. ./activate
+. ./activate   # before `set -u`: colcon's setup scripts read unset variables
+set -u
 
 data=${UVS_MODEL_DATA:-build/model_data}
 mkdir -p "$data"
