@@ -18,6 +18,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "collect": ("collect", "OU babbling in simulation, written as a rosbag2 bag (MCAP)"),
     "train": ("train", "train a Jacobian estimator from a bag; writes model + metadata"),
     "servo": ("servo", "servo to random targets with the whole node graph in one process"),
+    "benchmark": ("benchmark", "the paper's evaluation: train, servo, results.json, report, plots"),
 }
 
 

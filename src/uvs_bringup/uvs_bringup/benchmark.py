@@ -1,0 +1,757 @@
+"""The paper's benchmark (section IV) end to end: data, training, rollouts, report, plots.
+
+``run_benchmark`` is what ``uvs benchmark`` runs:
+
+1. data: OU babbling (``uvs_core.babble.babble``, the protocol's size, seed 0)
+   or a recorded bag;
+2. training: every estimator but ``tj`` through ``uvs_learning.training.
+   train_model`` (Broyden's fit estimates its initial Jacobian), models
+   written to ``OUT/models/<name>``;
+3. evaluation: per estimator and seed, all targets of the seed as one batch
+   through ``uvs_core.evaluation.rollout`` (the controller node's control law);
+4. ``OUT/results.json``, ``OUT/steps.npz`` (per-step records), ``OUT/report.md``
+   and ``OUT/fig_*.png``.
+
+Training jobs and (estimator, seed) evaluation jobs run in ``workers``
+processes (spawned, one BLAS/torch thread each). Plotting and torch are
+imported only where used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from uvs_core.evaluation import PAPER_LABELS, PAPER_TABLES, PROTOCOLS, QUANTILES
+
+ESTIMATORS = ("tj", "broyden", "llknn", "nj", "binj", "nk_relu", "nk_tanh")
+#: rows in the paper's table order
+TABLE_ORDER = ("broyden", "llknn", "nj", "binj", "nk_relu", "nk_tanh", "tj")
+#: --quick: small data, few epochs, 20 targets x 2 seeds (the pipeline test)
+QUICK = {"samples": 20_000, "epochs": 4, "targets": 20, "seeds": 2}
+SCHEMA = "uvs-benchmark/1"
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass
+class BenchmarkConfig:
+    """What to run. None fields take the task's protocol value (PROTOCOLS)."""
+
+    task: str
+    out: Path
+    estimators: tuple[str, ...] = ESTIMATORS
+    targets: int | None = None
+    seeds: int | None = None
+    samples: int | None = None
+    epochs: int | None = None
+    data: Path | None = None
+    workers: int = 1
+    quick: bool = False
+    steps: int | None = None
+    joint_limits: str = "clip"
+    robot: str = "gen3"
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    command: str = ""
+
+    def resolved(self) -> dict[str, Any]:
+        """targets, seeds, samples, epochs, steps: explicit > --quick > protocol."""
+        proto = PROTOCOLS[self.task]
+        base = {"targets": proto.targets, "seeds": proto.seeds, "samples": proto.samples,
+                "epochs": proto.epochs, "steps": proto.steps}
+        if self.quick:
+            base.update(QUICK)
+        for key in base:
+            value = getattr(self, key)
+            if value is not None:
+                base[key] = value
+        return base
+
+
+# ------------------------------------------------------------- the machine
+def machine_info() -> dict[str, Any]:
+    """Cores, CPU model, load, python / numpy / torch versions."""
+    from importlib import metadata
+
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+
+    def version(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": cpu,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": version("torch"),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+# ----------------------------------------------------------- worker jobs
+_CACHE: dict[tuple, Any] = {}
+
+
+def _task(task_name: str, robot: str):
+    key = ("task", task_name, robot)
+    if key not in _CACHE:
+        from uvs_core.robot import load_robot
+        from uvs_core.tasks import make_task
+
+        _CACHE[key] = make_task(task_name, load_robot(robot))
+    return _CACHE[key]
+
+
+def _train_job(task_name: str, robot: str, name: str, dataset, out: str, epochs,
+               params: dict, queue=None) -> dict:
+    """Train one estimator (in a worker); returns train_model's metadata."""
+    from uvs_learning.training import train_model
+
+    task = _task(task_name, robot)
+
+    def progress(epoch, total, train_loss, val_loss):
+        if queue is not None:
+            queue.put((name, int(epoch), int(total)))
+
+    result = train_model(name, task, dataset, out=out, epochs=epochs, seed=0,
+                         progress=progress, **params)
+    result.pop("history", None)
+    return result
+
+
+def _estimator(task_name: str, robot: str, name: str, model: str | None, params: dict):
+    key = ("est", task_name, robot, name, model)
+    if key not in _CACHE:
+        from uvs_core.estimators import load_estimator, make_estimator
+
+        task = _task(task_name, robot)
+        _CACHE[key] = (load_estimator(model, task=task, name=name) if model
+                       else make_estimator(name, task, **params))
+    return _CACHE[key]
+
+
+def _eval_job(task_name: str, robot: str, name: str, model: str | None, params: dict,
+              seed: int, targets: int, steps: int, joint_limits: str) -> dict:
+    """Roll out one seed's targets for one estimator (in a worker)."""
+    from uvs_core.evaluation import rollout
+
+    t0 = time.perf_counter()
+    task = _task(task_name, robot)
+    est = _estimator(task_name, robot, name, model, params)
+    proto = PROTOCOLS[task_name]
+    goals = task.sample_targets(np.random.default_rng(seed), targets)
+    r = rollout(task, est, goals, steps=steps, dt=proto.dt, joint_limits=joint_limits,
+                distance=proto.distance, alt_distance=proto.alt_distance)
+    return {"name": name, "seed": seed, "distance": r.distance, "frobenius": r.frobenius,
+            "condition": r.condition, "positive_definite": r.positive_definite,
+            "pd_undefined": r.pd_undefined, "halted": r.halted,
+            "alt_distance": r.alt_distance, "seconds": time.perf_counter() - t0}
+
+
+@contextmanager
+def _pool(workers: int):
+    """A spawn process pool with one BLAS thread per worker, or None for workers <= 1."""
+    if workers <= 1:
+        yield None
+        return
+    import multiprocessing
+
+    saved = {v: os.environ.get(v) for v in _THREAD_VARS}
+    os.environ.update({v: "1" for v in _THREAD_VARS})
+    try:
+        with ProcessPoolExecutor(max_workers=workers,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            yield pool
+    finally:
+        for v, value in saved.items():
+            if value is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = value
+
+
+def _run_jobs(pool, jobs: list[tuple[Callable, tuple]], on_done: Callable[[Any], None],
+              poll: Callable[[], None] | None = None) -> None:
+    """Run (fn, args) jobs inline or in the pool, calling on_done(result) as each ends."""
+    if pool is None:
+        for fn, args in jobs:
+            on_done(fn(*args))
+            if poll:
+                poll()
+        return
+    pending = {pool.submit(fn, *args) for fn, args in jobs}
+    while pending:
+        done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+        if poll:
+            poll()
+        for fut in done:
+            on_done(fut.result())
+
+
+# ---------------------------------------------------------------- the run
+def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
+                  log: Callable[[str], None] | None = None) -> dict:
+    """Run the benchmark and write OUT/results.json, steps.npz, report.md, fig_*.png.
+
+    Returns the results dict (what results.json holds). ValueError for a bad
+    configuration (unknown estimator or parameter, a bag of another task).
+    """
+    from uvs_bringup.verbs._common import progress_bar
+    from uvs_core.estimators import estimator_class
+
+    say = log or (lambda message: None)
+    t_all = time.perf_counter()
+    proto = PROTOCOLS[cfg.task]
+    res = cfg.resolved()
+    task = _task(cfg.task, cfg.robot)
+    for name in cfg.estimators:
+        accepted = estimator_class(name).default_params(task)
+        unknown = sorted(set(cfg.params.get(name, {})) - set(accepted))
+        if unknown:
+            raise ValueError(f"--param {name}: unknown parameter(s) {unknown}; "
+                             f"valid: {sorted(accepted)}")
+    for name in cfg.params:
+        if name not in cfg.estimators:
+            raise ValueError(f"--param {name}.*: {name} is not among --estimators")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    machine = machine_info()
+
+    # 1. data
+    t0 = time.perf_counter()
+    if cfg.data is not None:
+        from uvs_core.dataset import file_hash, read_bag
+
+        with progress_bar("reading bag", 1, "samples", enabled=show_progress) as update:
+            dataset = read_bag(cfg.data, progress=update)
+        if dataset.task != cfg.task:
+            raise ValueError(f"{cfg.data} holds {dataset.task} data, not {cfg.task}")
+        data_info = {"source": str(cfg.data), "data_hash": file_hash(cfg.data)}
+    else:
+        from uvs_core.babble import babble
+
+        with progress_bar("babbling", res["samples"], "samples",
+                          enabled=show_progress) as update:
+            dataset = babble(task, res["samples"], horizon=proto.horizon,
+                             seed=proto.data_seed, dt=proto.dt, progress=update)
+        data_info = {"source": "babble", "seed": proto.data_seed, "horizon": proto.horizon,
+                     "theta": 0.15, "sigma": 0.2}
+    data_info.update({"samples": len(dataset),
+                      "trajectories": int(np.unique(dataset.traj).size),
+                      "seconds": time.perf_counter() - t0})
+    say(f"data: {data_info['samples']:,} samples in {data_info['seconds']:.1f} s")
+
+    # 2. training
+    t0 = time.perf_counter()
+    # Longest first, so the last job to start is a short one (NK trains slowest).
+    cost = {"nk_relu": 0, "nk_tanh": 1, "binj": 2, "nj": 3, "llknn": 4, "broyden": 5}
+    trained = sorted((n for n in cfg.estimators if n != "tj"), key=lambda n: cost.get(n, -1))
+    models: dict[str, str | None] = {n: None for n in cfg.estimators}
+    training: dict[str, dict | None] = {n: None for n in cfg.estimators}
+
+    def epochs_of(name: str) -> int:
+        p = estimator_class(name).default_params(task)
+        if "epochs" not in p:
+            return 1
+        return int(res["epochs"] or cfg.params.get(name, {}).get("epochs") or p["epochs"])
+
+    with _pool(min(cfg.workers, max(len(trained), 1))) as pool, \
+            (_manager_queue() if pool is not None else nullcontext(_LocalQueue())) as queue, \
+            progress_bar("training", sum(epochs_of(n) for n in trained) or 1, "epoch",
+                         enabled=show_progress) as update:
+        done_epochs: dict[str, int] = {}
+
+        def poll():
+            while not queue.empty():
+                name, epoch, _ = queue.get_nowait()
+                done_epochs[name] = epoch
+            update(sum(done_epochs.values()))
+
+        if isinstance(queue, _LocalQueue):
+            queue.on_put = poll
+
+        def finished(result):
+            name = result["estimator"]
+            training[name] = result
+            models[name] = result["path"]
+            poll()
+            done_epochs[name] = epochs_of(name)
+            update(sum(done_epochs.values()))
+            say(f"trained {name} in {result['total_seconds']:.1f} s")
+
+        jobs = [(_train_job, (cfg.task, cfg.robot, n, dataset, str(out / "models" / n),
+                              res["epochs"], cfg.params.get(n, {}), queue))
+                for n in trained]
+        _run_jobs(pool, jobs, finished, poll)
+    training_seconds = time.perf_counter() - t0
+
+    # 3. evaluation
+    t0 = time.perf_counter()
+    records: dict[str, list[dict]] = {n: [] for n in cfg.estimators}
+    jobs = [(_eval_job, (cfg.task, cfg.robot, n, models[n], cfg.params.get(n, {}) if
+                         models[n] is None else {}, seed, res["targets"], res["steps"],
+                         cfg.joint_limits))
+            for n in cfg.estimators for seed in range(res["seeds"])]
+    with _pool(cfg.workers) as pool, \
+            progress_bar("evaluating", len(jobs) * res["targets"], "traj",
+                         enabled=show_progress) as update:
+        count = {"done": 0}
+
+        def collected(result):
+            records[result["name"]].append(result)
+            count["done"] += res["targets"]
+            update(count["done"])
+
+        _run_jobs(pool, jobs, collected)
+    evaluation_seconds = time.perf_counter() - t0
+
+    results = _assemble(cfg, res, proto, machine, data_info, training, records,
+                        training_seconds, evaluation_seconds)
+    arrays = _arrays(records)
+    np.savez_compressed(out / "steps.npz", **arrays)
+    results["files"] = {"results": "results.json", "steps": "steps.npz",
+                        "report": "report.md"}
+    t_plot = time.perf_counter()
+    results["files"]["figures"] = make_figures(results, arrays, out)
+    results["timing"]["report_seconds"] = time.perf_counter() - t_plot
+    results["timing"]["total_seconds"] = time.perf_counter() - t_all
+    results["machine"]["load_average_end"] = list(os.getloadavg()) \
+        if hasattr(os, "getloadavg") else None
+    (out / "report.md").write_text(render_report(results), encoding="utf-8")
+    _write_json(out / "results.json", results)
+    return results
+
+
+@contextmanager
+def _manager_queue():
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Manager() as manager:
+        yield manager.Queue()
+
+
+class _LocalQueue:
+    """The queue interface of a Manager queue, in process (workers <= 1)."""
+
+    def __init__(self) -> None:
+        self.items: list = []
+        self.on_put: Callable[[], None] | None = None
+
+    def put(self, item) -> None:
+        self.items.append(item)
+        if self.on_put is not None:
+            self.on_put()
+
+    def empty(self) -> bool:
+        return not self.items
+
+    def get_nowait(self):
+        return self.items.pop(0)
+
+
+def _arrays(records: dict[str, list[dict]]) -> dict[str, np.ndarray]:
+    """Per-step records of every estimator, trajectories ordered by seed."""
+    arrays: dict[str, np.ndarray] = {}
+    for name, recs in records.items():
+        recs = sorted(recs, key=lambda r: r["seed"])
+        if not recs:
+            continue
+        arrays[f"{name}/seed"] = np.concatenate(
+            [np.full(r["distance"].shape[0], r["seed"]) for r in recs])
+        for key, dtype in (("distance", np.float64), ("frobenius", np.float32),
+                           ("condition", np.float32), ("positive_definite", bool),
+                           ("pd_undefined", bool), ("halted", bool),
+                           ("alt_distance", np.float64)):
+            if recs[0][key] is not None:
+                arrays[f"{name}/{key}"] = np.concatenate([r[key] for r in recs]).astype(dtype)
+    return arrays
+
+
+def _assemble(cfg, res, proto, machine, data_info, training, records,
+              training_seconds, evaluation_seconds) -> dict:
+    from uvs_core.control import ControlConfig
+    from uvs_core.evaluation import summarize
+
+    arrays = _arrays(records)
+    estimators = {}
+    for name in cfg.estimators:
+        a = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(f"{name}/")}
+        summary = summarize(proto, a["distance"], a["frobenius"].astype(float),
+                            a["condition"].astype(float), a.get("positive_definite"),
+                            a.get("halted"), a.get("alt_distance"), a["seed"],
+                            a.get("pd_undefined"))
+        tr = training[name]
+        summary["training"] = None if tr is None else {
+            key: tr.get(key) for key in ("fit_seconds", "total_seconds", "val_loss",
+                                         "jacobian_frobenius_mean",
+                                         "jacobian_frobenius_median", "epochs_run",
+                                         "best_epoch", "samples", "path")}
+        summary["params"] = (tr or {}).get("params", cfg.params.get(name, {}))
+        summary["evaluation_seconds"] = float(sum(r["seconds"] for r in records[name]))
+        paper = PAPER_TABLES.get(cfg.task, {}).get(name)
+        summary["paper"] = None if paper is None else {"bins": list(paper[:-1]),
+                                                       "total": paper[-1]}
+        estimators[name] = summary
+    thr = proto.threshold_values
+    return {
+        "schema": SCHEMA,
+        "task": cfg.task,
+        "units": proto.units,
+        "command": cfg.command,
+        "arguments": {k: (str(v) if isinstance(v, Path) else v)
+                      for k, v in asdict(cfg).items() if k != "command"},
+        "protocol": {
+            **res,
+            "dt": proto.dt,
+            "data_seed": proto.data_seed,
+            "target_seeds": list(range(res["seeds"])),
+            "control": asdict(ControlConfig.paper(dt=proto.dt)),
+            "control_law": "uvs_core.control.control_step",
+            "joint_limits": cfg.joint_limits,
+            "thresholds": {"start": float(thr[0]), "stop": float(thr[-1]),
+                           "step": proto.thresholds[2], "count": int(thr.size),
+                           "units": proto.units},
+            "bin_edges": list(proto.bin_edges),
+            "distance": proto.distance,
+            "alt_distance": proto.alt_distance,
+            "condition_quantiles": list(QUANTILES),
+        },
+        "data": data_info,
+        "machine": machine,
+        "timing": {"data_seconds": data_info["seconds"],
+                   "training_seconds": training_seconds,
+                   "evaluation_seconds": evaluation_seconds},
+        "estimators": estimators,
+    }
+
+
+def jsonable(value):
+    """A JSON-ready copy: numpy scalars to Python, non-finite floats to None."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(x) for k, x in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(x) for x in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _write_json(path: Path, results: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(jsonable(results), indent=2, sort_keys=True) + "\n",
+                   encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- report
+def _fmt(v, digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:.{digits}f}"
+
+
+def _table(results: dict, key: str = "success") -> list[str]:
+    ests = results["estimators"]
+    names = [n for n in TABLE_ORDER if n in ests] + [n for n in ests if n not in TABLE_ORDER]
+    first = ests[names[0]][key]
+    labels = [b["label"] for b in first["bins"]]
+    total_label = f"{results['protocol']['bin_edges'][0]:.1f}+ (all)"
+    has_paper = any(ests[n]["paper"] for n in names) and key == "success"
+    head = "| model | " + " | ".join(labels + [total_label]) + " |"
+    lines = [head, "|---" * (len(labels) + 2) + "|"]
+    for n in names:
+        s = ests[n][key]
+        paper = ests[n]["paper"] if has_paper else None
+        cells = []
+        for i, b in enumerate(s["bins"]):
+            cell = _fmt(b["success"])
+            if paper and i < len(paper["bins"]):
+                cell += f" ({paper['bins'][i]:.2f})"
+            cells.append(cell)
+        total = _fmt(s["total"])
+        if paper:
+            total += f" ({paper['total']:.2f})"
+        lines.append(f"| {PAPER_LABELS.get(n, n)} | " + " | ".join(cells) + f" | **{total}** |")
+    lines.append("| trajectories | " + " | ".join(str(b["n"]) for b in first["bins"])
+                 + f" | {first['n']} |")
+    return lines
+
+
+def render_report(results: dict) -> str:
+    """report.md: Tables I/II laid out like the paper's, ours (paper) per cell, and the
+    Jacobian analyses, timings, machine and command."""
+    p = results["protocol"]
+    units = results["units"]
+    ests = results["estimators"]
+    names = [n for n in TABLE_ORDER if n in ests] + [n for n in ests if n not in TABLE_ORDER]
+    thr = p["thresholds"]
+    dist = {"euclidean": "Euclidean distance |x* - x|",
+            "sum_of_points": "sum of the 4 points' Euclidean distances"}
+    m = results["machine"]
+    t = results["timing"]
+    lines = [
+        f"# uvs benchmark: {results['task']}",
+        "",
+        f"Command: `{results['command']}`",
+        "",
+        f"{p['targets']} targets x {p['seeds']} seeds = {p['targets'] * p['seeds']} "
+        f"trajectories of {p['steps']} steps (dt {p['dt']} s) from the task's start pose; "
+        f"control law `uvs_core.control.control_step` with `ControlConfig.paper()` "
+        f"(gain 1, pseudo-inverse, {p['control']['max_joint_velocity']} rad/s cap, no "
+        f"condition halting); joint limits: {p['joint_limits']}. Data: "
+        f"{results['data']['samples']:,} samples ({results['data']['source']}); "
+        f"epochs: {p['epochs'] if p['epochs'] else 'estimator defaults'}.",
+        "",
+        "## Success (%)",
+        "",
+        f"Success averaged over thresholds {thr['start']:g}..{thr['stop']:g} {units} "
+        f"(step {thr['step']:g}), binned by the initial {dist[p['distance']]} ({units}). "
+        "Cells: ours (paper). The last column is all trajectories; a bin '>= e' holds "
+        "initial distances beyond the paper's last edge.",
+        "",
+        *_table(results),
+        "",
+    ]
+    if p.get("alt_distance"):
+        lines += [
+            f"Same trajectories, binned and thresholded by the {dist[p['alt_distance']]} "
+            "of the stacked task vector:",
+            "",
+            *_table(results, "success_alt"),
+            "",
+        ]
+    lines += [
+        "Spread across seeds (std of the per-seed totals): " + ", ".join(
+            f"{PAPER_LABELS.get(n, n)} {_fmt(ests[n]['success'].get('seed_std'))}"
+            for n in names) + ".",
+        "",
+        "## Jacobian analyses",
+        "",
+        f"|J_hat - J*|_F per step ({units}/rad), condition number of J_hat (quantiles over "
+        "all steps), share of trajectories meeting J* pinv(J_hat) > 0 at every step "
+        "(steps where J* itself is singular, the straight start pose, are skipped), and the "
+        "final distance split by that criterion.",
+        "",
+        "| model | mean F | median F | cond 5% | cond 50% | cond 95% | cond inf | PD share "
+        "| final PD (mean / median) | final not PD (mean / median) | success PD / not |",
+        "|---" * 11 + "|",
+    ]
+    for n in names:
+        s = ests[n]
+        q = s["condition"]["quantiles"] or {}
+        pd = s["positive_definite"]
+        if pd:
+            pd_cells = [f"{100 * pd['share']:.1f} %",
+                        f"{_fmt(pd['always']['mean'], 4)} / {_fmt(pd['always']['median'], 4)}",
+                        f"{_fmt(pd['not_always']['mean'], 4)} / "
+                        f"{_fmt(pd['not_always']['median'], 4)}",
+                        f"{_fmt(pd['always']['success'], 1)} / "
+                        f"{_fmt(pd['not_always']['success'], 1)}"]
+        else:
+            pd_cells = ["n/a"] * 4
+        lines.append(
+            f"| {PAPER_LABELS.get(n, n)} | {_fmt(s['frobenius']['mean'], 4)} | "
+            f"{_fmt(s['frobenius']['median'], 4)} | {_fmt(q.get('5'), 1)} | "
+            f"{_fmt(q.get('50'), 1)} | {_fmt(q.get('95'), 1)} | "
+            f"{s['condition']['infinite']} | " + " | ".join(pd_cells) + " |")
+    if not any(ests[n]["positive_definite"] for n in names):
+        lines += ["", "The criterion needs m <= rank: J* pinv(J_hat) is m x m of rank <= 6, "
+                      "so it is never definite for the 12-dimensional multi-point task "
+                      "(the paper checks it on single point only)."]
+    lines += [
+        "",
+        "## Time",
+        "",
+        f"Data {t['data_seconds']:.1f} s, training {t['training_seconds']:.1f} s (wall), "
+        f"evaluation {t['evaluation_seconds']:.1f} s (wall), report and figures "
+        f"{t.get('report_seconds', 0):.1f} s, total {t.get('total_seconds', 0):.1f} s "
+        f"with {results['arguments']['workers']} worker(s).",
+        "",
+        "| model | fit (s) | train total (s) | held-out mean F | evaluation (s, CPU) |",
+        "|---|---|---|---|---|",
+    ]
+    for n in names:
+        tr = ests[n]["training"] or {}
+        lines.append(f"| {PAPER_LABELS.get(n, n)} | {_fmt(tr.get('fit_seconds'), 1)} | "
+                     f"{_fmt(tr.get('total_seconds'), 1)} | "
+                     f"{_fmt(tr.get('jacobian_frobenius_mean'), 4)} | "
+                     f"{_fmt(ests[n]['evaluation_seconds'], 1)} |")
+    lines += [
+        "",
+        "## Machine",
+        "",
+        f"{m['cores']} cores, {m['cpu_model']}; {m['platform']}; Python {m['python']}, "
+        f"numpy {m['numpy']}, torch {m['torch']}; load average at start "
+        f"{_fmt((m.get('load_average') or [None])[0])}, at end "
+        f"{_fmt((m.get('load_average_end') or [None])[0])}.",
+        "",
+        "## Figures",
+        "",
+    ]
+    captions = {
+        "fig_distance.png": "distance to target over steps by initial-distance bin, mean ± "
+                            "standard error (paper Fig. 3)",
+        "fig_frobenius.png": "|J_hat - J*|_F over steps, mean ± standard error (Fig. 4)",
+        "fig_condition.png": "condition number of J_hat, log scale (Fig. 5)",
+        "fig_pd.png": "final distance split by the criterion J* pinv(J_hat) > 0 (Fig. 6)",
+    }
+    for fig in results.get("files", {}).get("figures", []):
+        lines.append(f"![{captions.get(fig, fig)}]({fig})  ")
+        lines.append(f"*{captions.get(fig, fig)}*")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- figures
+def make_figures(results: dict, arrays: dict[str, np.ndarray], out: Path) -> list[str]:
+    """fig_distance / fig_frobenius / fig_condition / fig_pd PNGs in ``out``; their names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from uvs_core.evaluation import bin_indices
+
+    ests = results["estimators"]
+    names = [n for n in TABLE_ORDER if n in ests] + [n for n in ests if n not in TABLE_ORDER]
+    labels = {n: PAPER_LABELS.get(n, n) for n in names}
+    colors = {n: plt.cm.tab10(i) for i, n in enumerate(names)}
+    units = results["units"]
+    edges = results["protocol"]["bin_edges"]
+    written = []
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=80)
+        plt.close(fig)
+        written.append(name)
+
+    def band(ax, y, n, label):
+        mean = np.nanmean(y, axis=0)
+        se = np.nanstd(y, axis=0, ddof=1) / np.sqrt(max(y.shape[0], 1)) \
+            if y.shape[0] > 1 else np.zeros_like(mean)
+        steps = np.arange(mean.size)
+        ax.plot(steps, mean, color=colors[n], label=label, lw=1.2)
+        ax.fill_between(steps, mean - se, mean + se, color=colors[n], alpha=0.25, lw=0)
+
+    # Fig. 3: distance over steps by initial-distance bin
+    first = arrays[f"{names[0]}/distance"]
+    bins = bin_indices(first[:, 0], edges)
+    present = [i for i in range(len(edges)) if np.any(bins == i)]
+    fig, axes = plt.subplots(1, len(present), figsize=(3.2 * len(present), 3.2), squeeze=False)
+    for ax, i in zip(axes[0], present):
+        sel = bins == i
+        for n in names:
+            band(ax, arrays[f"{n}/distance"][sel], n, labels[n])
+        hi = f"{edges[i + 1]:g}" if i + 1 < len(edges) else "inf"
+        ax.set_title(f"initial {edges[i]:g}-{hi} {units} (n={int(sel.sum())})", fontsize=9)
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+    axes[0][0].set_ylabel(f"distance to target ({units})")
+    axes[0][-1].legend(fontsize=7)
+    save(fig, "fig_distance.png")
+
+    # Fig. 4: Frobenius distance over steps
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for n in names:
+        if n == "tj":
+            continue  # identically zero
+        f = arrays[f"{n}/frobenius"].astype(float)
+        band(ax, np.where(np.isfinite(f), f, np.nan), n, labels[n])
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"|J_hat - J*|_F ({units}/rad)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    save(fig, "fig_frobenius.png")
+
+    # Fig. 5: condition-number violins, log scale
+    rng = np.random.default_rng(0)
+    data, ticks = [], []
+    for n in names:
+        c = arrays[f"{n}/condition"].astype(float).reshape(-1)
+        c = c[np.isfinite(c) & (c > 0)]
+        if c.size == 0:
+            continue
+        if c.size > 20_000:
+            c = rng.choice(c, 20_000, replace=False)
+        data.append(np.log10(c))
+        ticks.append(labels[n])
+    if data:
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        ax.violinplot(data, showmedians=True)
+        ax.set_xticks(range(1, len(ticks) + 1), ticks, fontsize=8)
+        ax.set_ylabel("log10 condition number of J_hat")
+        save(fig, "fig_condition.png")
+
+    # Fig. 6: final distance split by the positive-definiteness criterion
+    if all(f"{n}/positive_definite" in arrays for n in names):
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        pos, vals, tick_pos, tick_lab = [], [], [], []
+        for i, n in enumerate(names):
+            always = np.all(arrays[f"{n}/positive_definite"], axis=1)
+            final = arrays[f"{n}/distance"][:, -1]
+            share = 100 * always.mean()
+            for j, sel in enumerate((always, ~always)):
+                if sel.any():
+                    vals.append(np.maximum(final[sel], 1e-6))
+                    pos.append(3 * i + j)
+            tick_pos.append(3 * i + 0.5)
+            tick_lab.append(f"{labels[n]}\nPD {share:.0f}% / not {100 - share:.0f}%")
+        parts = ax.boxplot(vals, positions=pos, widths=0.8, patch_artist=True,
+                           showfliers=False)
+        for patch, p in zip(parts["boxes"], pos):
+            patch.set_facecolor("tab:green" if p % 3 == 0 else "tab:red")
+        ax.set_xticks(tick_pos, tick_lab, fontsize=6)
+        ax.set_yscale("log")
+        ax.set_ylabel(f"final distance ({units})")
+        ax.set_title("green: J* pinv(J_hat) > 0 at every step; red: not", fontsize=9)
+        save(fig, "fig_pd.png")
+    return written
+
+
+def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``est.key=value`` items -> {est: {key: value}}; values parsed as JSON, else text."""
+    params: dict[str, dict[str, Any]] = {}
+    for item in items or []:
+        head, sep, value = item.partition("=")
+        est, dot, key = head.partition(".")
+        if not sep or not dot or not est or not key:
+            raise ValueError(f"--param {item!r}: expected ESTIMATOR.KEY=VALUE")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        params.setdefault(est, {})[key] = parsed
+    return params
+
+
+__all__ = ["BenchmarkConfig", "ESTIMATORS", "QUICK", "run_benchmark", "render_report",
+           "make_figures", "machine_info", "parse_params", "jsonable"]
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit("use `uvs benchmark`")

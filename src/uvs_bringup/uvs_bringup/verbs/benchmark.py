@@ -1,0 +1,134 @@
+"""Run the paper's benchmark (section IV) in simulation: collect babbling data (or read a
+bag), train every learned estimator with the protocol's settings, servo targets x seeds
+trajectories with the controller node's control law, and write OUT/results.json,
+OUT/report.md (Tables I/II beside the paper's numbers, Jacobian analyses), OUT/steps.npz
+(per-step records) and figures like the paper's Figures 3-6."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from uvs_bringup.verbs._common import emit, fail
+
+TASKS = ("single_point", "multi_point", "visual_servo")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _estimator_list(text: str) -> tuple[str, ...]:
+    from uvs_bringup.benchmark import ESTIMATORS
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in ESTIMATORS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown estimator(s) {', '.join(unknown) or '(none)'}; "
+            f"choose from {','.join(ESTIMATORS)}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"repeated estimator in {text!r}")
+    return names
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", choices=TASKS, default="single_point",
+                        help="task (default single_point)")
+    parser.add_argument("--estimators", type=_estimator_list,
+                        default="tj,broyden,llknn,nj,binj,nk_relu,nk_tanh",
+                        help="comma-separated estimators (default all seven)")
+    parser.add_argument("--targets", type=_positive_int,
+                        help="targets per seed (protocol 110; --quick 20)")
+    parser.add_argument("--seeds", type=_positive_int,
+                        help="target seeds 0..S-1 (protocol 10; --quick 2)")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--samples", type=_positive_int,
+                        help="babbling samples (protocol 100000 single, 200000 multi, "
+                             "10000 visual; --quick 20000)")
+    parser.add_argument("--data", type=Path, help="read this babbling bag instead of babbling")
+    parser.add_argument("--epochs", type=_positive_int,
+                        help="training epochs (protocol 30 single, 40 multi; --quick 4)")
+    parser.add_argument("--workers", type=_positive_int, default=1,
+                        help="parallel processes for training and evaluation (default 1)")
+    parser.add_argument("--quick", action="store_true",
+                        help="little data, few epochs, 20 targets x 2 seeds (a smoke run)")
+    parser.add_argument("--param", action="append", default=[], metavar="EST.KEY=VALUE",
+                        help="estimator parameter, e.g. nk_tanh.secant_weight=0 (repeatable)")
+    parser.add_argument("--steps", type=_positive_int,
+                        help="control steps per trajectory (protocol 100)")
+    parser.add_argument("--joint-limits", choices=("clip", "halt"), default="clip",
+                        help="clip: the simulation clips positions (paper, default); halt: "
+                             "the control law zeroes commands that would pass a limit, as the "
+                             "controller node does")
+    parser.add_argument("--robot", default="gen3", help="robot name or YAML (default gen3)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace results in an existing output directory")
+    parser.add_argument("--json", action="store_true",
+                        help="print results.json's content as one JSON object last")
+
+
+def run(args: argparse.Namespace) -> int:
+    from uvs_bringup.benchmark import BenchmarkConfig, jsonable, parse_params, run_benchmark
+    from uvs_core.dataset import DatasetError
+
+    estimators = args.estimators
+    if isinstance(estimators, str):
+        estimators = _estimator_list(estimators)
+    if (args.out / "results.json").exists() and not args.overwrite:
+        return fail(f"{args.out / 'results.json'} exists; pass --overwrite to replace it")
+    if args.data is not None and args.samples is not None:
+        return fail("--samples and --data exclude each other")
+    try:
+        params = parse_params(args.param)
+    except ValueError as exc:
+        return fail(str(exc))
+    cfg = BenchmarkConfig(
+        task=args.task, out=args.out, estimators=estimators, targets=args.targets,
+        seeds=args.seeds, samples=args.samples, epochs=args.epochs, data=args.data,
+        workers=args.workers, quick=args.quick, steps=args.steps,
+        joint_limits=args.joint_limits, robot=args.robot, params=params,
+        command=shlex.join(["uvs", *sys.argv[1:]]) if sys.argv[1:2] == ["benchmark"]
+        else "uvs benchmark " + shlex.join(_argv(args)))
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    try:
+        results = run_benchmark(cfg, show_progress=True, log=log)
+    except (ValueError, DatasetError, OSError) as exc:
+        return fail(str(exc))
+    ests = results["estimators"]
+    lines = [f"{results['task']}: success % (averaged over thresholds), "
+             f"{results['protocol']['targets'] * results['protocol']['seeds']} trajectories"]
+    for name, s in ests.items():
+        paper = s["paper"]["total"] if s["paper"] else None
+        lines.append(f"  {name:8s} {s['success']['total']:6.2f}"
+                     + (f"   (paper {paper:.2f})" if paper is not None else ""))
+    lines.append(f"total {results['timing']['total_seconds']:.1f} s; "
+                 f"wrote {args.out / 'results.json'}, {args.out / 'report.md'}")
+    emit(jsonable(results), args.json, lines)
+    return 0
+
+
+def _argv(args: argparse.Namespace) -> list[str]:
+    """A command line equivalent to ``args`` (when not run from the shell)."""
+    out = ["--task", args.task, "--estimators", ",".join(args.estimators)
+           if not isinstance(args.estimators, str) else args.estimators, "--out", str(args.out)]
+    for opt in ("targets", "seeds", "samples", "data", "epochs", "steps"):
+        if getattr(args, opt) is not None:
+            out += [f"--{opt}", str(getattr(args, opt))]
+    out += ["--workers", str(args.workers)]
+    for item in args.param:
+        out += ["--param", item]
+    if args.joint_limits != "clip":
+        out += ["--joint-limits", args.joint_limits]
+    for flag in ("quick", "overwrite", "json"):
+        if getattr(args, flag):
+            out.append(f"--{flag}")
+    return out

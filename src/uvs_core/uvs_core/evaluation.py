@@ -1,0 +1,505 @@
+"""The paper's evaluation (section IV): batched servo rollouts and their metrics.
+
+``rollout`` runs B servo trajectories of one estimator at once in the core
+simulation with the controller node's control law (``uvs_core.control.
+control_step``, ``ControlConfig.paper()``) and records, per step, the
+distance to the target, ||J_hat - J*||_F, the condition number and the
+positive-definiteness criterion J* pinv(J_hat) > 0. ``summarize`` turns
+those records into the paper's numbers: success averaged over thresholds,
+binned by initial distance (Tables I-II), and the Jacobian analyses
+(Figures 4-6). ``uvs benchmark`` (uvs_bringup) orchestrates data, training,
+workers, files and plots around these functions.
+
+Shapes: ``B`` trajectories, ``T`` control steps, ``m`` task dimension, ``k``
+active joints. Units: task units (m or px), rad, s. No torch, no plotting.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from uvs_core.control import (
+    ControlConfig,
+    condition_number,
+    control_step,
+    pseudo_inverse,
+    task_rank,
+)
+from uvs_core.sim import Simulation
+
+__all__ = [
+    "PROTOCOLS", "PAPER_TABLES", "PAPER_LABELS", "Protocol", "Rollout", "BatchedBroyden",
+    "batched", "task_distance", "threshold_success", "bin_indices", "binned_success",
+    "positive_definite", "rollout", "summarize", "QUANTILES", "SINGULAR_CONDITION",
+]
+
+#: J* with a larger condition number counts as singular for the criterion J* J_hat+ > 0
+SINGULAR_CONDITION = 1e8
+
+#: condition-number quantiles reported (percent)
+QUANTILES = (0, 5, 25, 50, 75, 95, 100)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The paper's evaluation protocol for one task (DESIGN.md, paper IV).
+
+    samples: babbling samples (seed ``data_seed``); epochs: training epochs
+    of the learned estimators (None: the estimator's default).
+    thresholds: success thresholds ``start..stop`` step ``step`` (task units),
+        success is averaged over them.
+    bin_edges: initial-distance bins [e_i, e_i+1); distances at or beyond the
+        last edge form an extra, open bin.
+    distance: "euclidean" (|x* - x|) or "sum_of_points" (sum of the 3-D
+        distances of the task's points, the paper's multi-point measure).
+    alt_distance: a second distance also reported (None: none).
+    """
+
+    task: str
+    samples: int
+    epochs: int | None
+    thresholds: tuple[float, float, float]
+    bin_edges: tuple[float, ...]
+    distance: str = "euclidean"
+    alt_distance: str | None = None
+    units: str = "m"
+    targets: int = 110
+    seeds: int = 10
+    steps: int = 100
+    dt: float = 0.05
+    data_seed: int = 0
+    horizon: int = 100
+
+    @property
+    def threshold_values(self) -> np.ndarray:
+        """(P,) thresholds in task units, start..stop inclusive."""
+        start, stop, step = self.thresholds
+        count = int(round((stop - start) / step)) + 1
+        return start + step * np.arange(count)
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "single_point": Protocol("single_point", 100_000, 30, (0.001, 0.1, 0.001),
+                             (0.0, 0.5, 1.0, 1.5, 2.0)),
+    # The paper's multi-point distance is the sum over the 4 points; the
+    # Euclidean norm of the stacked 12-vector is reported beside it (see
+    # docs/benchmarks.md: the paper's 0-4 m bins fit that norm's range).
+    "multi_point": Protocol("multi_point", 200_000, 40, (0.001, 0.25, 0.001),
+                            (0.0, 1.0, 2.0, 3.0, 4.0), distance="sum_of_points",
+                            alt_distance="euclidean"),
+    # No paper protocol in simulation (Table III is on the real arm): 1..100 px
+    # thresholds and 100 px bins over the 640x480 image.
+    "visual_servo": Protocol("visual_servo", 10_000, 30, (1.0, 100.0, 1.0),
+                             (0.0, 100.0, 200.0, 300.0, 400.0), units="px"),
+}
+
+#: the paper's row labels, in its table order
+PAPER_LABELS = {"broyden": "Broyden", "llknn": "LL-KNN", "nj": "NJ", "binj": "Bi-NJ",
+                "nk_relu": "Relu-NK", "nk_tanh": "Tanh-NK", "tj": "TJ"}
+
+#: Tables I and II: success % per initial-distance bin, then the total
+PAPER_TABLES: dict[str, dict[str, tuple[float, ...]]] = {
+    "single_point": {
+        "broyden": (99.91, 61.52, 35.49, 3.37, 47.84),
+        "llknn": (92.29, 87.11, 79.97, 60.00, 81.58),
+        "nj": (100.00, 92.96, 82.89, 59.77, 85.70),
+        "binj": (99.74, 87.92, 73.29, 48.86, 78.57),
+        "nk_relu": (99.13, 89.83, 84.91, 72.84, 86.76),
+        "nk_tanh": (100.00, 96.28, 91.94, 89.49, 94.07),
+        "tj": (100.00, 97.89, 94.27, 90.93, 95.81),
+    },
+    "multi_point": {
+        "broyden": (38.45, 24.59, 10.50, 1.60, 16.78),
+        "llknn": (59.78, 54.93, 45.82, 30.01, 48.18),
+        "nj": (63.88, 50.04, 35.56, 24.00, 41.66),
+        "binj": (89.54, 72.45, 59.13, 38.55, 63.79),
+        "nk_relu": (68.10, 52.71, 42.80, 20.81, 45.61),
+        "nk_tanh": (85.82, 76.44, 64.08, 49.21, 68.41),
+        "tj": (81.78, 91.94, 82.40, 78.79, 85.27),
+    },
+}
+
+
+# ----------------------------------------------------------------- metrics
+def task_distance(x: np.ndarray, x_star: np.ndarray, kind: str = "euclidean") -> np.ndarray:
+    """Distance to the target: x, x_star (..., m) -> (...,) task units.
+
+    kind "euclidean": |x* - x|. "sum_of_points": x holds m/3 stacked 3-D points;
+    the sum of their Euclidean distances (the paper's multi-point measure).
+    """
+    d = np.asarray(x_star, dtype=float) - np.asarray(x, dtype=float)
+    if kind == "euclidean":
+        return np.linalg.norm(d, axis=-1)
+    if kind == "sum_of_points":
+        if d.shape[-1] % 3:
+            raise ValueError(f"sum_of_points needs 3-D points, got m = {d.shape[-1]}")
+        return np.linalg.norm(d.reshape(*d.shape[:-1], -1, 3), axis=-1).sum(axis=-1)
+    raise ValueError(f"unknown distance {kind!r}; use 'euclidean' or 'sum_of_points'")
+
+
+def threshold_success(final: np.ndarray, thresholds: np.ndarray) -> float:
+    """Success % averaged over thresholds: mean over t of the share of final < t.
+
+    final: (N,) final distances (NaN counts as failure); thresholds: (P,).
+    Returns NaN for N = 0.
+    """
+    final = np.asarray(final, dtype=float).reshape(-1)
+    if final.size == 0:
+        return float("nan")
+    f = np.where(np.isnan(final), np.inf, final)
+    hits = f[:, None] < np.asarray(thresholds, dtype=float)[None, :]
+    return float(100.0 * hits.mean())
+
+
+def bin_indices(initial: np.ndarray, edges) -> np.ndarray:
+    """Bin of each initial distance: (N,) -> (N,) int in 0..len(edges)-1.
+
+    Bin i is [edges[i], edges[i+1]); len(edges)-1 is the open bin >= edges[-1].
+    Distances below edges[0] go to bin 0.
+    """
+    edges = np.asarray(edges, dtype=float)
+    idx = np.searchsorted(edges, np.asarray(initial, dtype=float), side="right") - 1
+    return np.clip(idx, 0, edges.size - 1)
+
+
+def _bin_label(lo: float, hi: float) -> str:
+    fmt = "{:.0f}" if max(abs(lo), abs(hi) if math.isfinite(hi) else 0) >= 10 else "{:.1f}"
+    return f">= {fmt.format(lo)}" if not math.isfinite(hi) else \
+        f"{fmt.format(lo)}-{fmt.format(hi)}"
+
+
+def binned_success(initial: np.ndarray, final: np.ndarray, edges,
+                   thresholds: np.ndarray) -> dict:
+    """Table row: success % per initial-distance bin and in total.
+
+    initial, final: (N,) distances; edges: bin edges (see bin_indices);
+    thresholds: (P,). Returns {"total", "n", "bins": [{"lo", "hi", "label", "n",
+    "success"}, ...]} with the open last bin only when it holds trajectories;
+    an empty bin's success is None.
+    """
+    initial = np.asarray(initial, dtype=float)
+    final = np.asarray(final, dtype=float)
+    edges = [float(e) for e in edges]
+    idx = bin_indices(initial, edges)
+    bins = []
+    for i in range(len(edges)):
+        lo, hi = edges[i], (edges[i + 1] if i + 1 < len(edges) else math.inf)
+        sel = idx == i
+        if i + 1 == len(edges) and not sel.any():
+            break
+        value = threshold_success(final[sel], thresholds)
+        bins.append({"lo": lo, "hi": hi if math.isfinite(hi) else None,
+                     "label": _bin_label(lo, hi), "n": int(sel.sum()),
+                     "success": None if math.isnan(value) else value})
+    total = threshold_success(final, thresholds)
+    return {"total": None if math.isnan(total) else total, "n": int(final.size),
+            "bins": bins}
+
+
+def positive_definite(j_true: np.ndarray, j_hat: np.ndarray, rtol: float = 1e-9) -> np.ndarray:
+    """Convergence criterion J* pinv(J_hat) > 0 (its symmetric part positive definite).
+
+    j_true, j_hat: (..., m, k). Returns (...,) bool: the smallest eigenvalue of
+    sym(J* J_hat+) (m x m) exceeds rtol times the largest |eigenvalue| (float
+    noise on a semi-definite matrix is not definiteness). False where J_hat
+    is not finite, and always False when m > rank(J_hat) (e.g. multi-point).
+    """
+    j_true = np.asarray(j_true, dtype=float)
+    j_hat = np.asarray(j_hat, dtype=float)
+    finite = np.all(np.isfinite(j_hat), axis=(-2, -1)) & np.all(np.isfinite(j_true),
+                                                                  axis=(-2, -1))
+    safe = np.where(finite[..., None, None], j_hat, 0.0)
+    prod = j_true @ pseudo_inverse(safe)
+    sym = 0.5 * (prod + np.swapaxes(prod, -1, -2))
+    eig = np.linalg.eigvalsh(np.where(finite[..., None, None], sym, 0.0))
+    scale = np.max(np.abs(eig), axis=-1)
+    return finite & (eig[..., 0] > rtol * scale)
+
+
+# ------------------------------------------------------- batched estimators
+class BatchedBroyden:
+    """B independent Broyden estimators stepped together; same numbers as B
+    ``uvs_core.estimators.classical.Broyden`` instances (same j0, alpha, min_motion).
+
+    jacobian: (B, m, k). update(qa (B, k), x (B, m)) applies, per trajectory,
+    J <- J + alpha (dx - J dq) dq^T / (dq^T dq), skipping steps with
+    |dq| < min_motion (the anchor stays, as in the class).
+    """
+
+    def __init__(self, j0: np.ndarray, batch: int, alpha: float = 1.0,
+                 min_motion: float = 1e-6) -> None:
+        self.j0 = np.asarray(j0, dtype=float)
+        self.batch = int(batch)
+        self.alpha = float(alpha)
+        self.min_motion = float(min_motion)
+        self.reset()
+
+    @classmethod
+    def from_estimator(cls, est, batch: int) -> BatchedBroyden:
+        """B copies of a (fitted) Broyden estimator's initial state."""
+        return cls(est.j0, batch, alpha=float(est.params["alpha"]),
+                   min_motion=float(est.params["min_motion"]))
+
+    def reset(self) -> None:
+        """All trajectories back to j0, no previous sample."""
+        m, k = self.j0.shape
+        self.jacobian = np.broadcast_to(self.j0, (self.batch, m, k)).copy()
+        self._q_prev = np.zeros((self.batch, k))
+        self._x_prev = np.zeros((self.batch, m))
+        self._has_prev = np.zeros(self.batch, dtype=bool)
+
+    def update(self, qa: np.ndarray, x: np.ndarray) -> None:
+        qa = np.asarray(qa, dtype=float)
+        x = np.asarray(x, dtype=float)
+        dq = qa - self._q_prev
+        dq2 = np.einsum("bk,bk->b", dq, dq)
+        moved = self._has_prev & (dq2 >= self.min_motion ** 2)
+        if moved.any():
+            j = self.jacobian[moved]
+            d = dq[moved]
+            resid = (x[moved] - self._x_prev[moved]) - (j @ d[:, :, None])[:, :, 0]
+            self.jacobian[moved] = j + (self.alpha / dq2[moved])[:, None, None] * (
+                resid[:, :, None] * d[:, None, :])
+        anchor = ~self._has_prev | moved
+        self._q_prev[anchor] = qa[anchor]
+        self._x_prev[anchor] = x[anchor]
+        self._has_prev |= anchor
+
+    def estimate_batch(self, qa: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+        return self.jacobian.copy()
+
+
+class _Stateless:
+    """An estimator without online state: estimate_batch over the batch."""
+
+    def __init__(self, est) -> None:
+        self.est = est
+
+    def reset(self) -> None:
+        self.est.reset()
+
+    def update(self, qa, x) -> None:
+        pass
+
+    def estimate_batch(self, qa, x=None):
+        return self.est.estimate_batch(qa, x)
+
+
+class _PerInstance:
+    """B deep copies of an online estimator without a batch mode."""
+
+    def __init__(self, est, batch: int) -> None:
+        import copy
+
+        self.items = [copy.deepcopy(est) for _ in range(int(batch))]
+
+    def reset(self) -> None:
+        for e in self.items:
+            e.reset()
+
+    def update(self, qa, x) -> None:
+        for e, q, xx in zip(self.items, qa, x):
+            e.update(q, xx)
+
+    def estimate_batch(self, qa, x=None):
+        return np.stack([e.estimate(q) for e, q in zip(self.items, qa)])
+
+
+def batched(est, batch: int):
+    """A batch view of ``est`` for B trajectories: reset(), update(qa (B, k), x (B, m)),
+    estimate_batch(qa (B, k), x) -> (B, m, k).
+
+    Broyden gets B independent states (BatchedBroyden); another online
+    estimator (one that overrides ``update``) gets B copies; a stateless one
+    is called with the whole batch.
+    """
+    from uvs_core.estimators import Estimator
+    from uvs_core.estimators.classical import Broyden
+
+    if isinstance(est, Broyden):
+        return BatchedBroyden.from_estimator(est, batch)
+    if type(est).update is not Estimator.update:
+        return _PerInstance(est, batch)
+    return _Stateless(est)
+
+
+# ------------------------------------------------------------------ rollout
+@dataclass
+class Rollout:
+    """Records of B trajectories of T steps.
+
+    distance: (B, T + 1) task units, before each step and after the last.
+    frobenius: (B, T) ||J_hat - J*||_F, task units/rad, at each visited configuration.
+    condition: (B, T) condition number of J_hat (over task_rank singular values).
+    positive_definite: (B, T) bool criterion, None when m > rank (multi-point).
+        Steps where J* itself is singular (condition number above
+        ``SINGULAR_CONDITION``, e.g. the straight arm at the start pose) count
+        as meeting it: no estimate can satisfy it there, so they say nothing
+        about the estimator. ``pd_undefined`` (B, T) marks them.
+    halted: (B, T) bool, the control law zeroed the command.
+    x_final: (B, m); targets: (B, m).
+    """
+
+    distance: np.ndarray
+    frobenius: np.ndarray
+    condition: np.ndarray
+    positive_definite: np.ndarray | None
+    halted: np.ndarray
+    x_final: np.ndarray
+    targets: np.ndarray
+    alt_distance: np.ndarray | None = field(default=None)
+    pd_undefined: np.ndarray | None = field(default=None)
+
+
+def rollout(task, estimator, targets: np.ndarray, steps: int = 100, dt: float = 0.05,
+            config: ControlConfig | None = None, joint_limits: str = "clip",
+            distance: str = "euclidean", alt_distance: str | None = None) -> Rollout:
+    """Servo B arms from the task's start pose to ``targets`` (B, m) for ``steps`` steps.
+
+    Each step, per trajectory, as the estimator service and controller node do:
+    the estimator is updated with (qa, x) (online estimators), J_hat = estimate
+    at qa, qdot = control_step(J_hat, x, x*, qa, config, ...) with the robot's
+    velocity limits, then Simulation.step(qdot). The estimator is reset first.
+
+    config: the control law's options (default ControlConfig.paper(dt)).
+    joint_limits: "clip" (the paper's simulation: positions are clipped at the
+        limits, the command is not checked) or "halt" (as the controller node:
+        control_step zeroes a command that would pass a limit).
+    distance, alt_distance: see task_distance.
+    """
+    if joint_limits not in ("clip", "halt"):
+        raise ValueError(f"joint_limits must be 'clip' or 'halt', got {joint_limits!r}")
+    config = ControlConfig.paper(dt=dt) if config is None else config
+    targets = np.asarray(targets, dtype=float)
+    b = targets.shape[0]
+    robot = task.robot
+    sim = Simulation(task, dt=dt, batch=b)
+    x = sim.reset()
+    lower = robot.lower[task.active] if joint_limits == "halt" else None
+    upper = robot.upper[task.active] if joint_limits == "halt" else None
+    velocity_limits = robot.velocity_limits[task.active]
+    rank = task_rank(task)
+    with_pd = task.m <= rank
+    est = batched(estimator, b)
+    est.reset()
+
+    dist = np.empty((b, steps + 1))
+    alt = np.empty((b, steps + 1)) if alt_distance else None
+    frob = np.empty((b, steps))
+    cond = np.empty((b, steps))
+    pd = np.empty((b, steps), dtype=bool) if with_pd else None
+    pd_undefined = np.zeros((b, steps), dtype=bool) if with_pd else None
+    halted = np.empty((b, steps), dtype=bool)
+    for t in range(steps):
+        qa = sim.qa
+        dist[:, t] = task_distance(x, targets, distance)
+        if alt is not None:
+            alt[:, t] = task_distance(x, targets, alt_distance)
+        est.update(qa, x)
+        j_hat = np.asarray(est.estimate_batch(qa, x), dtype=float)
+        j_true = task.jacobian(qa)
+        with np.errstate(invalid="ignore"):
+            frob[:, t] = np.sqrt(np.sum((j_hat - j_true) ** 2, axis=(1, 2)))
+        if pd is not None:
+            undefined = ~(condition_number(j_true, rank) < SINGULAR_CONDITION)
+            pd_undefined[:, t] = undefined
+            pd[:, t] = positive_definite(j_true, j_hat) | undefined
+        qdot, info = control_step(j_hat, x, targets, qa, config, lower, upper,
+                                  velocity_limits=velocity_limits, rank=rank)
+        cond[:, t] = info.condition
+        halted[:, t] = info.halted
+        x = sim.step(qdot).x
+    dist[:, steps] = task_distance(x, targets, distance)
+    if alt is not None:
+        alt[:, steps] = task_distance(x, targets, alt_distance)
+    return Rollout(distance=dist, frobenius=frob, condition=cond, positive_definite=pd,
+                   halted=halted, x_final=x, targets=targets, alt_distance=alt,
+                   pd_undefined=pd_undefined)
+
+
+# ---------------------------------------------------------------- summaries
+def _stats(values: np.ndarray) -> dict:
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return {"n": 0, "mean": None, "median": None}
+    return {"n": int(values.size), "mean": float(np.mean(values)),
+            "median": float(np.median(values))}
+
+
+def summarize(protocol: Protocol, distance: np.ndarray, frobenius: np.ndarray,
+              condition: np.ndarray, positive_definite: np.ndarray | None,
+              halted: np.ndarray | None = None,
+              alt_distance: np.ndarray | None = None,
+              seed_of: np.ndarray | None = None,
+              pd_undefined: np.ndarray | None = None) -> dict:
+    """The numbers of one estimator over N trajectories (all seeds concatenated).
+
+    distance: (N, T + 1); frobenius, condition: (N, T); positive_definite:
+    (N, T) bool or None; halted: (N, T) bool; alt_distance: (N, T + 1) or None;
+    seed_of: (N,) seed of each trajectory (for the per-seed spread).
+    pd_undefined: (N, T) bool, steps where J* is singular (see Rollout).
+    Returns a JSON-ready dict: success (binned, averaged over thresholds),
+    final distance, Frobenius distance (mean and per step, mean and standard
+    error), condition-number quantiles, the positive-definiteness analysis.
+    """
+    thr = protocol.threshold_values
+    initial, final = distance[:, 0], distance[:, -1]
+    out: dict = {"trajectories": int(distance.shape[0])}
+    out["success"] = binned_success(initial, final, protocol.bin_edges, thr)
+    if seed_of is not None:
+        per_seed = [threshold_success(final[seed_of == s], thr) for s in np.unique(seed_of)]
+        out["success"]["per_seed"] = per_seed
+        out["success"]["seed_std"] = float(np.std(per_seed, ddof=1)) \
+            if len(per_seed) > 1 else None
+    if alt_distance is not None:
+        out["success_alt"] = {
+            "distance": protocol.alt_distance,
+            **binned_success(alt_distance[:, 0], alt_distance[:, -1], protocol.bin_edges, thr),
+        }
+    out["final_distance"] = _stats(final)
+    finite_f = np.where(np.isfinite(frobenius), frobenius, np.nan)
+    n_f = np.sum(np.isfinite(finite_f), axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_step_mean = np.nanmean(finite_f, axis=0) if np.isfinite(finite_f).any() \
+            else np.full(frobenius.shape[1], np.nan)
+        per_step_se = np.nanstd(finite_f, axis=0, ddof=1) / np.sqrt(n_f) \
+            if np.isfinite(finite_f).any() else per_step_mean
+    out["frobenius"] = {
+        "mean": float(np.nanmean(finite_f)) if np.isfinite(finite_f).any() else None,
+        "median": float(np.nanmedian(finite_f)) if np.isfinite(finite_f).any() else None,
+        "per_step_mean": [None if not np.isfinite(v) else float(v) for v in per_step_mean],
+        "per_step_se": [None if not np.isfinite(v) else float(v) for v in per_step_se],
+    }
+    c = condition.reshape(-1)
+    finite_c = c[np.isfinite(c)]
+    out["condition"] = {
+        "steps": int(c.size),
+        "infinite": int(np.sum(np.isinf(c))),
+        "nan": int(np.sum(np.isnan(c))),
+        "quantiles": ({str(q): float(v) for q, v in
+                       zip(QUANTILES, np.percentile(finite_c, QUANTILES))}
+                      if finite_c.size else None),
+    }
+    if positive_definite is None:
+        out["positive_definite"] = None
+    else:
+        always = np.all(positive_definite, axis=1)
+        out["positive_definite"] = {
+            "share": float(np.mean(always)) if always.size else None,
+            "step_share": float(np.mean(positive_definite)) if always.size else None,
+            "always": {**_stats(final[always]),
+                       "success": _nan_none(threshold_success(final[always], thr))},
+            "not_always": {**_stats(final[~always]),
+                           "success": _nan_none(threshold_success(final[~always], thr))},
+            "undefined_steps": None if pd_undefined is None else int(np.sum(pd_undefined)),
+        }
+    if halted is not None:
+        out["halted_steps"] = int(np.sum(halted))
+    return out
+
+
+def _nan_none(v: float):
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v

@@ -1,0 +1,97 @@
+"""`uvs benchmark --quick`: the whole pipeline (babble, train, servo, report, plots) end to end."""
+
+import json
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+ESTIMATORS = ("tj", "broyden", "llknn", "nj", "binj", "nk_relu", "nk_tanh")
+
+
+def _uvs(*args, timeout=300):
+    return subprocess.run(["uvs", *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "quick"
+    start = time.monotonic()
+    result = _uvs("benchmark", "--task", "single_point", "--estimators", ",".join(ESTIMATORS),
+                  "--quick", "--workers", "2", "--out", str(out), "--json")
+    seconds = time.monotonic() - start
+    assert result.returncode == 0, result.stderr
+    return out, json.loads(result.stdout.strip().splitlines()[-1]), result.stderr, seconds
+
+
+def test_quick_run_writes_every_file_within_two_minutes(quick):
+    out, printed, stderr, seconds = quick
+    assert seconds < 120
+    for name in ("results.json", "report.md", "steps.npz", "fig_distance.png",
+                 "fig_frobenius.png", "fig_condition.png", "fig_pd.png"):
+        assert (out / name).stat().st_size > 0, name
+    for name in ESTIMATORS[1:]:
+        assert (out / "models" / name / "metadata.json").exists()
+    assert json.loads((out / "results.json").read_text()) == printed
+    assert "training" in stderr and "evaluating" in stderr       # progress bars
+
+
+def test_results_keys_and_ranges(quick):
+    _, res, _, _ = quick
+    assert res["schema"] == "uvs-benchmark/1" and res["task"] == "single_point"
+    p = res["protocol"]
+    assert (p["targets"], p["seeds"], p["steps"], p["samples"]) == (20, 2, 100, 20000)
+    assert p["control"]["gain"] == 1.0 and p["control"]["max_joint_velocity"] == 1.22
+    assert p["thresholds"]["count"] == 100 and p["bin_edges"] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert res["command"].startswith("uvs benchmark") and "--quick" in res["command"]
+    assert res["machine"]["cores"] >= 1 and res["machine"]["python"]
+    for key in ("data_seconds", "training_seconds", "evaluation_seconds", "total_seconds"):
+        assert res["timing"][key] >= 0
+    assert set(res["estimators"]) == set(ESTIMATORS)
+    for name, s in res["estimators"].items():
+        assert 0.0 <= s["success"]["total"] <= 100.0
+        assert s["trajectories"] == 40 and sum(b["n"] for b in s["success"]["bins"]) == 40
+        for b in s["success"]["bins"]:
+            assert b["success"] is None or 0.0 <= b["success"] <= 100.0
+        assert len(s["frobenius"]["per_step_mean"]) == 100
+        assert s["frobenius"]["mean"] >= 0.0
+        q = s["condition"]["quantiles"]
+        assert 1.0 <= q["0"] <= q["50"] <= q["100"]
+        pd = s["positive_definite"]
+        assert 0.0 <= pd["share"] <= 1.0
+        assert pd["always"]["n"] + pd["not_always"]["n"] == 40
+        assert s["paper"]["total"] > 0
+        assert (s["training"] is None) == (name == "tj")
+    assert res["estimators"]["tj"]["frobenius"]["mean"] == 0.0
+    assert res["estimators"]["tj"]["positive_definite"]["share"] == 1.0
+
+
+def test_true_jacobian_beats_broyden(quick):
+    _, res, _, _ = quick
+    ests = res["estimators"]
+    assert ests["tj"]["success"]["total"] > 80.0
+    assert ests["tj"]["success"]["total"] > ests["broyden"]["success"]["total"] + 10.0
+
+
+def test_steps_npz_and_report(quick):
+    out, res, _, _ = quick
+    with np.load(out / "steps.npz") as steps:
+        assert steps["tj/distance"].shape == (40, 101)
+        assert steps["nk_tanh/condition"].shape == (40, 100)
+        final = steps["tj/distance"][:, -1]
+    assert res["estimators"]["tj"]["final_distance"]["mean"] == pytest.approx(final.mean())
+    report = (out / "report.md").read_text()
+    assert "| Tanh-NK |" in report and "(94.07)" in report and "fig_distance.png" in report
+
+
+def test_bad_arguments_are_clear_errors(tmp_path):
+    unknown = _uvs("benchmark", "--estimators", "tj,magic", "--out", str(tmp_path / "a"))
+    assert unknown.returncode == 2 and "magic" in unknown.stderr
+    bad_param = _uvs("benchmark", "--quick", "--estimators", "tj,nk_tanh", "--param",
+                     "nk_tanh.nope=1", "--out", str(tmp_path / "b"))
+    assert bad_param.returncode == 2 and "nope" in bad_param.stderr
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "results.json").write_text("{}")
+    exists = _uvs("benchmark", "--quick", "--estimators", "tj", "--out", str(tmp_path / "c"))
+    assert exists.returncode == 2 and "--overwrite" in exists.stderr
