@@ -1,5 +1,6 @@
 """System: driver (sim) + jacobian_estimator (tj) + controller in one process, over DDS
-(driver and controller on a MultiThreadedExecutor, the estimator on its own).
+(driver and controller on one executor, as `uvs servo` runs them; the estimator on
+its own so it can be killed mid-run).
 
 Asserts on what crosses the topics: the simulated Gen3 reaches a target within
 1 cm, and losing the estimator stops the arm within 0.2 s with a HALTED status.
@@ -13,7 +14,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from std_msgs.msg import Float64MultiArray
 
@@ -48,7 +49,7 @@ class Graph:
             Float64MultiArray, "joint_velocity_command",
             lambda m: self.commands.append((time.monotonic(), np.asarray(m.data))), COMMAND_QOS)
         self.set_target_client = self.probe.create_client(SetTarget, "controller/set_target")
-        self.executor = MultiThreadedExecutor(num_threads=4, context=context)
+        self.executor = SingleThreadedExecutor(context=context)
         for node in (self.driver, self.controller, self.probe):
             self.executor.add_node(node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)

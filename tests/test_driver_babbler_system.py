@@ -1,6 +1,6 @@
 """System: the driver (sim) and the OU babbler in one process record a babbling bag.
 
-Both nodes spin on one MultiThreadedExecutor and talk over real DDS
+Both nodes spin on one executor (as `uvs servo` runs a graph) and talk over real DDS
 (joint_states, task_state, joint_velocity_command, driver/home); the bag is
 read back with uvs_core.dataset.read_bag and checked against the task model.
 """
@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
 from uvs_core.babble import OUProcess
@@ -32,7 +32,7 @@ def _run(ros_context, tmp_path, task, babbler_overrides=None, deadline_s=30.0):
     overrides.update(babbler_overrides or {})
     babbler = BabblerNode(context=ros_context, parameter_overrides=[
         Parameter(name, value=value) for name, value in overrides.items()])
-    executor = MultiThreadedExecutor(context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(driver)
     executor.add_node(babbler)
     try:
@@ -91,7 +91,7 @@ def test_babbler_without_a_driver_fails_with_the_service_name(ros_context, tmp_p
     babbler = BabblerNode(context=ros_context, parameter_overrides=[
         Parameter("home_service", value="nobody/home"), Parameter("service_timeout", value=0.3),
         Parameter("output", value=str(output))])
-    executor = MultiThreadedExecutor(context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(babbler)
     try:
         started = time.monotonic()
@@ -112,7 +112,7 @@ def test_babbler_shut_down_early_writes_what_it_has(ros_context, tmp_path):
     babbler = BabblerNode(context=ros_context, parameter_overrides=[
         Parameter("rate", value=RATE), Parameter("horizon", value=HORIZON),
         Parameter("trajectories", value=1000), Parameter("output", value=str(output))])
-    executor = MultiThreadedExecutor(context=ros_context)
+    executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(driver)
     executor.add_node(babbler)
     try:

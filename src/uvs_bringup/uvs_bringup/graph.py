@@ -1,8 +1,8 @@
 """The uvs node graph, defined once.
 
 `launch/servo.launch.py` turns these specs into launch_ros `Node` actions;
-`uvs servo` instantiates the same node classes in one process on a
-MultiThreadedExecutor, with the same parameter files, parameter overrides and
+`uvs servo` instantiates the same node classes in one process on one
+executor, with the same parameter files, parameter overrides and
 remappings (passed as ``--ros-args`` exactly as launch would). A test checks
 that the two node lists are equal.
 

@@ -1,10 +1,17 @@
-"""The servo graph in one process: rclpy nodes on a MultiThreadedExecutor.
+"""The servo graph in one process: rclpy nodes on one executor.
 
 This is the Python form of composition, for machines where `ros2 launch` is
-not installed. It starts exactly the nodes of `uvs_bringup.graph.servo_graph`
-(same classes, same parameter files, same overrides and remappings as
-servo.launch.py), plus an operator node that homes the arm, sets targets and
-watches the controller's status, and optionally the built-in bag recorder.
+not installed. The executor is a SingleThreadedExecutor: no callback of the graph
+blocks (the controller's cycle runs on a thread of its own), and rclpy 9.1.2's
+MultiThreadedExecutor starved this graph of its 20 Hz joint states for 0.3-0.8 s at
+a time (re-offering queued callbacks in a busy loop; measured with
+benchmarks/servo_loop.py and tests/test_controller_system.py), which a servo loop
+with a 0.25 s staleness limit cannot afford.
+
+It starts exactly the nodes of `uvs_bringup.graph.servo_graph` (same classes, same
+parameter files, same overrides and remappings as servo.launch.py), plus an operator
+node that homes the arm, sets targets and watches the controller's status, and
+optionally the built-in bag recorder.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import numpy as np
 import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -125,7 +132,7 @@ class ServoGraph:
         # After stop(): messages per topic written to the bag, and seen by the counter.
         self.recorded_counts: dict[str, int] = {}
         self.counted: dict[str, int] = {}
-        self.executor: MultiThreadedExecutor | None = None
+        self.executor: SingleThreadedExecutor | None = None
         self._spin_thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -152,7 +159,7 @@ class ServoGraph:
                     args += ["-p", f"{key}:={value}"]
                 self.nodes[spec.name] = cls(context=self.context, cli_args=args)
             self.operator = Operator(context=self.context)
-            self.executor = MultiThreadedExecutor(num_threads=6, context=self.context)
+            self.executor = SingleThreadedExecutor(context=self.context)
             for node in self._all_nodes():
                 self.executor.add_node(node)
             self._spin_thread = threading.Thread(target=self._spin, name="uvs-executor",

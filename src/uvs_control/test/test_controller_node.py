@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -104,7 +104,7 @@ class Harness:
                                        self.markers.append, MARKER_QOS)
         self.set_target_client = self.world.create_client(SetTarget, "controller/set_target")
         self.cancel_client = self.world.create_client(Trigger, "controller/cancel")
-        self.executor = MultiThreadedExecutor(num_threads=4, context=context)
+        self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.controller)
         self.executor.add_node(self.world)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)

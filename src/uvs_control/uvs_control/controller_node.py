@@ -25,8 +25,13 @@ Services: ``~/set_target`` (uvs_interfaces/SetTarget: checks length and
 finiteness), ``~/cancel`` (std_srvs/Trigger: forget the target, idle, zero).
 Client: ``estimate_jacobian`` (uvs_interfaces/EstimateJacobian).
 
-The cycle blocks on the estimator's answer while the answer is delivered in
-another callback group: spin the node on a MultiThreadedExecutor (main() does).
+The control cycle runs on a thread of its own at ``rate`` (deadline-scheduled on a
+monotonic clock), not in an executor callback: it blocks up to ``estimator_timeout``
+on the estimator's answer, and a blocked executor worker makes rclpy's executors
+re-offer queued callbacks in a busy loop (measured: 0.4-2.6 s stalls at 20 Hz,
+benchmarks/servo_loop.py). The executor that spins the node (any kind; main()
+uses a SingleThreadedExecutor) only delivers messages, service calls and the
+estimator's answers.
 """
 
 from __future__ import annotations
@@ -45,7 +50,8 @@ from rcl_interfaces.msg import (
     SetParametersResult,
 )
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.exceptions import InvalidHandle
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -235,7 +241,6 @@ class ControllerNode(Node):
         self._joint_order: tuple[tuple[str, ...], np.ndarray | None] = ((), None)
         self._last_logged = (ServoStatus.IDLE, "")
 
-        self._cycle_group = MutuallyExclusiveCallbackGroup()
         self._client_group = MutuallyExclusiveCallbackGroup()
         self._io_group = MutuallyExclusiveCallbackGroup()
         self._command_pub = self.create_publisher(
@@ -256,8 +261,10 @@ class ControllerNode(Node):
             Trigger, "~/cancel", self._on_cancel, callback_group=self._io_group)
         self._client = self.create_client(
             EstimateJacobian, "estimate_jacobian", callback_group=self._client_group)
-        self._timer = self.create_timer(1.0 / values["rate"], self._cycle,
-                                        callback_group=self._cycle_group)
+        self._stop = threading.Event()
+        self._cycle_thread = threading.Thread(target=self._run_cycles, name="uvs-controller-cycle",
+                                              daemon=True)
+        self._cycle_thread.start()
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.get_logger().info(
@@ -305,12 +312,35 @@ class ControllerNode(Node):
             self._config = _control_config(self._values)
             if changed & {"convergence_tolerance", "stall_window", "stall_fraction"}:
                 self._monitor = self._new_monitor(self._values)
-        if "rate" in changed:
-            self.destroy_timer(self._timer)
-            self._timer = self.create_timer(1.0 / self._values["rate"], self._cycle,
-                                            callback_group=self._cycle_group)
         self.get_logger().info("parameters: " + ", ".join(
             f"{name}={self._values[name]}" for name in sorted(changed)))
+
+    # ------------------------------------------------------------------ cycle thread
+
+    def _run_cycles(self) -> None:
+        """Call _cycle every 1/rate s until destroy_node(); a late cycle does not burst."""
+        deadline = time.monotonic()
+        while not self._stop.is_set():
+            with self._lock:
+                period = 1.0 / self._values["rate"]
+            deadline += period
+            now = time.monotonic()
+            if deadline < now - period:         # more than a period behind: skip ahead
+                deadline = now
+            if self._stop.wait(max(0.0, deadline - now)):
+                break
+            if not self.context.ok():
+                break
+            try:
+                self._cycle()
+            except InvalidHandle:
+                break                            # the node is being destroyed
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        if self._cycle_thread.is_alive() and self._cycle_thread is not threading.current_thread():
+            self._cycle_thread.join(timeout=2.0)
+        super().destroy_node()
 
     # ------------------------------------------------------------------ inputs
 
@@ -568,9 +598,8 @@ def main(args=None) -> int:
     node = None
     try:
         node = ControllerNode()
-        # Multi-threaded: the cycle waits for the estimator's answer, which is
-        # handled in another callback group.
-        rclpy.spin(node, executor=MultiThreadedExecutor())
+        # The cycle runs on its own thread (see the module docstring).
+        rclpy.spin(node, executor=SingleThreadedExecutor())
     except ValueError as exc:
         rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
         return 1

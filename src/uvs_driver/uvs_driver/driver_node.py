@@ -37,7 +37,11 @@ from rcl_interfaces.msg import (
     SetParametersResult,
 )
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import (
+    ExternalShutdownException,
+    MultiThreadedExecutor,
+    SingleThreadedExecutor,
+)
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -389,10 +393,13 @@ class DriverNode(Node):
 def main(args=None) -> int:
     rclpy.init(args=args)
     node = None
-    # Multi-threaded so ticks go on while a real arm runs its Home action.
-    executor = MultiThreadedExecutor()
+    executor = None
     try:
         node = DriverNode()
+        # Multi-threaded only where Home blocks (a real arm runs its Home action while the
+        # ticks go on); the sim homes at once, and a single thread halves the driver's CPU.
+        executor = (MultiThreadedExecutor() if node.backend.concurrent_home
+                    else SingleThreadedExecutor())
         executor.add_node(node)
         executor.spin()
     except (ValueError, BackendError) as exc:
@@ -403,7 +410,8 @@ def main(args=None) -> int:
         pass
     finally:
         with sigint_deferred():
-            executor.shutdown()
+            if executor is not None:
+                executor.shutdown()
             if node is not None:
                 node.destroy_node()
             rclpy.try_shutdown()

@@ -1,0 +1,161 @@
+"""Servoing end to end: the whole node graph (the one `uvs servo` and servo.launch.py start)
+in one process over DDS, asserting on what crosses topics and services."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from uvs_bringup.graph import GraphOptions
+from uvs_bringup.runner import ServoGraph
+from uvs_core.robot import load_robot
+from uvs_core.tasks import make_task
+
+GEN3 = load_robot("gen3")
+
+
+@pytest.fixture(scope="module")
+def nk_model(tmp_path_factory):
+    """An nk_tanh model trained here on babbling data (as `uvs train` does), 20k samples."""
+    from uvs_core.babble import babble
+    from uvs_learning.training import train_model
+
+    task = make_task("single_point", GEN3)
+    data = babble(task, 20000, seed=5)
+    out = tmp_path_factory.mktemp("models") / "nk_tanh"
+    report = train_model("nk_tanh", task, data, out=out, epochs=10, seed=0)
+    assert report["jacobian_frobenius_mean"] < 0.3
+    return out
+
+
+def _targets(task_name: str, count: int, seed: int, model=None) -> np.ndarray:
+    """`count` random reachable targets that the controller's law (default parameters,
+    joint-limit halting included) reaches from the start pose in the core simulation,
+    with the true Jacobian or with the estimator loaded from `model`. A straight
+    task-space path to some reachable targets crosses a joint limit, where the controller
+    correctly halts; those say nothing about the graph."""
+    from uvs_core.control import ControlConfig, control_step, task_rank
+    from uvs_core.sim import Simulation
+
+    task = make_task(task_name, GEN3)
+    jacobian = task.jacobian
+    if model is not None:
+        from uvs_core.estimators import load_estimator
+
+        jacobian = load_estimator(model, task=task).estimate_batch
+    rng = np.random.default_rng(seed)
+    chosen: list[np.ndarray] = []
+    while len(chosen) < count:
+        candidates = task.sample_targets(rng, 16)
+        sim = Simulation(task, dt=0.05, batch=len(candidates))
+        sim.reset()
+        config = ControlConfig(cond_slowdown=np.inf, cond_halt=np.inf)
+        lower, upper = GEN3.lower[task.active], GEN3.upper[task.active]
+        alive = np.ones(len(candidates), bool)
+        for _ in range(300):
+            qdot, info = control_step(jacobian(sim.qa), sim.x, candidates, sim.qa, config,
+                                      lower, upper, rank=task_rank(task))
+            alive &= ~info.halted
+            sim.step(np.where(alive[:, None], qdot, 0.0))
+        tolerance = 2.0 if task.units == "px" else 0.005
+        reached = alive & (np.linalg.norm(sim.x - candidates, axis=1) < tolerance)
+        chosen += list(candidates[reached][: count - len(chosen)])
+    return np.asarray(chosen)
+
+
+def test_single_point_with_the_true_jacobian_reaches_targets_within_1_cm():
+    with ServoGraph(GraphOptions(task="single_point", estimator="tj")) as graph:
+        results = [graph.servo_to(target, timeout=20.0) for target in _targets("single_point",
+                                                                             2, seed=3)]
+    for result in results:
+        assert result.outcome == "converged", result.summary()
+        assert result.final_error < 0.01
+        assert result.initial_error > 0.05  # the targets were not already reached
+        assert result.errors[-1] < result.errors[0] / 5
+
+
+def test_single_point_with_neural_kinematics_reaches_targets_within_1_cm(nk_model):
+    params = {"jacobian_estimator": {"models.nk_tanh": str(nk_model)}}
+    with ServoGraph(GraphOptions(task="single_point", estimator="nk_tanh"),
+                    extra_parameters=params) as graph:
+        results = [graph.servo_to(target, timeout=20.0)
+                   for target in _targets("single_point", 2, seed=4, model=nk_model)]
+    for result in results:
+        assert result.outcome == "converged", result.summary()
+        assert result.final_error < 0.01
+
+
+def test_estimator_swapped_by_parameter_mid_run_keeps_servoing(nk_model):
+    params = {"jacobian_estimator": {"models.nk_tanh": str(nk_model)}}
+    seen = []
+    swapped = {"done": False}
+
+    with ServoGraph(GraphOptions(task="single_point", estimator="tj"),
+                    extra_parameters=params) as graph:
+        def on_status(elapsed, status):
+            seen.append((swapped["done"], status.estimator))
+            if not swapped["done"] and status.step >= 10:
+                graph.set_estimator("nk_tanh")
+                swapped["done"] = True
+
+        result = graph.servo_to(_targets("single_point", 1, seed=8, model=nk_model)[0],
+                                timeout=20.0,
+                                progress=on_status)
+    assert swapped["done"]
+    assert result.outcome == "converged", result.summary()
+    assert result.final_error < 0.01
+    before = {name for after, name in seen if not after and name}
+    after = [name for was_swapped, name in seen if was_swapped and name]
+    assert before == {"tj"}
+    assert after[-1] == "nk_tanh" and after.count("nk_tanh") >= 5
+
+
+def test_visual_servo_camera_tracker_controller_driver_reach_a_pixel_target():
+    target = _targets("visual_servo", 1, seed=2)[0]
+    with ServoGraph(GraphOptions(task="visual_servo", estimator="tj", camera="sim")) as graph:
+        result = graph.servo_to(target, timeout=20.0)
+    assert result.outcome == "converged", result.summary()
+    assert result.final_error < 3.0
+    assert result.initial_error > 20.0
+
+
+def test_recorded_bag_holds_every_servo_message(tmp_path):
+    from rosbags.highlevel import AnyReader
+
+    bag = tmp_path / "servo_bag"
+    graph = ServoGraph(GraphOptions(task="single_point", estimator="tj"), record=bag,
+                       count_topics=True)
+    with graph:
+        graph.servo_to(_targets("single_point", 1, seed=6)[0], timeout=20.0)
+    with AnyReader([bag]) as reader:
+        in_bag = {c.topic: c.msgcount for c in reader.connections}
+        steps = [reader.deserialize(raw, c.msgtype).step
+                 for c, _, raw in reader.messages(
+                     [c for c in reader.connections if c.topic == "/controller/status"])]
+    for topic in ("/joint_states", "/task_state", "/joint_velocity_command",
+                  "/controller/status", "/controller/markers"):
+        assert in_bag[topic] == graph.recorded_counts[topic] == graph.counted[topic] > 10, topic
+    # The controller numbers its status every cycle: a gap would show a dropped message.
+    servo_steps = [s for s in steps if s > 0]
+    gaps = [b - a for a, b in zip(servo_steps, servo_steps[1:]) if b != a + 1 and b != 1]
+    assert gaps == []
+
+
+def test_uvs_servo_command_prints_json_and_writes_bag_and_plot(tmp_path):
+    result = subprocess.run(
+        ["uvs", "servo", "--task", "single_point", "--estimator", "tj", "--targets", "2",
+         "--seed", "11", "--json", "--record", str(tmp_path / "bag"),
+         "--plot", str(tmp_path / "errors.png")],
+        capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["task"] == "single_point" and summary["estimator"] == "tj"
+    assert len(summary["targets"]) == 2
+    for target in summary["targets"]:
+        assert set(target) >= {"initial_error", "final_error", "steps", "seconds", "outcome"}
+        assert target["final_error"] < 0.01 and target["outcome"] == "converged"
+    assert (tmp_path / "bag" / "metadata.yaml").exists()
+    assert (tmp_path / "errors.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
