@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from uvs_bringup.graph import GraphOptions, NodeSpec, config_dir, recorded_topics, servo_graph
+from uvs_bringup.graph import GraphOptions, config_dir, recorded_topics, servo_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "servo.launch.py"
@@ -120,9 +120,18 @@ def test_launch_file_node_list_equals_the_runner(options):
 
 
 def test_runner_starts_exactly_the_graph_nodes():
-    """`uvs servo` instantiates one node per NodeSpec, named as the spec says."""
+    """`uvs servo` brings up one node per NodeSpec, under the spec's name, visible on DDS."""
+    import time
+
     from uvs_bringup.runner import ServoGraph
 
-    graph = ServoGraph(GraphOptions(task="single_point", estimator="tj"))
-    assert [s.name for s in graph.specs] == [s.name for s in servo_graph(graph.options)]
-    assert all(isinstance(s, NodeSpec) for s in graph.specs)
+    options = GraphOptions(task="visual_servo", estimator="tj", camera="sim")
+    expected = [s.name for s in servo_graph(options)]
+    with ServoGraph(options) as graph:
+        assert [node.get_name() for node in graph.nodes.values()] == expected
+        deadline = time.monotonic() + 10.0
+        seen: set[str] = set()
+        while time.monotonic() < deadline and not set(expected) <= seen:
+            seen = set(graph.operator.get_node_names())
+            time.sleep(0.05)
+    assert set(expected) <= seen, f"not discovered: {set(expected) - seen}"
