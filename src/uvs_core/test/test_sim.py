@@ -67,6 +67,48 @@ def test_joint_limits_clip_and_report(gen3):
     assert result.q[0, 6] > np.pi
 
 
+def test_per_joint_velocity_clip_changes_direction(gen3):
+    """velocity_mode "clip" (the paper's simulator): each joint clipped on its own."""
+    task = make_task("single_point", gen3)
+    sim = Simulation(task, dt=0.05, velocity_limits=1.22, velocity_mode="clip")
+    qdot = np.array([2.44, -3.0, 0.6, 0.0, -1.22, 1.0, -0.1])
+    result = sim.step(qdot)
+    expected = np.array([1.22, -1.22, 0.6, 0.0, -1.22, 1.0, -0.1])
+    np.testing.assert_allclose(result.qdot[0], expected, atol=1e-15)
+    np.testing.assert_allclose(result.q[0], gen3.home + 0.05 * expected, atol=1e-15)
+    assert result.scaled.tolist() == [True]
+    # Within the limits the command is applied as is and nothing is reported.
+    result = sim.step(expected)
+    assert result.scaled.tolist() == [False]
+    with pytest.raises(ValueError, match="velocity_mode"):
+        Simulation(task, velocity_mode="wrap")
+
+
+def test_joint_limit_mask_zeroes_joints_ten_steps_from_a_limit(gen3):
+    """limit_mode "mask" (the paper's simulator): qdot_j = 0 when q_j + 10 qdot_j dt
+    would reach a limit; the other joints move; a joint moving away is free."""
+    task = make_task("single_point", gen3)
+    sim = Simulation(task, dt=0.05, limit_mode="mask")
+    q0 = np.array([0.0, 2.0, 0.0, -2.4, 0.0, 1.5, 3.1])
+    sim.reset(q0)
+    # joint 2: 2.0 + 10*0.05*0.6 = 2.3 > 2.2497 -> masked; joint 4: -2.4 - 0.5*0.3 =
+    # -2.55 > -2.5796 -> moves; joint 6: moving away from its upper limit -> moves;
+    # continuous joint 7 never masked.
+    qdot = np.array([0.2, 0.6, 0.0, -0.3, 0.0, -1.0, 1.0])
+    result = sim.step(qdot)
+    applied = np.array([0.2, 0.0, 0.0, -0.3, 0.0, -1.0, 1.0])
+    np.testing.assert_allclose(result.qdot[0], applied, atol=1e-15)
+    np.testing.assert_allclose(result.q[0], q0 + 0.05 * applied, atol=1e-15)
+    np.testing.assert_array_equal(result.clipped[0], [False, True] + [False] * 5)
+    # Pushed on, a masked joint never reaches its limit.
+    for _ in range(200):
+        sim.step(np.array([0.0, 1.2, 0.0, -1.2, 0.0, 1.2, 0.0]))
+    assert (np.abs(sim.q[0, [1, 3, 5]]) < gen3.upper[[1, 3, 5]]).all()
+    assert sim.q[0, 1] > 2.2497 - 10 * 0.05 * 1.2 - 1e-12
+    with pytest.raises(ValueError, match="limit_mode"):
+        Simulation(task, limit_mode="halt")
+
+
 def test_batch_of_arms(gen3):
     task = make_task("single_point", gen3)
     sim = Simulation(task, dt=0.05, batch=3)

@@ -52,14 +52,21 @@ class OUProcess:
 def babble(task: Task, samples: int, horizon: int = 100, seed: int = 0, dt: float = 0.05,
            theta: float = 0.15, sigma: float = 0.2,
            progress: Callable[[int, int], None] | None = None,
-           velocity_limits: np.ndarray | float | None = None):
+           velocity_limits: np.ndarray | float | None = None,
+           ou_dt: float | None = None, start: np.ndarray | None = None,
+           velocity_mode: str = "scale", limit_mode: str = "clip"):
     """Collect ``samples`` (q, x) pairs by OU babbling in simulation.
 
-    Trajectories of ``horizon`` samples start at the task's home (robot.home
-    for the end-effector tasks); sample t of a trajectory is (q_t, x_t),
-    recorded before the t-th command. Joint limits are enforced by the
-    simulation's clipping, velocities by its whole-vector scaling
-    (``velocity_limits``, default the robot's).
+    Trajectories of ``horizon`` samples start at ``start`` ((n,) rad; default
+    the task's home, robot.home for the end-effector tasks); sample t of a
+    trajectory is (q_t, x_t), recorded before the t-th command. Limits are
+    kept by the simulation (``velocity_limits``, default the robot's;
+    ``velocity_mode`` and ``limit_mode`` as in uvs_core.sim.Simulation).
+
+    ou_dt: the OU process's time step (default ``dt``). The paper's reference
+    code steps its OU process without a time step, x <- x + theta (mu - x) +
+    sigma N(0, 1), which is ``ou_dt=1``: with sigma 1 the commands are about
+    1.9 rad/s, mostly at the velocity limit.
 
     Returns a ``uvs_core.dataset.Dataset``: q (N, n) rad, x (N, m), traj (N,)
     int64, stamps (N,) int64 ns = sample index * dt, running across trajectories.
@@ -72,13 +79,15 @@ def babble(task: Task, samples: int, horizon: int = 100, seed: int = 0, dt: floa
         raise ValueError("samples and horizon must be >= 1")
     n_traj = -(-samples // horizon)
     rng = np.random.default_rng(seed)
-    sim = Simulation(task, dt=dt, batch=n_traj, velocity_limits=velocity_limits)
-    ou = OUProcess((n_traj, task.k), theta=theta, sigma=sigma, dt=dt, rng=rng)
+    sim = Simulation(task, dt=dt, batch=n_traj, velocity_limits=velocity_limits,
+                     velocity_mode=velocity_mode, limit_mode=limit_mode)
+    ou = OUProcess((n_traj, task.k), theta=theta, sigma=sigma,
+                   dt=dt if ou_dt is None else ou_dt, rng=rng)
 
     n = task.robot.n
     q_all = np.empty((horizon, n_traj, n))
     x_all = np.empty((horizon, n_traj, task.m))
-    x = sim.x
+    x = sim.x if start is None else sim.reset(start)
     for t in range(horizon):
         q_all[t], x_all[t] = sim.q, x
         if t + 1 < horizon:

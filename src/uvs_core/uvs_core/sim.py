@@ -1,9 +1,18 @@
 """Vectorised kinematic simulation of many arms: q <- q + dt * qdot (paper IV-A).
 
-Commands are joint velocities of the task's active joints. A command over the
-velocity limits is scaled as a whole vector (direction kept); positions are
-clipped to the joint limits and the clipping is reported. Inactive joints stay
-at the task's ``q_fixed``.
+Commands are joint velocities of the task's active joints. Two conventions
+for each limit, chosen per Simulation:
+
+- velocity ``"scale"`` (default): a command over the velocity limits is
+  scaled as a whole vector, direction kept; ``"clip"``: each joint is
+  clipped to its limit on its own, as the paper's reference simulator does
+  (``np.clip(a, -1.22, 1.22)``; the direction changes).
+- position ``"clip"`` (default): positions are clipped to the joint limits
+  and the clipping is reported; ``"mask"``: as the reference simulator, a
+  joint whose position ``mask_lookahead`` (10) steps ahead at this velocity,
+  q + 10 qdot dt, would reach a limit gets zero velocity for the step.
+
+Inactive joints stay at the task's ``q_fixed``.
 """
 
 from __future__ import annotations
@@ -14,7 +23,12 @@ import numpy as np
 
 from uvs_core.tasks import Task
 
-__all__ = ["scale_velocity", "StepResult", "Simulation"]
+__all__ = ["scale_velocity", "StepResult", "Simulation", "VELOCITY_MODES", "LIMIT_MODES"]
+
+#: how commands over the velocity limits are limited: whole vector, or per joint
+VELOCITY_MODES = ("scale", "clip")
+#: how the position limits are kept: clip positions, or zero joints about to pass them
+LIMIT_MODES = ("clip", "mask")
 
 
 def _ratio(qdot: np.ndarray, limits: np.ndarray) -> np.ndarray:
@@ -41,8 +55,9 @@ class StepResult(NamedTuple):
 
     q: (B, n) rad after the step; x: (B, m) task state after the step;
     scaled: (B,) bool, the command exceeded the velocity limits and was scaled;
-    clipped: (B, k) bool, active joints stopped at a position limit;
-    qdot: (B, k) rad/s, the velocity actually applied before clipping.
+    clipped: (B, k) bool, active joints stopped at a position limit (limit mode
+    "clip": their position was clipped; "mask": their velocity was zeroed);
+    qdot: (B, k) rad/s, the velocity actually applied (before position clipping).
     """
 
     q: np.ndarray
@@ -59,14 +74,29 @@ class Simulation:
     dt: s per step. batch: number of arms B.
     velocity_limits: (k,) or scalar rad/s for the active joints; default the
     robot's limits of the active joints.
+    velocity_mode: "scale" or "clip", limit_mode: "clip" or "mask" (module
+    docstring); mask_lookahead: steps ahead the "mask" mode looks, > 0.
     """
 
     def __init__(self, task: Task, dt: float = 0.05, batch: int = 1,
-                 velocity_limits: np.ndarray | float | None = None) -> None:
+                 velocity_limits: np.ndarray | float | None = None,
+                 velocity_mode: str = "scale", limit_mode: str = "clip",
+                 mask_lookahead: float = 10.0) -> None:
         if not dt > 0:
             raise ValueError("dt must be > 0")
         if int(batch) < 1:
             raise ValueError("batch must be >= 1")
+        if velocity_mode not in VELOCITY_MODES:
+            raise ValueError(f"velocity_mode must be one of {', '.join(VELOCITY_MODES)}, "
+                             f"got {velocity_mode!r}")
+        if limit_mode not in LIMIT_MODES:
+            raise ValueError(f"limit_mode must be one of {', '.join(LIMIT_MODES)}, "
+                             f"got {limit_mode!r}")
+        if not mask_lookahead > 0:
+            raise ValueError(f"mask_lookahead must be > 0, got {mask_lookahead}")
+        self.velocity_mode = velocity_mode
+        self.limit_mode = limit_mode
+        self.mask_lookahead = float(mask_lookahead)
         self.task = task
         self.robot = task.robot
         self.dt = float(dt)
@@ -116,12 +146,26 @@ class Simulation:
             raise ValueError(f"qdot must have shape ({self.task.k},) or "
                              f"({self.batch}, {self.task.k}), got {qdot.shape}")
         qdot = np.broadcast_to(qdot, (self.batch, self.task.k))
-        ratio = _ratio(qdot, self.velocity_limits)
-        applied = qdot / ratio[:, None]
+        if self.velocity_mode == "scale":
+            ratio = _ratio(qdot, self.velocity_limits)
+            applied = qdot / ratio[:, None]
+            scaled = ratio > 1.0
+        else:
+            applied = np.clip(qdot, -self.velocity_limits, self.velocity_limits)
+            scaled = np.any(applied != qdot, axis=1)
+        active = self.task.active
         q = self.q.copy()
-        q[:, self.task.active] += self.dt * applied
-        q, hit = self.robot.clip(q)
+        if self.limit_mode == "mask":
+            ahead = q[:, active] + self.mask_lookahead * self.dt * applied
+            lower, upper = self.robot.lower[active], self.robot.upper[active]
+            stopped = ~((ahead > lower) & (ahead < upper))
+            applied = np.where(stopped, 0.0, applied)
+            q[:, active] += self.dt * applied
+        else:
+            q[:, active] += self.dt * applied
+            q, hit = self.robot.clip(q)
+            stopped = hit[:, active]
         self.q = q
         self._x = self.task.x_from_q(q)
-        return StepResult(q=q.copy(), x=self._x.copy(), scaled=ratio > 1.0,
-                          clipped=hit[:, self.task.active], qdot=applied)
+        return StepResult(q=q.copy(), x=self._x.copy(), scaled=scaled,
+                          clipped=stopped, qdot=applied)
