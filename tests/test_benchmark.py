@@ -41,8 +41,13 @@ def test_results_keys_and_ranges(quick):
     _, res, _, _ = quick
     assert res["schema"] == "uvs-benchmark/1" and res["task"] == "single_point"
     p = res["protocol"]
-    assert (p["targets"], p["seeds"], p["steps"], p["samples"]) == (20, 2, 100, 20000)
-    assert p["control"]["gain"] == 1.0 and p["control"]["max_joint_velocity"] == 1.22
+    assert (p["targets"], p["seeds"], p["steps"], p["samples"]) == (20, 2, 200, 20000)
+    # The reference code's conventions (--protocol paper, the default): no cap in the
+    # control law (inf -> null), each joint clipped to 1.22 rad/s by the simulation.
+    assert p["variant"] == "paper" and p["start"] == [0.0, 0.5, 0.0, -0.5, 0.0, 0.5, 0.0]
+    assert (p["velocity_mode"], p["velocity_cap"], p["joint_limits"]) == ("clip", 1.22, "mask")
+    assert p["control"]["gain"] == 1.0 and p["control"]["max_joint_velocity"] is None
+    assert (res["data"]["sigma"], res["data"]["ou_dt"]) == (1.0, 1.0)
     assert p["thresholds"]["count"] == 100 and p["bin_edges"] == [0.0, 0.5, 1.0, 1.5, 2.0]
     assert res["command"].startswith("uvs benchmark") and "--quick" in res["command"]
     assert res["machine"]["cores"] >= 1 and res["machine"]["python"]
@@ -54,7 +59,7 @@ def test_results_keys_and_ranges(quick):
         assert s["trajectories"] == 40 and sum(b["n"] for b in s["success"]["bins"]) == 40
         for b in s["success"]["bins"]:
             assert b["success"] is None or 0.0 <= b["success"] <= 100.0
-        assert len(s["frobenius"]["per_step_mean"]) == 100
+        assert len(s["frobenius"]["per_step_mean"]) == 200
         assert s["frobenius"]["mean"] >= 0.0
         q = s["condition"]["quantiles"]
         assert 1.0 <= q["0"] <= q["50"] <= q["100"]
@@ -70,15 +75,18 @@ def test_results_keys_and_ranges(quick):
 def test_true_jacobian_beats_broyden(quick):
     _, res, _, _ = quick
     ests = res["estimators"]
-    assert ests["tj"]["success"]["total"] > 80.0
-    assert ests["tj"]["success"]["total"] > ests["broyden"]["success"]["total"] + 10.0
+    # tj scores 95.8 on the full run (the paper 95.81); 40 trajectories leave a few
+    # points of sampling noise. Broyden, starting every trajectory from one fixed
+    # Jacobian, fails on the far targets (full run 86.2).
+    assert ests["tj"]["success"]["total"] > 85.0
+    assert ests["tj"]["success"]["total"] > ests["broyden"]["success"]["total"]
 
 
 def test_steps_npz_and_report(quick):
     out, res, _, _ = quick
     with np.load(out / "steps.npz") as steps:
-        assert steps["tj/distance"].shape == (40, 101)
-        assert steps["nk_tanh/condition"].shape == (40, 100)
+        assert steps["tj/distance"].shape == (40, 201)
+        assert steps["nk_tanh/condition"].shape == (40, 200)
         final = steps["tj/distance"][:, -1]
     assert res["estimators"]["tj"]["final_distance"]["mean"] == pytest.approx(final.mean())
     report = (out / "report.md").read_text()
@@ -95,3 +103,23 @@ def test_bad_arguments_are_clear_errors(tmp_path):
     (tmp_path / "c" / "results.json").write_text("{}")
     exists = _uvs("benchmark", "--quick", "--estimators", "tj", "--out", str(tmp_path / "c"))
     assert exists.returncode == 2 and "--overwrite" in exists.stderr
+
+
+def test_design_protocol_variant(tmp_path):
+    """--protocol design: DESIGN.md's summary (100 steps from zeros, whole-vector cap,
+    clipped positions, OU sigma 0.2 with dt)."""
+    out = tmp_path / "design"
+    result = _uvs("benchmark", "--protocol", "design", "--estimators", "tj,broyden",
+                  "--targets", "5", "--seeds", "1", "--samples", "2000", "--out", str(out),
+                  "--json")
+    assert result.returncode == 0, result.stderr
+    res = json.loads(result.stdout.strip().splitlines()[-1])
+    p = res["protocol"]
+    assert (p["variant"], p["steps"], p["start"], p["joint_limits"]) == ("design", 100, None,
+                                                                         "clip")
+    assert p["velocity_mode"] == "scale" and p["control"]["max_joint_velocity"] == 1.22
+    assert (res["data"]["sigma"], res["data"]["ou_dt"]) == (0.2, None)
+    assert "--protocol design" in res["command"]
+    with np.load(out / "steps.npz") as steps:
+        assert steps["tj/distance"].shape == (5, 101)
+    assert "protocol variant 'design'" in (out / "report.md").read_text()

@@ -43,6 +43,31 @@ def test_collect_is_reproducible_by_seed(tmp_path):
     np.testing.assert_array_equal(read_bag(tmp_path / "a").q, read_bag(tmp_path / "b").q)
 
 
+def test_collect_paper_protocol(tmp_path):
+    """--protocol paper: the reference code's babbling, from its start pose, every joint
+    within 1.22 rad/s and inside its limits; far wider than the default."""
+    runs = {}
+    for protocol in ("design", "paper"):
+        out = tmp_path / protocol
+        result = _uvs("collect", "--task", "single_point", "--samples", "2000", "--seed", "2",
+                      "--protocol", protocol, "--out", str(out), "--json")
+        assert result.returncode == 0, result.stderr
+        runs[protocol] = (json.loads(result.stdout.strip().splitlines()[-1]), read_bag(out))
+    summary, data = runs["paper"]
+    assert (summary["protocol"], summary["sigma"], summary["ou_dt"]) == ("paper", 1.0, 1.0)
+    assert summary["start"] == [0.0, 0.5, 0.0, -0.5, 0.0, 0.5, 0.0]
+    q = data.q.reshape(20, 100, 7)
+    np.testing.assert_allclose(q[:, 0], np.broadcast_to(summary["start"], (20, 7)))
+    assert np.abs(np.diff(q, axis=1)).max() <= 0.05 * 1.22 + 1e-9
+    assert load_robot("gen3").in_limits(data.q).all()
+    design = runs["design"][1].q
+    assert runs["design"][0]["sigma"] == 0.2 and runs["design"][0]["start"] is None
+    # Mean joint speed: mostly at the 1.22 rad/s clip, several times the default's.
+    speed = np.abs(np.diff(q, axis=1)).mean() / 0.05
+    design_speed = np.abs(np.diff(design.reshape(20, 100, 7), axis=1)).mean() / 0.05
+    assert speed > 0.8 and speed > 2 * design_speed
+
+
 def test_collect_refuses_to_overwrite_without_the_flag(tmp_path):
     out = tmp_path / "bag"
     first = _uvs("collect", "--task", "single_point", "--samples", "10", "--out", str(out))

@@ -28,13 +28,13 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from uvs_core.evaluation import PAPER_LABELS, PAPER_TABLES, PROTOCOLS, QUANTILES
+from uvs_core.evaluation import PAPER_LABELS, PAPER_TABLES, QUANTILES, protocol
 
 ESTIMATORS = ("tj", "broyden", "llknn", "nj", "binj", "nk_relu", "nk_tanh")
 #: rows in the paper's table order
@@ -47,7 +47,8 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 @dataclass
 class BenchmarkConfig:
-    """What to run. None fields take the task's protocol value (PROTOCOLS)."""
+    """What to run. None fields take the protocol's value (uvs_core.evaluation.protocol:
+    ``protocol`` names the variant, "paper" = the reference code's conventions)."""
 
     task: str
     out: Path
@@ -60,16 +61,19 @@ class BenchmarkConfig:
     workers: int = 1
     quick: bool = False
     steps: int | None = None
-    joint_limits: str = "clip"
+    joint_limits: str | None = None
     robot: str = "gen3"
+    protocol: str = "paper"
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     command: str = ""
 
     def resolved(self) -> dict[str, Any]:
-        """targets, seeds, samples, epochs, steps: explicit > --quick > protocol."""
-        proto = PROTOCOLS[self.task]
+        """targets, seeds, samples, epochs, steps, joint_limits: explicit > --quick >
+        protocol."""
+        proto = protocol(self.task, self.protocol)
         base = {"targets": proto.targets, "seeds": proto.seeds, "samples": proto.samples,
-                "epochs": proto.epochs, "steps": proto.steps}
+                "epochs": proto.epochs, "steps": proto.steps,
+                "joint_limits": proto.joint_limits}
         if self.quick:
             base.update(QUICK)
         for key in base:
@@ -154,17 +158,17 @@ def _estimator(task_name: str, robot: str, name: str, model: str | None, params:
 
 
 def _eval_job(task_name: str, robot: str, name: str, model: str | None, params: dict,
-              seed: int, targets: int, steps: int, joint_limits: str) -> dict:
+              seed: int, targets: int, steps: int, joint_limits: str, variant: str) -> dict:
     """Roll out one seed's targets for one estimator (in a worker)."""
     from uvs_core.evaluation import rollout
 
     t0 = time.perf_counter()
     task = _task(task_name, robot)
     est = _estimator(task_name, robot, name, model, params)
-    proto = PROTOCOLS[task_name]
+    options = protocol(task_name, variant).rollout_options()
+    options.update(steps=steps, joint_limits=joint_limits)
     goals = task.sample_targets(np.random.default_rng(seed), targets)
-    r = rollout(task, est, goals, steps=steps, dt=proto.dt, joint_limits=joint_limits,
-                distance=proto.distance, alt_distance=proto.alt_distance)
+    r = rollout(task, est, goals, **options)
     return {"name": name, "seed": seed, "distance": r.distance, "frobenius": r.frobenius,
             "condition": r.condition, "positive_definite": r.positive_definite,
             "pd_undefined": r.pd_undefined, "halted": r.halted,
@@ -224,7 +228,7 @@ def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
 
     say = log or (lambda message: None)
     t_all = time.perf_counter()
-    proto = PROTOCOLS[cfg.task]
+    proto = protocol(cfg.task, cfg.protocol)
     res = cfg.resolved()
     task = _task(cfg.task, cfg.robot)
     for name in cfg.estimators:
@@ -255,10 +259,10 @@ def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
 
         with progress_bar("babbling", res["samples"], "samples",
                           enabled=show_progress) as update:
-            dataset = babble(task, res["samples"], horizon=proto.horizon,
-                             seed=proto.data_seed, dt=proto.dt, progress=update)
-        data_info = {"source": "babble", "seed": proto.data_seed, "horizon": proto.horizon,
-                     "theta": 0.15, "sigma": 0.2}
+            options = proto.babble_options()
+            dataset = babble(task, res["samples"], progress=update, **options)
+        data_info = {"source": "babble", **{k: (v.tolist() if isinstance(v, np.ndarray)
+                                               else v) for k, v in options.items()}}
     data_info.update({"samples": len(dataset),
                       "trajectories": int(np.unique(dataset.traj).size),
                       "seconds": time.perf_counter() - t0})
@@ -313,7 +317,7 @@ def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
     records: dict[str, list[dict]] = {n: [] for n in cfg.estimators}
     jobs = [(_eval_job, (cfg.task, cfg.robot, n, models[n], cfg.params.get(n, {}) if
                          models[n] is None else {}, seed, res["targets"], res["steps"],
-                         cfg.joint_limits))
+                         res["joint_limits"], cfg.protocol))
             for n in cfg.estimators for seed in range(res["seeds"])]
     with _pool(cfg.workers) as pool, \
             progress_bar("evaluating", len(jobs) * res["targets"], "traj",
@@ -428,9 +432,15 @@ def _assemble(cfg, res, proto, machine, data_info, training, records,
             "dt": proto.dt,
             "data_seed": proto.data_seed,
             "target_seeds": list(range(res["seeds"])),
-            "control": asdict(ControlConfig.paper(dt=proto.dt)),
+            "variant": cfg.protocol,
+            "start": None if proto.start is None else list(proto.start),
+            "velocity_cap": proto.velocity_cap,
+            "velocity_mode": proto.velocity_mode,
+            "control": asdict(replace(
+                ControlConfig.paper(dt=proto.dt),
+                max_joint_velocity=(math.inf if proto.velocity_mode == "clip"
+                                    or proto.velocity_cap is None else proto.velocity_cap))),
             "control_law": "uvs_core.control.control_step",
-            "joint_limits": cfg.joint_limits,
             "thresholds": {"start": float(thr[0]), "stop": float(thr[-1]),
                            "step": proto.thresholds[2], "count": int(thr.size),
                            "units": proto.units},
@@ -510,7 +520,8 @@ def render_report(results: dict) -> str:
     ests = results["estimators"]
     names = [n for n in TABLE_ORDER if n in ests] + [n for n in ests if n not in TABLE_ORDER]
     thr = p["thresholds"]
-    dist = {"euclidean": "Euclidean distance |x* - x|",
+    dist = {"euclidean": "Euclidean distance |x* - x|"
+            + (" of the stacked 12-vector" if results["task"] == "multi_point" else ""),
             "sum_of_points": "sum of the 4 points' Euclidean distances"}
     m = results["machine"]
     t = results["timing"]
@@ -520,12 +531,17 @@ def render_report(results: dict) -> str:
         f"Command: `{results['command']}`",
         "",
         f"{p['targets']} targets x {p['seeds']} seeds = {p['targets'] * p['seeds']} "
-        f"trajectories of {p['steps']} steps (dt {p['dt']} s) from the task's start pose; "
-        f"control law `uvs_core.control.control_step` with `ControlConfig.paper()` "
-        f"(gain 1, pseudo-inverse, {p['control']['max_joint_velocity']} rad/s cap, no "
-        f"condition halting); joint limits: {p['joint_limits']}. Data: "
-        f"{results['data']['samples']:,} samples ({results['data']['source']}); "
-        f"epochs: {p['epochs'] if p['epochs'] else 'estimator defaults'}.",
+        f"trajectories of {p['steps']} steps (dt {p['dt']} s) from "
+        + (f"q = {p['start']} rad" if p.get("start") else "the task's start pose")
+        + f"; protocol variant '{p.get('variant', 'design')}'; control law "
+        f"`uvs_core.control.control_step` (gain 1, pseudo-inverse, no condition halting), "
+        + (f"each joint clipped to {p['velocity_cap']} rad/s by the simulation"
+           if p.get("velocity_mode") == "clip" else
+           f"{p['control']['max_joint_velocity']} rad/s whole-vector cap")
+        + f"; joint limits: {p['joint_limits']}. Data: "
+        f"{results['data']['samples']:,} samples ({results['data']['source']}"
+        + (f", OU sigma {results['data']['sigma']}" if "sigma" in results["data"] else "")
+        + f"); epochs: {p['epochs'] if p['epochs'] else 'estimator defaults'}.",
         "",
         "## Success (%)",
         "",
@@ -539,8 +555,7 @@ def render_report(results: dict) -> str:
     ]
     if p.get("alt_distance"):
         lines += [
-            f"Same trajectories, binned and thresholded by the {dist[p['alt_distance']]} "
-            "of the stacked task vector:",
+            f"Same trajectories, binned and thresholded by the {dist[p['alt_distance']]}:",
             "",
             *_table(results, "success_alt"),
             "",

@@ -10,6 +10,8 @@ from uvs_core.control import ControlConfig, control_step, task_rank
 from uvs_core.estimators import make_estimator
 from uvs_core.estimators.classical import Broyden
 from uvs_core.evaluation import (
+    PAPER_START,
+    PROTOCOL_VARIANTS,
     PROTOCOLS,
     BatchedBroyden,
     batched,
@@ -17,6 +19,7 @@ from uvs_core.evaluation import (
     binned_success,
     positive_definite,
     rollout,
+    protocol,
     summarize,
     task_distance,
     threshold_success,
@@ -193,6 +196,60 @@ def test_rollout_halt_mode_zeroes_commands_at_joint_limits(single):
     assert np.mean(halt.distance[stuck, -1]) > np.mean(clip.distance[stuck, -1])
     with pytest.raises(ValueError):
         rollout(single, tj, goals, steps=1, joint_limits="ignore")
+
+
+def test_protocol_variants():
+    """"paper" (the default) holds the reference code's conventions, "design" DESIGN.md's
+    summary; both share the paper's data sizes, thresholds and bins."""
+    assert PROTOCOLS is PROTOCOL_VARIANTS["paper"]
+    paper, design = protocol("single_point"), protocol("single_point", "design")
+    assert (paper.steps, paper.start, paper.velocity_mode, paper.joint_limits) == \
+        (200, PAPER_START, "clip", "mask")
+    assert (paper.ou_sigma, paper.ou_dt) == (1.0, 1.0)
+    assert (design.steps, design.start, design.velocity_mode, design.joint_limits) == \
+        (100, None, "scale", "clip")
+    assert (design.ou_sigma, design.ou_dt) == (0.2, None)
+    for a, b in ((paper, design),
+                 (protocol("multi_point"), protocol("multi_point", "design"))):
+        assert (a.samples, a.epochs, a.thresholds, a.bin_edges) == \
+            (b.samples, b.epochs, b.thresholds, b.bin_edges)
+    # Multi-point: the reference code's distance is the norm of the stacked 12-vector.
+    assert protocol("multi_point").distance == "euclidean"
+    assert protocol("multi_point", "design").distance == "sum_of_points"
+    assert protocol("visual_servo").start is None        # its own bent-elbow start
+    assert paper.babble_options()["limit_mode"] == "mask"
+    assert paper.rollout_options()["steps"] == 200
+    with pytest.raises(ValueError, match="design, paper|paper, design"):
+        protocol("single_point", "mine")
+    with pytest.raises(ValueError, match="single_point"):
+        protocol("juggling")
+
+
+def test_rollout_paper_code_conventions(single, robot):
+    """velocity_mode "clip": no cap in the control law, each joint clipped by the
+    simulation; "mask" keeps every joint inside its limits; the start pose is used."""
+    goals = single.sample_targets(np.random.default_rng(3), 40)
+    tj = make_estimator("tj", single)
+    start = np.asarray(PAPER_START)
+    r = rollout(single, tj, goals, steps=60, start=start, velocity_mode="clip",
+                joint_limits="mask")
+    np.testing.assert_allclose(r.distance[:, 0],
+                               np.linalg.norm(goals - robot.position(start), axis=1))
+    # The same trajectories by hand: J* pinv, gain 1, per-joint clip, masked limits.
+    sim = Simulation(single, batch=40, velocity_limits=1.22, velocity_mode="clip",
+                     limit_mode="mask")
+    x = sim.reset(start)
+    for _ in range(60):
+        jac = single.jacobian(sim.qa)
+        qdot = np.einsum("bkm,bm->bk", np.linalg.pinv(jac), goals - x)
+        x = sim.step(qdot).x
+    np.testing.assert_allclose(r.distance[:, -1], np.linalg.norm(goals - x, axis=1),
+                               atol=1e-9)
+    # A whole-vector cap keeps the direction: a different path to the same targets.
+    scaled = rollout(single, tj, goals, steps=60, start=start)
+    assert not np.allclose(scaled.distance[:, 10], r.distance[:, 10])
+    with pytest.raises(ValueError, match="velocity_mode"):
+        rollout(single, tj, goals, steps=1, velocity_mode="wrap")
 
 
 def test_summarize_reports_the_papers_numbers():

@@ -17,7 +17,7 @@ active joints. Units: task units (m or px), rad, s. No torch, no plotting.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -31,7 +31,8 @@ from uvs_core.control import (
 from uvs_core.sim import Simulation
 
 __all__ = [
-    "PROTOCOLS", "PAPER_TABLES", "PAPER_LABELS", "Protocol", "Rollout", "BatchedBroyden",
+    "PROTOCOLS", "PROTOCOL_VARIANTS", "PAPER_START", "protocol", "PAPER_TABLES",
+    "PAPER_LABELS", "Protocol", "Rollout", "BatchedBroyden",
     "batched", "task_distance", "threshold_success", "bin_indices", "binned_success",
     "positive_definite", "rollout", "summarize", "QUANTILES", "SINGULAR_CONDITION",
 ]
@@ -45,7 +46,7 @@ QUANTILES = (0, 5, 25, 50, 75, 95, 100)
 
 @dataclass(frozen=True)
 class Protocol:
-    """The paper's evaluation protocol for one task (DESIGN.md, paper IV).
+    """The paper's evaluation protocol for one task (paper IV).
 
     samples: babbling samples (seed ``data_seed``); epochs: training epochs
     of the learned estimators (None: the estimator's default).
@@ -53,9 +54,19 @@ class Protocol:
         success is averaged over them.
     bin_edges: initial-distance bins [e_i, e_i+1); distances at or beyond the
         last edge form an extra, open bin.
-    distance: "euclidean" (|x* - x|) or "sum_of_points" (sum of the 3-D
-        distances of the task's points, the paper's multi-point measure).
+    distance: "euclidean" (|x* - x|, for multi-point the norm of the stacked
+        12-vector) or "sum_of_points" (sum of the 3-D distances of the task's
+        points).
     alt_distance: a second distance also reported (None: none).
+    steps: control steps per trajectory; dt: s per step.
+    start: (n,) rad start pose of babbling and servoing (None: the task's home).
+    velocity_cap: rad/s, the joint speed cap of servoing and babbling (None:
+        the robot's limits); velocity_mode "scale" (whole vector, in the
+        control law) or "clip" (per joint, in the simulation only, as the
+        reference code); joint_limits "clip", "mask" or "halt" (rollout).
+    ou_theta, ou_sigma, ou_dt: the babbling OU process (ou_dt None: dt);
+        horizon: samples per babbling trajectory.
+    variant: which reading of the paper this is (PROTOCOL_VARIANTS).
     """
 
     task: str
@@ -72,6 +83,14 @@ class Protocol:
     dt: float = 0.05
     data_seed: int = 0
     horizon: int = 100
+    start: tuple[float, ...] | None = None
+    velocity_cap: float | None = 1.22
+    velocity_mode: str = "scale"
+    joint_limits: str = "clip"
+    ou_theta: float = 0.15
+    ou_sigma: float = 0.2
+    ou_dt: float | None = None
+    variant: str = "design"
 
     @property
     def threshold_values(self) -> np.ndarray:
@@ -80,13 +99,30 @@ class Protocol:
         count = int(round((stop - start) / step)) + 1
         return start + step * np.arange(count)
 
+    def babble_options(self) -> dict:
+        """Keyword arguments of uvs_core.babble.babble for this protocol's data."""
+        return {"horizon": self.horizon, "seed": self.data_seed, "dt": self.dt,
+                "theta": self.ou_theta, "sigma": self.ou_sigma, "ou_dt": self.ou_dt,
+                "start": None if self.start is None else np.asarray(self.start),
+                "velocity_limits": self.velocity_cap, "velocity_mode": self.velocity_mode,
+                "limit_mode": "mask" if self.joint_limits == "mask" else "clip"}
 
-PROTOCOLS: dict[str, Protocol] = {
+    def rollout_options(self) -> dict:
+        """Keyword arguments of :func:`rollout` for this protocol."""
+        return {"steps": self.steps, "dt": self.dt, "joint_limits": self.joint_limits,
+                "distance": self.distance, "alt_distance": self.alt_distance,
+                "start": None if self.start is None else np.asarray(self.start),
+                "velocity_cap": self.velocity_cap, "velocity_mode": self.velocity_mode}
+
+
+#: The reference code's start pose (KinovaEnv.reset), rad
+PAPER_START = (0.0, 0.5, 0.0, -0.5, 0.0, 0.5, 0.0)
+
+_DESIGN = {
     "single_point": Protocol("single_point", 100_000, 30, (0.001, 0.1, 0.001),
                              (0.0, 0.5, 1.0, 1.5, 2.0)),
-    # The paper's multi-point distance is the sum over the 4 points; the
-    # Euclidean norm of the stacked 12-vector is reported beside it (see
-    # docs/benchmarks.md: the paper's 0-4 m bins fit that norm's range).
+    # The sum of the 4 point distances, with the Euclidean norm of the stacked
+    # 12-vector beside it.
     "multi_point": Protocol("multi_point", 200_000, 40, (0.001, 0.25, 0.001),
                             (0.0, 1.0, 2.0, 3.0, 4.0), distance="sum_of_points",
                             alt_distance="euclidean"),
@@ -95,6 +131,51 @@ PROTOCOLS: dict[str, Protocol] = {
     "visual_servo": Protocol("visual_servo", 10_000, 30, (1.0, 100.0, 1.0),
                              (0.0, 100.0, 200.0, 300.0, 400.0), units="px"),
 }
+
+# The conventions of the paper's reference code (github.com/Mi-Przystupa/
+# neural_jacobian_estimation; see docs/benchmarks.md for where each is):
+# 200-step episodes from [0, .5, 0, -.5, 0, .5, 0]; each joint clipped to
+# 1.22 rad/s in the simulator, none in the control law; joints masked 10 steps
+# before a limit; OU babbling x <- x + 0.15 (0 - x) + N(0, 1) (no time step);
+# multi-point distance the norm of the stacked 12-vector.
+_PAPER_CODE = dict(steps=200, start=PAPER_START, velocity_mode="clip", joint_limits="mask",
+                   ou_sigma=1.0, ou_dt=1.0, variant="paper")
+
+#: protocol variant -> task -> Protocol. "paper" (default): the reference
+#: code's conventions; "design": the summary in DESIGN.md (100 steps from
+#: all-zero joints, OU sigma 0.2 with dt, whole-vector velocity cap, clipped
+#: positions), kept for comparison with earlier uvs results.
+PROTOCOL_VARIANTS: dict[str, dict[str, Protocol]] = {
+    "paper": {
+        "single_point": replace(_DESIGN["single_point"], **_PAPER_CODE),
+        "multi_point": replace(_DESIGN["multi_point"], distance="euclidean",
+                               alt_distance="sum_of_points", **_PAPER_CODE),
+        # Visual servoing (no simulation protocol in the paper) keeps its own
+        # start (a straight arm is singular in the image) and clips positions:
+        # with only joints 2 and 4 to move, the mask, which stops a joint
+        # 10 * 1.22 * 0.05 = 0.61 rad before its limit while the command is
+        # at full speed, leaves every target beyond that unreachable (TJ: 9 %
+        # in the 300-400 px bin). The rest follows the reference code.
+        "visual_servo": replace(_DESIGN["visual_servo"],
+                                **{**_PAPER_CODE, "joint_limits": "clip", "start": None}),
+    },
+    "design": _DESIGN,
+}
+
+#: the default variant's protocols, task -> Protocol
+PROTOCOLS: dict[str, Protocol] = PROTOCOL_VARIANTS["paper"]
+
+
+def protocol(task: str, variant: str = "paper") -> Protocol:
+    """The Protocol of ``task`` in ``variant``; ValueError naming the choices."""
+    if variant not in PROTOCOL_VARIANTS:
+        raise ValueError(f"unknown protocol variant {variant!r}; "
+                         f"choose from {', '.join(PROTOCOL_VARIANTS)}")
+    table = PROTOCOL_VARIANTS[variant]
+    if task not in table:
+        raise ValueError(f"no protocol for task {task!r}; choose from {', '.join(table)}")
+    return table[task]
+
 
 #: the paper's row labels, in its table order
 PAPER_LABELS = {"broyden": "Broyden", "llknn": "LL-KNN", "nj": "NJ", "binj": "Bi-NJ",
@@ -356,31 +437,55 @@ class Rollout:
 
 def rollout(task, estimator, targets: np.ndarray, steps: int = 100, dt: float = 0.05,
             config: ControlConfig | None = None, joint_limits: str = "clip",
-            distance: str = "euclidean", alt_distance: str | None = None) -> Rollout:
-    """Servo B arms from the task's start pose to ``targets`` (B, m) for ``steps`` steps.
+            distance: str = "euclidean", alt_distance: str | None = None,
+            start: np.ndarray | None = None, velocity_cap: float | None = 1.22,
+            velocity_mode: str = "scale") -> Rollout:
+    """Servo B arms from ``start`` to ``targets`` (B, m) for ``steps`` steps.
 
     Each step, per trajectory, as the estimator service and controller node do:
     the estimator is updated with (qa, x) (online estimators), J_hat = estimate
-    at qa, qdot = control_step(J_hat, x, x*, qa, config, ...) with the robot's
-    velocity limits, then Simulation.step(qdot). The estimator is reset first.
+    at qa, qdot = control_step(J_hat, x, x*, qa, config, ...), then
+    Simulation.step(qdot). The estimator is reset first.
 
-    config: the control law's options (default ControlConfig.paper(dt)).
-    joint_limits: "clip" (the paper's simulation: positions are clipped at the
-        limits, the command is not checked) or "halt" (as the controller node:
-        control_step zeroes a command that would pass a limit).
+    start: (n,) rad (default the task's home).
+    config: the control law's options (default ControlConfig.paper(dt), its
+        speed cap ``velocity_cap`` in mode "scale" and none in mode "clip").
+    velocity_mode: "scale": the control law caps the command at
+        ``velocity_cap`` (None: no cap) and the robot's limits as a whole
+        vector, the controller node's behaviour; "clip": the control law
+        leaves it alone and the simulation clips each joint to
+        ``velocity_cap``, the paper's reference simulator.
+    joint_limits: "clip" (positions are clipped at the limits, the command is
+        not checked), "mask" (the reference simulator: a joint 10 steps from a
+        limit at its commanded speed is not moved; Simulation's limit_mode) or
+        "halt" (as the controller node: control_step zeroes a command that
+        would pass a limit).
     distance, alt_distance: see task_distance.
     """
-    if joint_limits not in ("clip", "halt"):
-        raise ValueError(f"joint_limits must be 'clip' or 'halt', got {joint_limits!r}")
-    config = ControlConfig.paper(dt=dt) if config is None else config
+    if joint_limits not in ("clip", "halt", "mask"):
+        raise ValueError(f"joint_limits must be 'clip', 'mask' or 'halt', got {joint_limits!r}")
+    if velocity_mode not in ("scale", "clip"):
+        raise ValueError(f"velocity_mode must be 'scale' or 'clip', got {velocity_mode!r}")
+    if velocity_mode == "clip" and velocity_cap is None:
+        raise ValueError("velocity_mode 'clip' needs a velocity_cap")
+    if config is None:
+        cap = math.inf if velocity_mode == "clip" or velocity_cap is None else velocity_cap
+        config = replace(ControlConfig.paper(dt=dt), max_joint_velocity=cap)
     targets = np.asarray(targets, dtype=float)
     b = targets.shape[0]
     robot = task.robot
-    sim = Simulation(task, dt=dt, batch=b)
-    x = sim.reset()
+    if velocity_mode == "clip":
+        sim = Simulation(task, dt=dt, batch=b, velocity_limits=velocity_cap,
+                         velocity_mode="clip",
+                         limit_mode="mask" if joint_limits == "mask" else "clip")
+        velocity_limits = None
+    else:
+        sim = Simulation(task, dt=dt, batch=b,
+                         limit_mode="mask" if joint_limits == "mask" else "clip")
+        velocity_limits = robot.velocity_limits[task.active]
+    x = sim.reset(start)
     lower = robot.lower[task.active] if joint_limits == "halt" else None
     upper = robot.upper[task.active] if joint_limits == "halt" else None
-    velocity_limits = robot.velocity_limits[task.active]
     rank = task_rank(task)
     with_pd = task.m <= rank
     est = batched(estimator, b)

@@ -60,12 +60,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="little data, few epochs, 20 targets x 2 seeds (a smoke run)")
     parser.add_argument("--param", action="append", default=[], metavar="EST.KEY=VALUE",
                         help="estimator parameter, e.g. nk_tanh.secant_weight=0 (repeatable)")
+    parser.add_argument("--protocol", choices=("paper", "design"), default="paper",
+                        help="paper (default): the conventions of the paper's reference code "
+                             "(200 steps from [0,.5,0,-.5,0,.5,0], per-joint 1.22 rad/s clip, "
+                             "joint masking, OU sigma 1 without dt); design: DESIGN.md's summary "
+                             "(100 steps from zeros, whole-vector cap, OU sigma 0.2); see "
+                             "docs/benchmarks.md")
     parser.add_argument("--steps", type=_positive_int,
-                        help="control steps per trajectory (protocol 100)")
-    parser.add_argument("--joint-limits", choices=("clip", "halt"), default="clip",
-                        help="clip: the simulation clips positions (paper, default); halt: "
-                             "the control law zeroes commands that would pass a limit, as the "
-                             "controller node does")
+                        help="control steps per trajectory (protocol: paper 200, design 100)")
+    parser.add_argument("--joint-limits", choices=("clip", "mask", "halt"),
+                        help="mask: a joint 10 steps from a limit is not moved (paper's code, "
+                             "default of --protocol paper); clip: the simulation clips "
+                             "positions (default of --protocol design); halt: the control law "
+                             "zeroes commands that would pass a limit, as the controller node")
     parser.add_argument("--robot", default="gen3", help="robot name or YAML (default gen3)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace results in an existing output directory")
@@ -93,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         seeds=args.seeds, samples=args.samples, epochs=args.epochs, data=args.data,
         workers=args.workers, quick=args.quick, steps=args.steps,
         joint_limits=args.joint_limits, robot=args.robot, params=params,
+        protocol=args.protocol,
         command=shlex.join(["uvs", *sys.argv[1:]]) if sys.argv[1:2] == ["benchmark"]
         else "uvs benchmark " + shlex.join(_argv(args)))
 
@@ -126,8 +134,10 @@ def _argv(args: argparse.Namespace) -> list[str]:
     out += ["--workers", str(args.workers)]
     for item in args.param:
         out += ["--param", item]
-    if args.joint_limits != "clip":
+    if args.joint_limits is not None:
         out += ["--joint-limits", args.joint_limits]
+    if args.protocol != "paper":
+        out += ["--protocol", args.protocol]
     for flag in ("quick", "overwrite", "json"):
         if getattr(args, flag):
             out.append(f"--{flag}")
