@@ -3,9 +3,10 @@ simulation (paper IV: 100-step trajectories, dt 0.05; --protocol design, the def
 OU theta 0.15, sigma 0.2 with dt, from the task's home, whole-vector speed cap;
 --protocol paper, as the paper's reference code and `uvs benchmark`'s default: sigma 1
 without a time step, from [0, .5, 0, -.5, 0, .5, 0], each joint clipped to 1.22 rad/s,
-joints masked before their limits), written as a rosbag2 bag (MCAP) with /joint_states, /task_state and the
-trajectory boundaries. The bag is written under a temporary name and renamed when
-complete, so an interrupted run never leaves a bag that looks complete."""
+joints masked before their limits), written as a rosbag2 bag (MCAP) with /joint_states,
+/task_state and the trajectory boundaries. The bag is written under a temporary name
+and renamed when complete, so an interrupted run never leaves a bag that looks
+complete."""
 
 from __future__ import annotations
 
