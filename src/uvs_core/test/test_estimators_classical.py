@@ -3,9 +3,12 @@
 No torch here: uvs_core must work without it.
 """
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -270,6 +273,106 @@ def test_llknn_single_estimate_equals_batched_and_eps(tasks, data):
     assert np.median(diff / np.linalg.norm(batched, axis=(1, 2))) < 0.05
     with pytest.raises(ValueError, match="eps"):
         make_estimator("llknn", task, eps=-1.0)
+
+
+def test_llknn_neighbourhoods_are_the_exact_nearest(tasks, data):
+    """Every estimate is the local fit on the exact k nearest distinct samples."""
+    task = tasks["single_point"]
+    qa, x, traj = data["single_point"]
+    est = make_estimator("llknn", task, neighbors=50)
+    est.fit(qa, x, traj)
+    distinct = np.unique(qa, axis=0, return_index=True)[1]
+    q_u, x_u = qa[distinct], x[distinct]
+    rng = np.random.default_rng(2)
+    # Near the data and anywhere within the limits (the latency benchmark's draws).
+    probes = np.vstack([qa[::211] + 0.02, task.select(task.robot.sample(rng, 20))])
+    for q in probes:
+        nearest = np.argsort(np.sum((q_u - q) ** 2, axis=1), kind="stable")[:50]
+        want = local_linear_jacobians(q_u[nearest][None], x_u[nearest][None])[0]
+        np.testing.assert_allclose(est.estimate(q), want, rtol=1e-9,
+                                   atol=1e-9 * np.abs(want).max())
+
+
+def test_ridged_solve_falls_back_to_lu_when_not_positive_definite():
+    from scipy.linalg.lapack import dposv
+
+    from uvs_core.estimators.classical import _ridged_solve
+
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(6, 4))
+    g = a.T @ a  # centred Gram of [dq (k=3) | dx (m=1)]: positive definite block
+    want = np.linalg.solve(g[:3, :3] + (1e-10 * np.trace(g[:3, :3]) / 3 + 1e-300) * np.eye(3),
+                           g[:3, 3:]).T
+    np.testing.assert_allclose(_ridged_solve(g.copy(), 3, dposv), want, rtol=1e-12)
+    # An indefinite block: Cholesky fails, LU solves it.
+    g[:3, :3] = np.diag([1.0, -2.0, 3.0])
+    ridge = 1e-10 * 2.0 / 3 + 1e-300
+    want = np.linalg.solve(g[:3, :3] + ridge * np.eye(3), g[:3, 3:]).T
+    got = _ridged_solve(g.copy(), 3, dposv)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("torch_first", [False, True])
+def test_llknn_queries_on_one_thread_and_leave_omp_num_threads_alone(tmp_path, torch_first):
+    """pykdtree's OpenMP team has one thread: no worker spins on another core.
+
+    Also when torch (as in a node serving neural estimators too) has put its
+    own libgomp in the global symbol scope first; torch keeps its threads.
+    """
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("counts threads in /proc")
+    if torch_first and importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed")
+    torch_lines = ["import torch", "assert torch.get_num_threads() == 2"] if torch_first else []
+    code = "\n".join([
+        "import os",
+        "import numpy as np",
+        *torch_lines,
+        "from uvs_core.estimators import make_estimator",
+        "from uvs_core.robot import load_robot",
+        "from uvs_core.tasks import make_task",
+        "task = make_task('single_point', load_robot('gen3'))",
+        "qa = np.random.default_rng(0).uniform(-1, 1, (3000, 7))",
+        "est = make_estimator('llknn', task)",
+        "est.fit(qa, task.x(qa))",
+        "before = len(os.listdir('/proc/self/task'))",
+        "for q in qa[:50]:",
+        "    est.estimate(q)",
+        "est.estimate_batch(qa[:500])",
+        "assert len(os.listdir('/proc/self/task')) == before, 'OpenMP threads started'",
+        "assert os.environ['OMP_NUM_THREADS'] == '2', os.environ.get('OMP_NUM_THREADS')",
+        *torch_lines[1:],
+    ])
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=tmp_path)
+
+
+def test_true_jacobian_equals_the_tasks_bit_for_bit(tasks, data):
+    for name, task in tasks.items():
+        est = make_estimator("tj", task)
+        qa = data[name][0][::97]
+        for q in qa:
+            np.testing.assert_array_equal(est.estimate(q), task.jacobian(q))
+        np.testing.assert_array_equal(est.estimate_batch(qa), task.jacobian(qa))
+    # Stand-in tasks (not a uvs_core Task) are asked for J directly.
+    stand_in = LinearTask()
+    np.testing.assert_array_equal(make_estimator("tj", stand_in).estimate(np.ones(4)),
+                                  stand_in.A)
+
+
+def test_broyden_update_is_the_rank_one_formula(tasks):
+    task = tasks["single_point"]
+    est = make_estimator("broyden", task, alpha=0.7)
+    rng = np.random.default_rng(3)
+    qs = task.home_active + 0.05 * rng.standard_normal((6, 7))
+    want = est.jacobian.copy()
+    for i, q in enumerate(qs):
+        est.update(q, task.x(q))
+        if i:
+            dq = q - qs[i - 1]
+            resid = (task.x(q) - task.x(qs[i - 1])) - want @ dq
+            want = want + (0.7 / float(dq @ dq)) * np.outer(resid, dq)
+        np.testing.assert_array_equal(est.estimate(q), want)
 
 
 def test_neighbour_pairs_exclude_self():

@@ -136,6 +136,18 @@ def test_single_configuration_fast_path_equals_batched(robot_name, rng):
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("robot_name", ["gen3", "ur5e"])
+def test_single_configuration_jacobian_is_the_batched_bit_for_bit(robot_name, rng):
+    """The fast path makes the same products and differences, not merely close ones."""
+    robot = load_robot(robot_name)
+    q = robot.sample(rng, 200)
+    for kind in ("position", "pose"):
+        batched = robot.jacobian(q, kind=kind)
+        for row, want in zip(q, batched):
+            np.testing.assert_array_equal(robot.jacobian(row, kind=kind), want)
+    np.testing.assert_array_equal(np.stack([robot.fk(row) for row in q]), robot.fk(q))
+
+
 def test_single_configuration_tasks_equal_batched(gen3, rng):
     from uvs_core.tasks import make_task
 

@@ -74,6 +74,32 @@ def test_parse_request_says_what_was_expected(visual_servo, q, x, words):
         assert word in str(info.value)
 
 
+def test_parse_request_takes_rclpys_arrays_like_lists(visual_servo):
+    """rclpy hands float64[] fields over as array('d'): same answers, same errors."""
+    import array
+
+    q = np.linspace(-0.5, 0.5, 7)
+    for joints in (array.array("d", q), q.tolist(), q):
+        qa, x = parse_request(visual_servo, joints, array.array("d", [320.0, 240.0]))
+        assert qa.dtype == np.float64 and x.dtype == np.float64
+        np.testing.assert_array_equal(qa, q[visual_servo.active])
+        np.testing.assert_array_equal(x, [320.0, 240.0])
+        assert parse_request(visual_servo, joints, array.array("d"))[1] is None
+    # New arrays: the request's buffers are not shared.
+    joints = array.array("d", q[visual_servo.active])
+    qa, _ = parse_request(visual_servo, joints, [])
+    joints[0] = 9.0
+    assert qa[0] == q[visual_servo.active][0]
+    with pytest.raises(RequestError, match=r"non-finite at index \[0, 2\]"):
+        parse_request(visual_servo, array.array("d", [np.inf, 0.0, np.nan] + [0.0] * 4), [])
+    with pytest.raises(RequestError, match=r"task_position.*non-finite at index \[1\]"):
+        parse_request(visual_servo, q, array.array("d", [1.0, np.nan]))
+    with pytest.raises(RequestError, match="got 14"):
+        parse_request(visual_servo, np.zeros((2, 7)), [])
+    with pytest.raises(RequestError, match="task_position.*got 4"):
+        parse_request(visual_servo, q, np.zeros((2, 2)))
+
+
 # ---------------------------------------------------------------- estimators
 
 def test_model_path_defaults_to_model_dir_task_name(tmp_path):
@@ -215,17 +241,29 @@ def test_swap_is_atomic_for_concurrent_callers(single_point):
     assert set(seen[swapped_at + 1:]) == {"broyden"}
 
 
+_RNG = np.random.default_rng(7)
+
+
 @pytest.mark.parametrize("jac", [
     np.arange(21.0).reshape(3, 7) ** 1.5,
     np.eye(2) * [3.0, 0.5],
     np.zeros((3, 7)),
     np.outer([1.0, 2.0, 3.0], np.ones(7)),
+    # Every task's shape (single_point, multi_point, visual_servo), any memory order.
+    _RNG.normal(size=(3, 7)),
+    _RNG.normal(size=(12, 7)),
+    _RNG.normal(size=(2, 2)),
+    np.asfortranarray(_RNG.normal(size=(12, 7))),
 ])
 def test_condition_number_is_numpys(jac):
     from uvs_estimation.jacobian_service import condition_number
 
     expected = np.linalg.cond(jac)
+    got = condition_number(jac)
+    assert isinstance(got, float)
     if np.isfinite(expected) and expected < 1e12:
-        assert condition_number(jac) == pytest.approx(expected, rel=1e-12)
+        assert got == pytest.approx(expected, rel=1e-12)
     else:  # singular: inf, or a huge rounding-noise ratio, as numpy says
-        assert condition_number(jac) > 1e12
+        assert got > 1e12
+    if not np.any(jac):
+        assert got == float("inf")

@@ -17,12 +17,15 @@ per rad, row-major on the wire.
 
 from __future__ import annotations
 
+import array
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from scipy.linalg.lapack import dgesdd
 
 from uvs_core.estimators import (
     Estimator,
@@ -55,6 +58,29 @@ class EstimatorSetupError(RuntimeError):
 
 
 # ----------------------------------------------------------------- requests
+#
+# Every request passes here, and in a server that sleeps between requests
+# each numpy call costs several times what it does in a hot loop: the checks
+# are plain Python over the values, with one numpy array made at the end.
+
+def _floats(values) -> tuple[Sequence[float] | None, int]:
+    """(values as a flat sequence of floats, or None unless 1-D; their count).
+
+    rclpy hands float64[] fields over as array('d'), which is used as it is.
+    """
+    if type(values) is array.array:
+        return values, len(values)
+    values = np.asarray(values, dtype=np.float64)
+    return (values if values.ndim == 1 else None), values.size
+
+
+def _non_finite(values: Sequence[float]) -> list[int] | None:
+    """Indices of the non-finite values, None when all are finite."""
+    isfinite = math.isfinite
+    if all(map(isfinite, values)):
+        return None
+    return [i for i, v in enumerate(values) if not isfinite(v)]
+
 
 def parse_request(task, joint_positions: Sequence[float],
                   task_position: Sequence[float]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -63,35 +89,38 @@ def parse_request(task, joint_positions: Sequence[float],
     joint_positions: (n,) rad, every robot joint in /joint_states order (the
     task's active joints are selected), or (k,) rad, the active joints only.
     task_position: () (absent) or (m,) in task units.
-    Returns (qa (k,), x (m,) or None); RequestError saying what was expected.
+    Returns (qa (k,), x (m,) or None), new float64 arrays; RequestError
+    saying what was expected.
     """
     robot = task.robot
     n, k, m = robot.n, task.k, task.m
-    q = np.array(joint_positions, dtype=np.float64)
-    if q.ndim != 1 or q.shape[0] not in (n, k):
+    q, count = _floats(joint_positions)
+    if q is None or count not in (n, k):
         expected = f"{n} (all joints of robot '{robot.name}', /joint_states order)"
         if k != n:
             active = ", ".join(robot.joint_names[i] for i in task.active)
             expected += f" or {k} (the active joints of task '{task.name}': {active})"
-        raise RequestError(f"joint_positions: expected {expected} values (rad), got {q.size}")
-    if not np.isfinite(q).all():
-        bad = np.flatnonzero(~np.isfinite(q)).tolist()
+        raise RequestError(f"joint_positions: expected {expected} values (rad), got {count}")
+    bad = _non_finite(q)
+    if bad is not None:
         raise RequestError(f"joint_positions: expected finite values (rad), "
                            f"non-finite at index {bad}")
-    qa = q if q.shape[0] == k else task.select(q)
+    qa = np.array(q, dtype=np.float64)
+    if count != k:
+        qa = qa[task.active]
 
-    x = np.array(task_position, dtype=np.float64)
-    if x.size == 0:
+    x, count = _floats(task_position)
+    if count == 0:
         return qa, None
-    if x.ndim != 1 or x.shape[0] != m:
+    if x is None or count != m:
         raise RequestError(
             f"task_position: expected 0 (absent) or {m} values for task '{task.name}' "
-            f"({', '.join(task.labels)}; {task.units}), got {x.size}"
+            f"({', '.join(task.labels)}; {task.units}), got {count}"
         )
-    if not np.isfinite(x).all():
-        bad = np.flatnonzero(~np.isfinite(x)).tolist()
+    bad = _non_finite(x)
+    if bad is not None:
         raise RequestError(f"task_position: expected finite values, non-finite at index {bad}")
-    return qa, x
+    return qa, np.array(x, dtype=np.float64)
 
 
 # --------------------------------------------------------------- estimators
@@ -196,13 +225,16 @@ def build_estimator(name: str, task, config: ModelConfig) -> tuple[Estimator, Pa
 def condition_number(jac: np.ndarray) -> float:
     """2-norm condition number sigma_max / sigma_min of a finite J (m, k); inf when singular.
 
-    The value of np.linalg.cond(J), computed without its generic wrapper
-    (a third of its cost for one small matrix, paid on every request).
+    The value of np.linalg.cond(J): the same LAPACK driver (dgesdd, singular
+    values only), called directly, without numpy's generic wrappers (most of
+    the cost for one small matrix, paid on every request). LinAlgError, as
+    numpy, should the SVD not converge.
     """
-    s = np.linalg.svd(jac, compute_uv=False)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        c = s[0] / s[-1]
-    return float(c) if np.isfinite(c) else float("inf")
+    _, s, _, info = dgesdd(jac, compute_uv=0)
+    if info != 0:
+        raise np.linalg.LinAlgError("SVD did not converge")
+    s = s.tolist()
+    return s[0] / s[-1] if s[-1] > 0.0 else math.inf
 
 
 @dataclass
@@ -271,7 +303,9 @@ class JacobianService:
         with self._lock:
             name, estimator = self._name, self._estimator
             try:
-                if x is not None:
+                # Only online estimators learn from x; Estimator.update itself
+                # only validates (qa, x), which parse_request has done.
+                if x is not None and type(estimator).update is not Estimator.update:
                     estimator.update(qa, x)
                 jac = estimator.estimate(qa, x)
             # What estimators raise for inputs they cannot handle: numeric

@@ -6,6 +6,8 @@ None of these imports torch. Shapes: ``qa (k,)`` rad, ``x (m,)`` task units,
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from uvs_core.estimators.base import (
     split_by_trajectory,
     unique_rows,
 )
+from uvs_core.tasks import Task
 
 _RIDGE = 1e-10
 
@@ -45,6 +48,57 @@ def local_linear_jacobians(
     return np.swapaxes(np.linalg.solve(gram, cross), 1, 2)
 
 
+def _kdtree_class():
+    """pykdtree's KDTree, its queries on one OpenMP thread whatever else is loaded.
+
+    pykdtree runs every query in an OpenMP parallel region. For the single
+    configuration of an estimate a second thread gains nothing, and after
+    each query it busy-waits on the other core (measured: process CPU time
+    2.0x wall time on a 2-core machine, 1.0x with one thread), taking that
+    core from the ROS executor and the other nodes. Its query has no thread
+    argument, so its module is loaded here with its own libgomp (a private
+    copy in the wheel) set to one thread: OMP_NUM_THREADS=1 while that copy
+    reads it, at load, then restored; and RTLD_DEEPBIND, so the module uses
+    that copy even when torch has put its own libgomp (with its own thread
+    count, which stays as it is) in the global symbol scope first.
+    """
+    module = sys.modules.get("pykdtree.kdtree")
+    if module is None:
+        saved_env = os.environ.get("OMP_NUM_THREADS")
+        saved_flags = sys.getdlopenflags() if hasattr(sys, "setdlopenflags") else None
+        os.environ["OMP_NUM_THREADS"] = "1"
+        if saved_flags is not None:
+            sys.setdlopenflags(os.RTLD_NOW | os.RTLD_LOCAL | getattr(os, "RTLD_DEEPBIND", 0))
+        try:
+            from pykdtree import kdtree as module
+        finally:
+            if saved_flags is not None:
+                sys.setdlopenflags(saved_flags)
+            if saved_env is None:
+                del os.environ["OMP_NUM_THREADS"]
+            else:
+                os.environ["OMP_NUM_THREADS"] = saved_env
+    return module.KDTree
+
+
+def _ridged_solve(g: np.ndarray, k: int, dposv) -> np.ndarray:
+    """J (m, k) from the centred Gram matrix g (k+m, k+m) of one neighbourhood's [dq | dx].
+
+    local_linear_jacobians for a single neighbourhood: the same ridge on the
+    dq^T dq block (modified in place), solved by Cholesky (LAPACK dposv; the
+    ridged block is symmetric positive definite) instead of LU, which is
+    cheaper and skips np.linalg.solve's wrapper. Falls back to LU should
+    Cholesky fail. ``dposv``: scipy.linalg.lapack.dposv, imported by the caller.
+    """
+    size = g.shape[0]
+    diag = g.reshape(-1)[:k * (size + 1):size + 1]  # view of the dq^T dq diagonal
+    diag += _RIDGE * diag.sum() / k + 1e-300
+    _, sol, info = dposv(g[:k, :k], g[:k, k:])
+    if info != 0:
+        sol = np.linalg.solve(g[:k, :k], g[:k, k:])
+    return sol.T
+
+
 class TrueJacobian(Estimator):
     """The analytic Jacobian of the task model (the paper's TJ reference).
 
@@ -54,8 +108,25 @@ class TrueJacobian(Estimator):
     name = "tj"
     learned = False
 
+    def __init__(self, task, **params):
+        super().__init__(task, **params)
+        self._expand_here = isinstance(task, Task)
+        # Every joint active, in order: the expansion of qa is qa itself.
+        self._all_active = self._expand_here and np.array_equal(
+            np.asarray(task.active), np.arange(task.robot.n))
+
     def _estimate(self, qa):
-        return np.asarray(self.task.jacobian(qa), dtype=np.float64)
+        if not self._expand_here:
+            return np.asarray(self.task.jacobian(qa), dtype=np.float64)
+        # task.jacobian(qa) with Task.expand done here for one configuration:
+        # the same q, so the same J, without expand's broadcasting, which
+        # costs more than the rest of it (this runs on every request).
+        if self._all_active:
+            q = qa
+        else:
+            q = self.task.q_fixed.copy()
+            q[self.task.active] = qa
+        return np.asarray(self.task.jacobian_from_q(q), dtype=np.float64)
 
     def _estimate_batch(self, qa):
         return np.asarray(self.task.jacobian(qa), dtype=np.float64).reshape(
@@ -143,13 +214,18 @@ class Broyden(Estimator):
         x = self._check_x(x)
         if self._q_prev is not None:
             dq = qa - self._q_prev
-            dq2 = float(dq @ dq)
+            # ndarray.dot: the BLAS products of ``@`` without the matmul
+            # ufunc's overhead (this runs on every request to the service).
+            dq2 = float(dq.dot(dq))
             if dq2 < float(self.params["min_motion"]) ** 2:
                 # Keep the old anchor: slow motion accumulates into a usable secant.
                 return
-            dx = x - self._x_prev
-            resid = dx - self.jacobian @ dq
-            self.jacobian += (float(self.params["alpha"]) / dq2) * np.outer(resid, dq)
+            resid = (x - self._x_prev) - self.jacobian.dot(dq)
+            # (alpha / dq2) * np.outer(resid, dq): the same products, without
+            # np.outer's wrapper.
+            step = resid[:, None] * dq
+            step *= float(self.params["alpha"]) / dq2
+            self.jacobian += step
         self._q_prev = qa
         self._x_prev = x
 
@@ -175,11 +251,20 @@ class LocalLinearKNN(Estimator):
     Kinova) samples nearest qa in joint space (Euclidean, rad, KD-tree).
     The model is the data itself, saved as ``data.npz``.
 
-    Latency: the exact k = 128 KD-tree query dominates one ``estimate``
-    (~0.1 ms on 100,000 samples); ``leafsize`` 64 measured fastest for
-    that k (16, scipy's default, is ~15 % slower). ``eps`` > 0 makes the
-    query approximate (each neighbour within (1 + eps) times the true k-th
-    distance), about twice as fast at eps = 0.5; 0 (default) is exact.
+    Latency, Gen3 single_point, 100,000 babbled samples, configurations
+    drawn uniformly within the limits, 2-core machine (``python
+    benchmarks/estimator_latency.py --estimators llknn --no-service``): one
+    ``estimate`` takes ~92 us median, 185-200 us p99 over runs (265 / 470 us
+    with scipy's cKDTree and np.linalg.solve). The exact k = 128 neighbour
+    query is ~72 us of it (p99 ~150 us): pykdtree's KD-tree, on one thread
+    (see ``_kdtree_class``), over the samples stored in the leaf order of a
+    sliding-midpoint KD-tree, so the leaves a query scans lie together in
+    memory (~10 % faster than babbling order); ``leafsize`` 32-128 measured
+    alike, 16 ~10 % slower. The local fit after it takes ~15 us. In the
+    estimator node, which sleeps between requests, the same estimate takes
+    ~190 us median: the ~14 MB it reads no longer sit in the core's caches.
+    ``eps`` > 0 makes the query approximate (each neighbour within (1 + eps)
+    times the true k-th distance); 0 (default) is exact.
     """
 
     name = "llknn"
@@ -214,6 +299,7 @@ class LocalLinearKNN(Estimator):
         return report
 
     def _set_data(self, qa: np.ndarray, x: np.ndarray) -> None:
+        from scipy.linalg.lapack import dposv
         from scipy.spatial import cKDTree
 
         # Distinct configurations only: k copies of home would make the
@@ -221,12 +307,20 @@ class LocalLinearKNN(Estimator):
         distinct = unique_rows(qa)
         self.qa = np.ascontiguousarray(qa[distinct])
         self.x = np.ascontiguousarray(x[distinct])
-        # [qa | x] side by side: one gather and one Gram product per estimate.
-        self._qx = np.ascontiguousarray(np.hstack([self.qa, self.x]))
-        self._tree = cKDTree(self.qa, leafsize=int(self.params["leafsize"]))
+        leafsize = int(self.params["leafsize"])
+        # The tree and the [qa | x] rows (one gather and one Gram product per
+        # estimate) hold the samples in the leaf order of a sliding-midpoint
+        # KD-tree (pykdtree's split rule), so neighbours sit together in
+        # memory. The neighbours found, and so J, do not depend on the order.
+        order = cKDTree(self.qa, leafsize=leafsize, balanced_tree=False,
+                        compact_nodes=False).indices
+        self._qx = np.ascontiguousarray(np.hstack([self.qa, self.x])[order])
+        self._tree = _kdtree_class()(np.ascontiguousarray(self._qx[:, :self.k]),
+                                     leafsize=leafsize)
         self._kn = min(int(self.params["neighbors"]), self.qa.shape[0])
         self._eps = float(self.params["eps"])
-        self._eye = np.eye(self.k)
+        self._mean_weights = np.full(self._kn, 1.0 / self._kn)
+        self._dposv = dposv
 
     def _require(self):
         if self._tree is None:
@@ -234,27 +328,24 @@ class LocalLinearKNN(Estimator):
 
     def _estimate(self, qa):
         self._require()
-        _, idx = self._tree.query(qa, k=self._kn, eps=self._eps, workers=1)
+        _, idx = self._tree.query(qa[None], k=self._kn, eps=self._eps, sqr_dists=True)
         # Same algebra as local_linear_jacobians, unbatched: the centred
         # [dq | dx] block gives the Gram matrix dq^T dq and dq^T dx in one
-        # (k+m)^2 product; the ridged normal equations replace lstsq.
-        nb = self._qx[np.atleast_1d(idx)]
-        nb -= nb.mean(axis=0)
-        g = nb.T @ nb
-        k = self.k
-        gram = g[:k, :k]
-        gram += (_RIDGE * np.trace(gram) / k + 1e-300) * self._eye
-        return np.linalg.solve(gram, g[:k, k:]).T
+        # (k+m)^2 product (the mean as one product too: fewer numpy calls).
+        nb = self._qx.take(idx.reshape(-1), axis=0)
+        nb -= self._mean_weights @ nb
+        return _ridged_solve(nb.T @ nb, self.k, self._dposv)
 
     def _estimate_batch(self, qa):
         self._require()
         out = np.empty((qa.shape[0], self.m, self.k))
         step = int(self.params["chunk"])
+        k = self.k
         for s in range(0, qa.shape[0], step):
-            _, idx = self._tree.query(qa[s:s + step], k=self._kn,
-                                      eps=float(self.params["eps"]))
-            idx = np.asarray(idx).reshape(-1, self._kn)
-            out[s:s + step] = local_linear_jacobians(self.qa[idx], self.x[idx])
+            _, idx = self._tree.query(qa[s:s + step], k=self._kn, eps=self._eps,
+                                      sqr_dists=True)
+            nb = self._qx[idx.reshape(-1, self._kn)]
+            out[s:s + step] = local_linear_jacobians(nb[..., :k], nb[..., k:])
         return out
 
     def _save_weights(self, directory: Path) -> None:
