@@ -1,6 +1,6 @@
 from glob import glob
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 package_name = "uvs_core"
 
@@ -14,8 +14,15 @@ setup(
         ("share/" + package_name + "/config/robots", glob("config/robots/*.yaml")),
         ("share/" + package_name + "/config/tasks", glob("config/tasks/*.yaml")),
     ],
+    # LL-KNN's neighbour query and fit in C (plain C99, no Python headers; loaded
+    # with ctypes). Optional: without a C compiler the package still installs
+    # and LL-KNN uses its KD-tree backend, slower, same results.
+    ext_modules=[Extension(
+        "uvs_core.estimators._llknn", ["uvs_core/estimators/_llknn.c"],
+        extra_compile_args=["-O3", "-std=c99"], libraries=["m"], optional=True,
+    )],
     install_requires=["setuptools"],
-    zip_safe=True,
+    zip_safe=False,
     maintainer="uvs maintainers",
     maintainer_email="maintainers@uvs-robotics.org",
     description="uvs core algorithms: kinematics, simulation, babbling, datasets, estimators.",

@@ -256,30 +256,53 @@ def test_llknn_near_true_jacobian_on_gen3(tasks, data):
     assert np.median(rel) < 0.10
 
 
-def test_llknn_single_estimate_equals_batched_and_eps(tasks, data):
-    """The lean single-q fit (one [dq | dx] Gram product) equals the batched fit."""
+BACKENDS = ("native", "kdtree")
+
+
+def test_llknn_native_backend_is_built_and_the_default(tasks):
+    """make setup compiles _llknn.c; "auto" then picks it (a missing build falls back)."""
+    from uvs_core.estimators import _native
+
+    assert _native.library_path() is not None, "uvs_core was built without _llknn.c"
+    assert _native.available()
+    assert make_estimator("llknn", tasks["single_point"]).backend == "native"
+    assert make_estimator("llknn", tasks["single_point"], backend="kdtree").backend == "kdtree"
+    with pytest.raises(ValueError, match="backend must be one of auto, native, kdtree"):
+        make_estimator("llknn", tasks["single_point"], backend="flann")
+    with pytest.raises(ValueError, match="native_leaf <= native_block"):
+        make_estimator("llknn", tasks["single_point"], native_block=8, native_leaf=16)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_llknn_single_estimate_equals_batched_and_eps(tasks, data, backend):
+    """The single-q fit equals the batched fit; eps bounds the neighbours' distance."""
     task = tasks["single_point"]
     qa, x, traj = data["single_point"]
-    est = make_estimator("llknn", task)
+    est = make_estimator("llknn", task, backend=backend)
     est.fit(qa, x, traj)
     probe = qa[::53] + 0.01
     batched = est.estimate_batch(probe)
     looped = np.stack([est.estimate(q) for q in probe])
     np.testing.assert_allclose(looped, batched, rtol=1e-9, atol=1e-9 * np.abs(batched).max())
-    # An approximate query changes a few neighbours, not the local plane.
-    approx = make_estimator("llknn", task, eps=0.5)
+    # An approximate query: every neighbour within (1 + eps) times the true
+    # k-th distance, as documented (and as scipy's cKDTree defines eps).
+    approx = make_estimator("llknn", task, eps=0.5, backend=backend)
     approx.fit(qa, x, traj)
-    diff = np.linalg.norm(approx.estimate_batch(probe) - batched, axis=(1, 2))
-    assert np.median(diff / np.linalg.norm(batched, axis=(1, 2))) < 0.05
+    for q in probe[:20]:
+        true_kth = np.sort(np.linalg.norm(est.qa - q, axis=1))[est._kn - 1]
+        rows = approx.neighbours(q)
+        assert len(rows) == est._kn
+        assert np.linalg.norm(approx.qa[rows] - q, axis=1).max() <= 1.5 * true_kth * (1 + 1e-12)
     with pytest.raises(ValueError, match="eps"):
         make_estimator("llknn", task, eps=-1.0)
 
 
-def test_llknn_neighbourhoods_are_the_exact_nearest(tasks, data):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_llknn_neighbourhoods_are_the_exact_nearest(tasks, data, backend):
     """Every estimate is the local fit on the exact k nearest distinct samples."""
     task = tasks["single_point"]
     qa, x, traj = data["single_point"]
-    est = make_estimator("llknn", task, neighbors=50)
+    est = make_estimator("llknn", task, neighbors=50, backend=backend)
     est.fit(qa, x, traj)
     distinct = np.unique(qa, axis=0, return_index=True)[1]
     q_u, x_u = qa[distinct], x[distinct]
@@ -291,6 +314,46 @@ def test_llknn_neighbourhoods_are_the_exact_nearest(tasks, data):
         want = local_linear_jacobians(q_u[nearest][None], x_u[nearest][None])[0]
         np.testing.assert_allclose(est.estimate(q), want, rtol=1e-9,
                                    atol=1e-9 * np.abs(want).max())
+        assert sorted(map(tuple, est.qa[est.neighbours(q)])) == sorted(map(tuple, q_u[nearest]))
+
+
+@pytest.mark.parametrize("task_name", ["single_point", "multi_point", "visual_servo"])
+def test_llknn_native_equals_kdtree_on_every_task(tasks, data, task_name):
+    """Both backends give the same J for every task's dimensions (3x7, 12x7, 2x2),
+    also with fewer samples than k and small blocks (k spanning many blocks)."""
+    task = tasks[task_name]
+    qa, x, traj = data[task_name]
+    rng = np.random.default_rng(3)
+    probes = np.vstack([qa[::97] + 0.01, task.select(task.robot.sample(rng, 10))])
+    # (neighbors 12: small, yet over the k + 1 samples a unique affine fit needs)
+    for params in ({}, {"native_block": 16, "native_leaf": 4}, {"neighbors": 12}):
+        native = make_estimator("llknn", task, backend="native", **params)
+        kdtree = make_estimator("llknn", task, backend="kdtree", **params)
+        native.fit(qa, x, traj)
+        kdtree.fit(qa, x, traj)
+        want = kdtree.estimate_batch(probes)
+        np.testing.assert_allclose(native.estimate_batch(probes), want, rtol=1e-8,
+                                   atol=1e-8 * np.abs(want).max())
+        for q in probes[::7]:
+            assert set(native.neighbours(q)) == set(kdtree.neighbours(q))
+    few = make_estimator("llknn", task, backend="native")
+    few.fit(qa[:40], x[:40])  # 40 samples, k = 128: every sample is a neighbour
+    assert len(few.neighbours(probes[0])) == len(few.qa)
+    want = local_linear_jacobians(few.qa[None], few.x[None])[0]
+    np.testing.assert_allclose(few.estimate(probes[0]), want, rtol=1e-8,
+                               atol=1e-8 * np.abs(want).max())
+
+
+def test_llknn_numpy_fit_on_the_neighbours_equals_the_native_fit(tasks, data):
+    """The fallback the native path takes when its Cholesky fails gives the same J."""
+    task = tasks["single_point"]
+    qa, x, traj = data["single_point"]
+    est = make_estimator("llknn", task, backend="native")
+    est.fit(qa, x, traj)
+    for q in qa[::301] + 0.01:
+        want = est.estimate(q)
+        np.testing.assert_allclose(est._fit_rows(est.neighbours(q)), want, rtol=1e-8,
+                                   atol=1e-8 * np.abs(want).max())
 
 
 def test_ridged_solve_falls_back_to_lu_when_not_positive_definite():
@@ -333,7 +396,7 @@ def test_llknn_queries_on_one_thread_and_leave_omp_num_threads_alone(tmp_path, t
         "from uvs_core.tasks import make_task",
         "task = make_task('single_point', load_robot('gen3'))",
         "qa = np.random.default_rng(0).uniform(-1, 1, (3000, 7))",
-        "est = make_estimator('llknn', task)",
+        "est = make_estimator('llknn', task, backend='kdtree')",
         "est.fit(qa, task.x(qa))",
         "before = len(os.listdir('/proc/self/task'))",
         "for q in qa[:50]:",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from uvs_core.estimators import _native
 from uvs_core.estimators.base import (
     Estimator,
     ModelError,
@@ -248,21 +249,29 @@ class LocalLinearKNN(Estimator):
 
     J(qa) is the linear part of the affine least-squares fit x ~ J q + c on
     the ``neighbors`` (128, the paper's simulation value; 50 on the real
-    Kinova) samples nearest qa in joint space (Euclidean, rad, KD-tree).
-    The model is the data itself, saved as ``data.npz``.
+    Kinova) samples nearest qa in joint space (Euclidean, rad). The model is
+    the data itself, saved as ``data.npz``.
+
+    ``backend`` chooses how the neighbours are found; the neighbours, and so
+    J, are the same (to rounding) either way:
+
+    - ``"native"``: ``_llknn.c``, built with the package (an optional
+      extension; see ``_native.py``): the samples grouped into blocks of at
+      most ``native_block`` and leaves of at most ``native_leaf`` samples,
+      each with its bounding box, the query and the fit in one call;
+    - ``"kdtree"``: pykdtree's KD-tree (``leafsize``) on one thread (see
+      ``_kdtree_class``) and the fit in numpy;
+    - ``"auto"`` (default): native when it was built, else kdtree.
 
     Latency, Gen3 single_point, 100,000 babbled samples, configurations
     drawn uniformly within the limits, 2-core machine (``python
     benchmarks/estimator_latency.py --estimators llknn --no-service``): one
-    ``estimate`` takes ~92 us median, 185-200 us p99 over runs (265 / 470 us
-    with scipy's cKDTree and np.linalg.solve). The exact k = 128 neighbour
-    query is ~72 us of it (p99 ~150 us): pykdtree's KD-tree, on one thread
-    (see ``_kdtree_class``), over the samples stored in the leaf order of a
-    sliding-midpoint KD-tree, so the leaves a query scans lie together in
-    memory (~10 % faster than babbling order); ``leafsize`` 32-128 measured
-    alike, 16 ~10 % slower. The local fit after it takes ~15 us. In the
-    estimator node, which sleeps between requests, the same estimate takes
-    ~190 us median: the ~14 MB it reads no longer sit in the core's caches.
+    ``estimate`` takes ~40 us median, ~90 us p99 native; ~92 us median and
+    185-200 us p99 with the kdtree backend. A KD-tree's k = 128 query in 7
+    dimensions walks ~800-1,400 nodes scattered over ~6 MB, a cache miss
+    each; the native index instead bounds all blocks in one linear pass and
+    scans only the leaves whose box is nearer than the current k-th
+    neighbour (~60 blocks, ~600-1,300 samples per query).
     ``eps`` > 0 makes the query approximate (each neighbour within (1 + eps)
     times the true k-th distance); 0 (default) is exact.
     """
@@ -270,19 +279,35 @@ class LocalLinearKNN(Estimator):
     name = "llknn"
     learned = True
     WEIGHTS_FILE = "data.npz"
-    DEFAULTS = {"neighbors": 128, "chunk": 2048, "leafsize": 64, "eps": 0.0}
+    BACKENDS = ("auto", "native", "kdtree")
+    DEFAULTS = {"neighbors": 128, "chunk": 2048, "leafsize": 64, "eps": 0.0,
+                "backend": "auto", "native_block": 256, "native_leaf": 16}
 
     def __init__(self, task, **params):
         super().__init__(task, **params)
-        if int(self.params["neighbors"]) < 2:
-            raise ValueError(f"llknn: neighbors must be >= 2, got {self.params['neighbors']}")
-        if int(self.params["leafsize"]) < 1:
-            raise ValueError(f"llknn: leafsize must be >= 1, got {self.params['leafsize']}")
-        if not float(self.params["eps"]) >= 0.0:
-            raise ValueError(f"llknn: eps must be >= 0, got {self.params['eps']}")
+        p = self.params
+        if int(p["neighbors"]) < 2:
+            raise ValueError(f"llknn: neighbors must be >= 2, got {p['neighbors']}")
+        if int(p["leafsize"]) < 1:
+            raise ValueError(f"llknn: leafsize must be >= 1, got {p['leafsize']}")
+        if not float(p["eps"]) >= 0.0:
+            raise ValueError(f"llknn: eps must be >= 0, got {p['eps']}")
+        if p["backend"] not in self.BACKENDS:
+            raise ValueError(f"llknn: backend must be one of {', '.join(self.BACKENDS)}, "
+                             f"got {p['backend']!r}")
+        if not 1 <= int(p["native_leaf"]) <= int(p["native_block"]):
+            raise ValueError(f"llknn: need 1 <= native_leaf <= native_block, got "
+                             f"{p['native_leaf']} and {p['native_block']}")
+        if p["backend"] == "native" and not _native.available():
+            raise ValueError("llknn: backend 'native' asked for, but uvs_core's native "
+                             "library was not built (see _native.library_path); "
+                             "use backend 'kdtree' or 'auto'")
+        self.backend = ("native" if p["backend"] == "auto" and _native.available()
+                        else "kdtree" if p["backend"] == "auto" else p["backend"])
         self.qa = None
         self.x = None
         self._tree = None
+        self._native = None
 
     def fit(self, qa, x, traj=None, progress=None) -> dict:
         qa, x, traj = self._check_data(qa, x, traj)
@@ -300,13 +325,24 @@ class LocalLinearKNN(Estimator):
 
     def _set_data(self, qa: np.ndarray, x: np.ndarray) -> None:
         from scipy.linalg.lapack import dposv
-        from scipy.spatial import cKDTree
 
         # Distinct configurations only: k copies of home would make the
         # neighbourhood of home a single point and its Jacobian zero.
         distinct = unique_rows(qa)
         self.qa = np.ascontiguousarray(qa[distinct])
         self.x = np.ascontiguousarray(x[distinct])
+        self._kn = min(int(self.params["neighbors"]), self.qa.shape[0])
+        self._eps = float(self.params["eps"])
+        self._dposv = dposv
+        if self.backend == "native":
+            self._native = _native.NativeLocalLinear(
+                self.qa, self.x, self._kn, eps=self._eps, ridge=_RIDGE,
+                block_size=int(self.params["native_block"]),
+                leaf_size=int(self.params["native_leaf"]))
+            self._tree = self._native
+            return
+        from scipy.spatial import cKDTree
+
         leafsize = int(self.params["leafsize"])
         # The tree and the [qa | x] rows (one gather and one Gram product per
         # estimate) hold the samples in the leaf order of a sliding-midpoint
@@ -314,20 +350,38 @@ class LocalLinearKNN(Estimator):
         # memory. The neighbours found, and so J, do not depend on the order.
         order = cKDTree(self.qa, leafsize=leafsize, balanced_tree=False,
                         compact_nodes=False).indices
+        self._order = order
         self._qx = np.ascontiguousarray(np.hstack([self.qa, self.x])[order])
         self._tree = _kdtree_class()(np.ascontiguousarray(self._qx[:, :self.k]),
                                      leafsize=leafsize)
-        self._kn = min(int(self.params["neighbors"]), self.qa.shape[0])
-        self._eps = float(self.params["eps"])
         self._mean_weights = np.full(self._kn, 1.0 / self._kn)
-        self._dposv = dposv
 
     def _require(self):
         if self._tree is None:
             raise NotFittedError("llknn: no data; call fit() or load a model first")
 
+    def neighbours(self, qa) -> np.ndarray:
+        """Rows of the fitted samples (``self.qa``, ``self.x``) nearest qa (k,), unordered."""
+        self._require()
+        qa = self._check_qa(qa)
+        if self._native is not None:
+            return self._native.neighbours(qa)
+        _, idx = self._tree.query(qa[None], k=self._kn, eps=self._eps, sqr_dists=True)
+        return self._order[idx.reshape(-1)]
+
+    def _fit_rows(self, rows: np.ndarray) -> np.ndarray:
+        """J (m, k) from the samples ``rows`` (numpy; the native path's fallback)."""
+        nb = np.hstack([self.qa[rows], self.x[rows]])
+        nb -= nb.mean(axis=0)
+        return _ridged_solve(nb.T @ nb, self.k, self._dposv)
+
     def _estimate(self, qa):
         self._require()
+        if self._native is not None:
+            jac = self._native.estimate(qa)
+            # None: Cholesky failed in C (a degenerate neighbourhood); numpy's
+            # solve takes over on the same neighbours.
+            return jac if jac is not None else self._fit_rows(self._native.neighbours())
         _, idx = self._tree.query(qa[None], k=self._kn, eps=self._eps, sqr_dists=True)
         # Same algebra as local_linear_jacobians, unbatched: the centred
         # [dq | dx] block gives the Gram matrix dq^T dq and dq^T dx in one
@@ -338,6 +392,11 @@ class LocalLinearKNN(Estimator):
 
     def _estimate_batch(self, qa):
         self._require()
+        if self._native is not None:
+            out, status = self._native.estimate_batch(qa)
+            for i in np.flatnonzero(status):
+                out[i] = self._fit_rows(self._native.neighbours(qa[i]))
+            return out
         out = np.empty((qa.shape[0], self.m, self.k))
         step = int(self.params["chunk"])
         k = self.k
