@@ -267,3 +267,34 @@ def test_condition_number_is_numpys(jac):
         assert got > 1e12
     if not np.any(jac):
         assert got == float("inf")
+
+
+@pytest.mark.parametrize("cond", [1.0, 1e3, 1e8])
+def test_native_condition_number_equals_lapacks(cond):
+    """uvs_core's Jacobi SVD (used when built) and LAPACK's dgesdd (the fallback) agree."""
+    from scipy.linalg.lapack import dgesdd
+
+    from uvs_core.estimators import _native
+
+    assert _native.available(), "uvs_core was built without its native library"
+    rng = np.random.default_rng(11)
+    for shape in ((3, 7), (12, 7), (2, 2), (7, 3)):
+        k = min(shape)
+        u, _ = np.linalg.qr(rng.normal(size=(shape[0], k)))
+        v, _ = np.linalg.qr(rng.normal(size=(shape[1], k)))
+        jac = (u * np.geomspace(cond, 1.0, k)) @ v.T
+        s = dgesdd(jac, compute_uv=0)[1]
+        got = _native.condition_number(np.ascontiguousarray(jac))
+        # dgesdd's smallest singular value carries an error ~1e-16 * cond
+        assert got == pytest.approx(s[0] / s[-1], rel=1e-12 + 1e-15 * cond)
+        assert got == pytest.approx(cond, rel=1e-6)
+
+
+def test_condition_number_without_the_native_library_uses_lapack(monkeypatch):
+    from uvs_estimation import jacobian_service
+
+    monkeypatch.setattr(jacobian_service, "native_condition_number", lambda jac: None)
+    jac = np.arange(21.0).reshape(3, 7) ** 1.5
+    assert jacobian_service.condition_number(jac) == pytest.approx(np.linalg.cond(jac),
+                                                                    rel=1e-12)
+    assert jacobian_service.condition_number(np.zeros((3, 7))) == float("inf")

@@ -27,7 +27,7 @@
  *   leaf_box   2d x nleaves float32  lo of dimension j in row j, hi in row d + j,
  *                                  rounded outward
  *   block_leaf nblocks + 1      first leaf of each block
- *   block_box  2d x nblocks float64  lo of dimension j in row j, hi in row d + j
+ *   block_box  2d x nblocks float32  as leaf_box
  */
 
 #include <math.h>
@@ -48,7 +48,7 @@ typedef struct {
     const int32_t *leaf_start;
     const float *leaf_box;
     const int32_t *block_leaf;
-    const double *block_box;
+    const float *block_box;
     /* per-query scratch and results */
     double *q;          /* d: the query */
     double *heap_d;     /* k: squared distances, a max-heap */
@@ -155,7 +155,7 @@ static void bound_box(const double *pts, int d, int32_t start, int32_t end, floa
    sizes out of range. Counts in *nleaves, *nblocks. */
 int llknn_build(double *pts, double *xs, int64_t *perm, int32_t n, int32_t d, int32_t m,
                 int32_t block_size, int32_t leaf_size, int32_t *leaf_start, float *leaf_box,
-                int32_t *block_leaf, double *block_box, int32_t *nleaves, int32_t *nblocks) {
+                int32_t *block_leaf, float *block_box, int32_t *nleaves, int32_t *nblocks) {
     if (n < 1 || d < 1 || d > LLKNN_MAX_D || m < 1 || m > LLKNN_MAX_M || leaf_size < 1 ||
         block_size < leaf_size)
         return -1;
@@ -266,11 +266,11 @@ static void block_bounds(const LLKNNIndex *ix) {
     double *lb = ix->block_lb;
     for (int32_t b = 0; b < nb; b++) lb[b] = 0.0;
     for (int j = 0; j < d; j++) {
-        const double *lo = ix->block_box + (size_t)j * nb;
-        const double *hi = ix->block_box + (size_t)(d + j) * nb;
+        const float *lo = ix->block_box + (size_t)j * nb;
+        const float *hi = ix->block_box + (size_t)(d + j) * nb;
         const double v = ix->q[j];
         for (int32_t b = 0; b < nb; b++) {
-            double below = lo[b] - v, above = v - hi[b];
+            double below = (double)lo[b] - v, above = v - (double)hi[b];
             below = below > 0.0 ? below : 0.0;
             above = above > 0.0 ? above : 0.0;
             lb[b] += (below + above) * (below + above);
@@ -410,4 +410,58 @@ void llknn_estimate_batch(LLKNNIndex *ix, const double *qs, int32_t count, doubl
         status[i] = llknn_estimate(ix);
     }
     ix->jac = saved;
+}
+
+/* ------------------------------------------------------- condition number */
+
+/* 2-norm condition number sigma_max / sigma_min of a finite r x c matrix
+   (row-major, r, c <= 64; the estimator service answers it with every J),
+   by one-sided Jacobi SVD: the columns of A, or of A^T when r < c, are
+   rotated pairwise until orthogonal; the singular values are then their
+   norms, to high relative accuracy. Returns +inf when singular, -1 when it
+   does not converge within 60 sweeps or the sizes are out of range (the
+   caller then uses LAPACK). */
+double uvs_condition_number(const double *a, int32_t r, int32_t c) {
+    enum { MAX = 64 };
+    double b[MAX * MAX];
+    int32_t rows = r >= c ? r : c, cols = r >= c ? c : r;
+    if (r < 1 || c < 1 || rows > MAX) return -1.0;
+    for (int32_t j = 0; j < cols; j++)  /* b: column j at b + j * rows */
+        for (int32_t i = 0; i < rows; i++)
+            b[j * rows + i] = r >= c ? a[i * c + j] : a[j * c + i];
+    int converged = 0;
+    for (int sweep = 0; sweep < 60 && !converged; sweep++) {
+        converged = 1;
+        for (int32_t p = 0; p < cols - 1; p++) {
+            for (int32_t q = p + 1; q < cols; q++) {
+                double *bp = b + p * rows, *bq = b + q * rows;
+                double alpha = 0.0, beta = 0.0, gamma = 0.0;
+                for (int32_t i = 0; i < rows; i++) {
+                    alpha += bp[i] * bp[i];
+                    beta += bq[i] * bq[i];
+                    gamma += bp[i] * bq[i];
+                }
+                if (gamma == 0.0 || fabs(gamma) <= 1e-15 * sqrt(alpha) * sqrt(beta)) continue;
+                converged = 0;
+                double zeta = (beta - alpha) / (2.0 * gamma);
+                double t = (zeta >= 0.0 ? 1.0 : -1.0) / (fabs(zeta) + hypot(1.0, zeta));
+                double cs = 1.0 / sqrt(1.0 + t * t), sn = cs * t;
+                for (int32_t i = 0; i < rows; i++) {
+                    double u = bp[i], v = bq[i];
+                    bp[i] = cs * u - sn * v;
+                    bq[i] = sn * u + cs * v;
+                }
+            }
+        }
+    }
+    if (!converged) return -1.0;
+    double smax = 0.0, smin = INFINITY;
+    for (int32_t j = 0; j < cols; j++) {
+        double s = 0.0;
+        for (int32_t i = 0; i < rows; i++) s += b[j * rows + i] * b[j * rows + i];
+        s = sqrt(s);
+        if (s > smax) smax = s;
+        if (s < smin) smin = s;
+    }
+    return smin > 0.0 ? smax / smin : INFINITY;
 }

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["NativeLocalLinear", "available", "library_path"]
+__all__ = ["NativeLocalLinear", "available", "condition_number", "library_path"]
 
 class _Index(ctypes.Structure):
     # Mirrors LLKNNIndex in _llknn.c, field for field.
@@ -61,17 +61,37 @@ def _library():
         lib.llknn_estimate.restype = ctypes.c_int
         lib.llknn_estimate_batch.argtypes = [p, p, i32, p, p]
         lib.llknn_estimate_batch.restype = None
+        lib.uvs_condition_number.argtypes = [p, i32, i32]
+        lib.uvs_condition_number.restype = ctypes.c_double
         _LIB = lib
     return _LIB
 
 
+_AVAILABLE = None
+
+
 def available() -> bool:
-    """Whether the native library is built and loads."""
-    try:
-        _library()
-    except (ImportError, OSError):
-        return False
-    return True
+    """Whether the native library is built and loads (looked up once)."""
+    global _AVAILABLE
+    if _AVAILABLE is None:
+        try:
+            _library()
+            _AVAILABLE = True
+        except (ImportError, OSError):
+            _AVAILABLE = False
+    return _AVAILABLE
+
+
+def condition_number(jac: np.ndarray) -> float | None:
+    """sigma_max / sigma_min of a finite float64 C-contiguous (r, c) matrix, r, c <= 64
+    (inf when singular); None when the library is not built or cannot answer,
+    for the caller to ask LAPACK."""
+    if _LIB is None and not available():
+        return None
+    if not jac.flags.c_contiguous or jac.dtype != np.float64:
+        jac = np.ascontiguousarray(jac, dtype=np.float64)
+    value = _LIB.uvs_condition_number(jac.ctypes.data, jac.shape[0], jac.shape[1])
+    return None if value < 0.0 else value
 
 
 def _ptr(array: np.ndarray) -> int:
@@ -104,7 +124,7 @@ class NativeLocalLinear:
         leaf_start = np.empty(n + 1, dtype=np.int32)
         leaf_box = np.empty((2 * d, n), dtype=np.float32)
         block_leaf = np.empty(n + 1, dtype=np.int32)
-        block_box = np.empty((2 * d, n), dtype=np.float64)
+        block_box = np.empty((2 * d, n), dtype=np.float32)
         counts = np.zeros(2, dtype=np.int32)
         status = lib.llknn_build(
             _ptr(self.pts), _ptr(self.xs), _ptr(self.perm), n, d, m, int(block_size),
