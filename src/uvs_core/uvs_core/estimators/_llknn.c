@@ -24,8 +24,10 @@
  *   pts        n x d   float64  joint configurations
  *   xs         n x m   float64  task positions
  *   leaf_start nleaves + 1      first sample of each leaf
- *   leaf_box   2d x nleaves float32  lo of dimension j in row j, hi in row d + j,
- *                                  rounded outward
+ *   leaf_box   2d x nleaves float32  per block, a tile of its c leaves: lo of
+ *                                  dimension j in row j, hi in row d + j, each row
+ *                                  c long, the tile at 2d x (block's first leaf);
+ *                                  rounded outward, so a bound stays a bound
  *   block_leaf nblocks + 1      first leaf of each block
  *   block_box  2d x nblocks float32  as leaf_box
  */
@@ -150,8 +152,9 @@ static void bound_box(const double *pts, int d, int32_t start, int32_t end, floa
 
 /* Reorders pts (n x d), xs (n x m) and perm (the original row of each row) in
    place and fills the groups. leaf_start and block_leaf need room for n + 1
-   entries, leaf_box and block_box for 2d x n (row j: column i is group i's
-   bound j; the caller keeps the first nleaves / nblocks columns). Returns 0, or -1 for
+   entries, leaf_box for 2d x n (the caller keeps the first 2d x nleaves),
+   block_box for 2d x n (row j: column b is block b's bound j; the caller
+   keeps the first nblocks columns). Returns 0, or -1 for
    sizes out of range. Counts in *nleaves, *nblocks. */
 int llknn_build(double *pts, double *xs, int64_t *perm, int32_t n, int32_t d, int32_t m,
                 int32_t block_size, int32_t leaf_size, int32_t *leaf_start, float *leaf_box,
@@ -175,10 +178,14 @@ int llknn_build(double *pts, double *xs, int64_t *perm, int32_t n, int32_t d, in
     }
     block_leaf[nb] = nl;
     leaf_start[nl] = n;
-    for (int32_t l = 0; l < nl; l++) {
-        float box[2 * LLKNN_MAX_D];
-        bound_box(pts, d, leaf_start[l], leaf_start[l + 1], box);
-        for (int j = 0; j < 2 * d; j++) leaf_box[(size_t)j * n + l] = box[j];
+    for (int32_t b = 0; b < nb; b++) {
+        int32_t l0 = block_leaf[b], count = block_leaf[b + 1] - l0;
+        float *tile = leaf_box + (size_t)2 * d * l0;
+        for (int32_t l = l0; l < l0 + count; l++) {
+            float box[2 * LLKNN_MAX_D];
+            bound_box(pts, d, leaf_start[l], leaf_start[l + 1], box);
+            for (int j = 0; j < 2 * d; j++) tile[(size_t)j * count + (l - l0)] = box[j];
+        }
     }
     free(block_start);
     *nleaves = nl;
@@ -224,14 +231,15 @@ static inline double kth(const LLKNNIndex *ix) {
 
 static void scan_block(LLKNNIndex *ix, int32_t b) {
     const int d = ix->d;
-    const int32_t nl = ix->nleaves, l0 = ix->block_leaf[b], count = ix->block_leaf[b + 1] - l0;
+    const int32_t l0 = ix->block_leaf[b], count = ix->block_leaf[b + 1] - l0;
     const double *q = ix->q;
     double *lb = ix->leaf_lb;
     /* lower bounds for the block's leaves, one dimension at a time (vectorised) */
     for (int32_t t = 0; t < count; t++) lb[t] = 0.0;
+    const float *tile = ix->leaf_box + (size_t)2 * d * l0;
     for (int j = 0; j < d; j++) {
-        const float *lo = ix->leaf_box + (size_t)j * nl + l0;
-        const float *hi = ix->leaf_box + (size_t)(d + j) * nl + l0;
+        const float *lo = tile + (size_t)j * count;
+        const float *hi = tile + (size_t)(d + j) * count;
         const double v = q[j];
         for (int32_t t = 0; t < count; t++) {
             double below = (double)lo[t] - v, above = v - (double)hi[t];
@@ -278,6 +286,20 @@ static void block_bounds(const LLKNNIndex *ix) {
     }
 }
 
+/* Asks the cache for block b's leaf tile and first samples (a hint only). */
+static inline void prefetch_block(const LLKNNIndex *ix, int32_t b) {
+#if defined(__GNUC__)
+    const int d = ix->d;
+    const int32_t l0 = ix->block_leaf[b], count = ix->block_leaf[b + 1] - l0;
+    const char *tile = (const char *)(ix->leaf_box + (size_t)2 * d * l0);
+    size_t bytes = sizeof(float) * 2 * d * (size_t)count;
+    for (size_t o = 0; o < bytes; o += 64) __builtin_prefetch(tile + o);
+#else
+    (void)ix;
+    (void)b;
+#endif
+}
+
 /* Min-heap of block indices on lb: sift down from position c. */
 static void sift_down(int32_t *h, int32_t size, int32_t c, const double *lb) {
     int32_t v = h[c];
@@ -320,9 +342,10 @@ void llknn_query(LLKNNIndex *ix) {
     while (size > 0) {
         int32_t b = h[0];
         if (lb[b] * ix->prune >= kth(ix)) break;
-        scan_block(ix, b);
         h[0] = h[--size];
         sift_down(h, size, 0, lb);
+        if (size > 0) prefetch_block(ix, h[0]);  /* the likely next one, while this one scans */
+        scan_block(ix, b);
     }
 }
 
