@@ -266,12 +266,12 @@ class LocalLinearKNN(Estimator):
     Latency, Gen3 single_point, 100,000 babbled samples, configurations
     drawn uniformly within the limits, 2-core machine (``python
     benchmarks/estimator_latency.py --estimators llknn --no-service``): one
-    ``estimate`` takes ~40 us median, ~90 us p99 native; ~92 us median and
+    ``estimate`` takes ~40 us median, ~90-95 us p99 native; ~92 us median and
     185-200 us p99 with the kdtree backend. A KD-tree's k = 128 query in 7
     dimensions walks ~800-1,400 nodes scattered over ~6 MB, a cache miss
-    each; the native index instead bounds all blocks in one linear pass and
-    scans only the leaves whose box is nearer than the current k-th
-    neighbour (~60 blocks, ~600-1,300 samples per query).
+    each; the native index bounds all ~1,000 blocks in one linear pass,
+    visits them nearest first, and scans only the leaves whose box is nearer
+    than the current k-th neighbour (~60 blocks, ~600-1,300 samples a query).
     ``eps`` > 0 makes the query approximate (each neighbour within (1 + eps)
     times the true k-th distance); 0 (default) is exact.
     """
