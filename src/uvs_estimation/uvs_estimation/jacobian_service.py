@@ -227,10 +227,10 @@ def condition_number(jac: np.ndarray) -> float:
     """2-norm condition number sigma_max / sigma_min of a finite J (m, k); inf when singular.
 
     The value of np.linalg.cond(J) (tested equal to 1e-12): by uvs_core's
-    native one-sided Jacobi SVD when it was built (~5 us in a server that
-    sleeps between requests, where scipy's LAPACK wrapper costs ~20 us), else
-    by the LAPACK driver numpy uses (dgesdd, singular values only), called
-    directly. LinAlgError, as numpy, should the SVD not converge.
+    native one-sided Jacobi SVD when it was built (one ctypes call; scipy's
+    LAPACK wrapper costs several times more per request), else by the LAPACK
+    driver numpy uses (dgesdd, singular values only), called directly.
+    LinAlgError, as numpy, should the SVD not converge.
     """
     value = native_condition_number(jac)
     if value is not None:

@@ -4,8 +4,8 @@
  *
  * Plain C99 with no Python headers: built by setup.py as an optional
  * extension and called through ctypes (uvs_core/estimators/_native.py). When
- * it is absent, LocalLinearKNN uses scipy's cKDTree and numpy instead, with
- * the same result.
+ * it is absent, LocalLinearKNN uses pykdtree's KD-tree and numpy instead,
+ * with the same result.
  *
  * Why not a library KD-tree: for k = 128 in 7 dimensions over 100,000 samples,
  * a KD-tree query spends its time walking ~800-1,400 tree nodes scattered in

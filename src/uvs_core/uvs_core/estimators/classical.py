@@ -339,7 +339,6 @@ class LocalLinearKNN(Estimator):
                 self.qa, self.x, self._kn, eps=self._eps, ridge=_RIDGE,
                 block_size=int(self.params["native_block"]),
                 leaf_size=int(self.params["native_leaf"]))
-            self._tree = self._native
             return
         from scipy.spatial import cKDTree
 
@@ -357,7 +356,7 @@ class LocalLinearKNN(Estimator):
         self._mean_weights = np.full(self._kn, 1.0 / self._kn)
 
     def _require(self):
-        if self._tree is None:
+        if self._tree is None and self._native is None:
             raise NotFittedError("llknn: no data; call fit() or load a model first")
 
     def neighbours(self, qa) -> np.ndarray:
