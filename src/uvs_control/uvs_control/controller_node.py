@@ -41,7 +41,6 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import (
     FloatingPointRange,
     IntegerRange,
@@ -50,8 +49,8 @@ from rcl_interfaces.msg import (
     SetParametersResult,
 )
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.duration import Duration
 from rclpy.exceptions import InvalidHandle
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -65,6 +64,7 @@ from uvs_core.robot import load_robot
 from uvs_core.tasks import TASK_NAMES, make_task
 from uvs_interfaces.msg import ServoStatus, TaskState
 from uvs_interfaces.srv import EstimateJacobian, SetTarget
+from uvs_ros import run_node
 
 __all__ = ["ControllerNode", "PARAMETERS", "validate_parameters", "main"]
 
@@ -401,6 +401,13 @@ class ControllerNode(Node):
         return response
 
     def _on_cancel(self, request: Trigger.Request, response: Trigger.Response):
+        self._cancel()
+        response.success, response.message = True, "target cancelled; idle, zero command"
+        self.get_logger().info(response.message)
+        return response
+
+    def _cancel(self) -> None:
+        """Drop the target and command zero once."""
         with self._lock:
             self._target = self._anchor = None
             self._step = 0
@@ -408,9 +415,15 @@ class ControllerNode(Node):
             order = self._joint_order
             names = order[0] if order[1] is not None else self.robot.joint_names
         self._command_pub.publish(Float64MultiArray(data=[0.0] * len(names)))
-        response.success, response.message = True, "target cancelled; idle, zero command"
-        self.get_logger().info(response.message)
-        return response
+
+    def on_shutdown(self) -> None:
+        """Last word before the process exits (uvs_ros.run_node): stop the cycle, then
+        command zero, so the driver stops at once rather than after its watchdog."""
+        self._stop.set()
+        if self._cycle_thread.is_alive():
+            self._cycle_thread.join(timeout=2.0)
+        self._cancel()
+        self._command_pub.wait_for_all_acked(Duration(seconds=0.5))
 
     # ------------------------------------------------------------------ cycle
 
@@ -603,22 +616,9 @@ class ControllerNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = ControllerNode()
-        # The cycle runs on its own thread (see the module docstring).
-        rclpy.spin(node, executor=SingleThreadedExecutor())
-    except ValueError as exc:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    # The cycle runs on its own thread (see the module docstring); bad parameters: one
+    # FATAL line, exit code 1.
+    return run_node(ControllerNode, NODE_NAME, args=args)
 
 
 if __name__ == "__main__":

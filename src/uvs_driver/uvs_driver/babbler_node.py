@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import (
     FloatingPointRange,
     IntegerRange,
@@ -29,7 +28,6 @@ from rcl_interfaces.msg import (
     ParameterType,
     SetParametersResult,
 )
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -39,9 +37,9 @@ from uvs_core.babble import OUProcess
 from uvs_core.dataset import Dataset, DatasetError, write_bag
 from uvs_core.robot import load_robot
 from uvs_core.tasks import TASK_NAMES, make_task
-from uvs_driver._shutdown import sigint_deferred
 from uvs_driver.qos import COMMAND_QOS, RECORD_QOS
 from uvs_interfaces.msg import TaskState
+from uvs_ros import run_node
 
 __all__ = ["BabblerNode", "main"]
 
@@ -340,6 +338,15 @@ class BabblerNode(Node):
                                f"trajectories to {self.bag_path}")
         return self.bag_path
 
+    @property
+    def finished(self) -> threading.Event:
+        """Set when the run ends (uvs_ros.run_node then exits with ``exit_code``)."""
+        return self.done
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.error else 0
+
     def destroy_node(self) -> None:
         """Command zero (if the graph is still up), write what was recorded, destroy."""
         if self.context.ok() and hasattr(self, "_command_pub"):
@@ -350,23 +357,8 @@ class BabblerNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = BabblerNode()
-        while rclpy.ok(context=node.context) and not node.done.is_set():
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except ValueError as exc:
-        rclpy.logging.get_logger("babbler").fatal(str(exc))
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        with sigint_deferred():
-            if node is not None:
-                node.destroy_node()
-            rclpy.try_shutdown()
-    return 1 if node is None or node.error else 0
+    # Runs until the dataset is written (`finished`); bad parameters: one FATAL line.
+    return run_node(BabblerNode, "babbler", args=args)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import (
     FloatingPointRange,
     IntegerRange,
@@ -37,8 +36,8 @@ from rcl_interfaces.msg import (
     SetParametersResult,
 )
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.duration import Duration
 from rclpy.executors import (
-    ExternalShutdownException,
     MultiThreadedExecutor,
     SingleThreadedExecutor,
 )
@@ -50,13 +49,15 @@ from std_srvs.srv import Trigger
 from uvs_core.robot import load_robot
 from uvs_core.sim import scale_velocity
 from uvs_core.tasks import TASK_NAMES, make_task
-from uvs_driver._shutdown import sigint_deferred
 from uvs_driver.backends import BACKEND_NAMES, BackendError, make_backend
 from uvs_driver.qos import COMMAND_QOS, STATE_QOS
 from uvs_interfaces.msg import TaskState
+from uvs_ros import run_node
 
 __all__ = ["DriverNode", "main"]
 
+# s to wait at shutdown for reliable subscribers to acknowledge the last state.
+_LAST_WORD_TIMEOUT = 0.5
 # Paper IV-A: dt = 0.05 s, joint speed cap 1.22 rad/s.
 DEFAULT_RATE = 20.0
 DEFAULT_MAX_JOINT_VELOCITY = 1.22
@@ -301,6 +302,11 @@ class DriverNode(Node):
                                         throttle_duration_sec=_WARN_PERIOD)
                 return
             stamp = self.get_clock().now().to_msg()
+        self._publish_state(q, x, applied, stamp)
+
+    def _publish_state(self, q: np.ndarray, x: np.ndarray | None, applied: np.ndarray,
+                       stamp) -> None:
+        """Publish joint_states (velocity: the command applied, rad/s) and task_state."""
         joint_state = JointState()
         joint_state.header.stamp = stamp
         joint_state.name = list(self.backend.joint_names)
@@ -384,6 +390,27 @@ class DriverNode(Node):
         except BackendError as exc:
             self.get_logger().error(f"closing the {type(self.backend).__name__}: {exc}")
 
+    def on_shutdown(self) -> None:
+        """Last word before the process exits (uvs_ros.run_node): command zero to the arm
+        and publish that state, so every subscriber and bag ends on a stopped arm."""
+        with self._lock:
+            if self._closed:
+                return
+            self._clear_command()
+            zero = np.zeros(self.backend.n)
+            try:
+                self.backend.command(zero)
+                q, x = self.backend.read()
+            except BackendError as exc:
+                self.get_logger().error(f"stopping the arm at shutdown: {exc}")
+                return
+            stamp = self.get_clock().now().to_msg()
+        self._publish_state(q, x, zero, stamp)
+        # Reliable subscribers (a bag, a monitor) get it before the process is gone.
+        for publisher in (self._joint_pub, self._task_pub):
+            publisher.wait_for_all_acked(Duration(seconds=_LAST_WORD_TIMEOUT))
+        self.get_logger().info("shutdown: commanded zero joint velocity")
+
     def destroy_node(self) -> None:
         if hasattr(self, "backend"):
             self.close_backend()
@@ -391,31 +418,15 @@ class DriverNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    executor = None
-    try:
-        node = DriverNode()
+    def executor_for(node: DriverNode):
         # Multi-threaded only where Home blocks (a real arm runs its Home action while the
         # ticks go on); the sim homes at once, and a single thread halves the driver's CPU.
-        executor = (MultiThreadedExecutor() if node.backend.concurrent_home
-                    else SingleThreadedExecutor())
-        executor.add_node(node)
-        executor.spin()
-    except (ValueError, BackendError) as exc:
-        # Bad parameters or an unreachable arm: say why, without a traceback.
-        rclpy.logging.get_logger("driver").fatal(str(exc))
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        with sigint_deferred():
-            if executor is not None:
-                executor.shutdown()
-            if node is not None:
-                node.destroy_node()
-            rclpy.try_shutdown()
-    return 0
+        return (MultiThreadedExecutor() if node.backend.concurrent_home
+                else SingleThreadedExecutor())
+
+    # Bad parameters or an unreachable arm: one FATAL line with the reason, exit code 1.
+    return run_node(DriverNode, "driver", args=args, make_executor=executor_for,
+                    fatal=(ValueError, BackendError))
 
 
 if __name__ == "__main__":

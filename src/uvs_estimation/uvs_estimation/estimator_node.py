@@ -30,11 +30,9 @@ from __future__ import annotations
 import array
 import threading
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_services_default
 from std_srvs.srv import Trigger
@@ -51,6 +49,7 @@ from uvs_estimation.jacobian_service import (
     needs_model,
 )
 from uvs_interfaces.srv import EstimateJacobian
+from uvs_ros import run_node
 
 __all__ = ["DEFAULT_ESTIMATOR", "NODE_NAME", "JacobianEstimatorNode", "main"]
 
@@ -253,24 +252,11 @@ class JacobianEstimatorNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = JacobianEstimatorNode()
-        # Single-threaded: the lowest service round trip (see benchmarks/);
-        # a parameter swap then waits for the request in progress.
-        rclpy.spin(node, executor=SingleThreadedExecutor())
-    except (ValueError, ParameterException, EstimatorSetupError) as exc:
-        # Bad parameters (value, type) or an estimator that cannot be served: say why.
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    # Single-threaded: the lowest service round trip (see benchmarks/); a parameter swap
+    # then waits for the request in progress. Bad parameters (value, type) or an
+    # estimator that cannot be served: one FATAL line with the reason, exit code 1.
+    return run_node(JacobianEstimatorNode, NODE_NAME, args=args,
+                    fatal=(ValueError, ParameterException, EstimatorSetupError))
 
 
 if __name__ == "__main__":

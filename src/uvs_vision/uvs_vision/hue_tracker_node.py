@@ -35,14 +35,13 @@ import os
 
 import cv2
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from uvs_interfaces.msg import TaskState
+from uvs_ros import run_node
 from uvs_vision.image_conv import ImageConversionError, array_to_image_fields, image_msg_to_bgr
 from uvs_vision.ros_common import (
     BOOL,
@@ -329,22 +328,8 @@ class HueTrackerNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = HueTrackerNode()
-        rclpy.spin(node)
-    except ValueError as exc:
-        # Bad parameters: say why, without a traceback.
-        rclpy.logging.get_logger("hue_tracker").fatal(str(exc))
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    # Bad parameters: one FATAL line with the reason, exit code 1.
+    return run_node(HueTrackerNode, "hue_tracker", args=args)
 
 
 if __name__ == "__main__":

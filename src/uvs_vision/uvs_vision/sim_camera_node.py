@@ -18,15 +18,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Header
 
 from uvs_core.robot import load_robot
 from uvs_core.tasks import make_task
+from uvs_ros import run_node
 from uvs_vision.image_conv import array_to_image_fields
 from uvs_vision.render import BACKGROUNDS, MarkerRenderer, RenderConfig
 from uvs_vision.ros_common import (
@@ -219,22 +218,8 @@ class SimCameraNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimCameraNode()
-        rclpy.spin(node)
-    except ValueError as exc:
-        # Bad parameters: say why, without a traceback.
-        rclpy.logging.get_logger("sim_camera").fatal(str(exc))
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    # Bad parameters: one FATAL line with the reason, exit code 1.
+    return run_node(SimCameraNode, "sim_camera", args=args)
 
 
 if __name__ == "__main__":
