@@ -1,24 +1,44 @@
 """Bring up the uvs servo graph: driver bridge, Jacobian estimator, controller, and for
-visual servoing the camera (sim) and hue tracker; optionally RViz and a rosbag2 recording.
+visual servoing the camera (sim) and hue tracker; robot_state_publisher where it is
+installed; optionally RViz and a rosbag2 recording.
 
     ros2 launch uvs_bringup servo.launch.py
     ros2 launch uvs_bringup servo.launch.py robot:=gen3 robot_ip:=192.168.1.10 estimator:=nk_tanh
     ros2 launch uvs_bringup servo.launch.py task:=visual_servo camera:=webcam video_device:=0
 
 The node list comes from uvs_bringup.graph.servo_graph, the same definition `uvs servo`
-runs in one process where ros2 launch is not installed.
+runs in one process where ros2 launch is not installed. Every argument is checked
+before any node starts (rviz:=true without rviz2 is an error; record:=true without
+`ros2 bag` records with uvs's own MCAP recorder), and any node that exits stops the
+whole launch with the reason and a non-zero exit code.
 """
 
-import os
 from pathlib import Path
 
+import yaml
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
-from uvs_bringup.graph import CAMERAS, ROBOTS, TASKS, GraphOptions, recorded_topics, servo_graph
+from uvs_bringup.graph import (
+    CAMERAS,
+    ROBOTS,
+    TASKS,
+    GraphOptions,
+    estimator_choices,
+    recorded_topics,
+    recorder_spec,
+    servo_graph,
+)
+from uvs_bringup.launch_support import (
+    LaunchArgumentError,
+    node_action,
+    package_available,
+    ros2_bag_available,
+    stop_launch_on_exit,
+)
 
 SHARE = Path(get_package_share_directory("uvs_bringup"))
 
@@ -27,40 +47,90 @@ ARGUMENTS = [
      ROBOTS),
     ("robot_ip", "192.168.1.10", "IP address of the Gen3 (robot:=gen3)", None),
     ("task", "single_point", "servo task", TASKS),
-    ("estimator", "nk_tanh",
-     "Jacobian estimator: tj, broyden, llknn, nj, binj, nk_tanh, nk_relu", None),
+    ("estimator", "nk_tanh", "Jacobian estimator (the names of the estimator registry)",
+     estimator_choices()),
     ("camera", "sim", "visual_servo image source: sim render, a webcam, or an image topic",
      CAMERAS),
     ("video_device", "0", "webcam device index (camera:=webcam)", None),
-    ("rviz", "false", "start RViz with config/uvs.rviz", ("true", "false")),
-    ("record", "false", "record the servo topics with ros2 bag record", ("true", "false")),
-    ("bag", "uvs_servo_bag", "bag path for record:=true", None),
+    ("rviz", "false", "start RViz with config/uvs.rviz (needs rviz2)", ("true", "false")),
+    ("record", "false", "record the servo topics: ros2 bag record (MCAP), or uvs's own "
+     "MCAP recorder where ros2 bag is not installed", ("true", "false")),
+    ("bag", "uvs_servo_bag", "bag path for record:=true (must not exist)", None),
     ("params_dir", str(SHARE / "config"), "folder of the nodes' parameter YAML files", None),
 ]
 
 
-def _nodes(context):
+def _options(arg) -> GraphOptions:
+    try:
+        device = int(arg("video_device"))
+    except ValueError:
+        raise LaunchArgumentError(
+            f"video_device must be an integer (/dev/videoN); got {arg('video_device')!r}"
+        ) from None
+    try:
+        return GraphOptions(robot=arg("robot"), robot_ip=arg("robot_ip"), task=arg("task"),
+                            estimator=arg("estimator"), camera=arg("camera"),
+                            video_device=device)
+    except ValueError as exc:
+        raise LaunchArgumentError(str(exc)) from None
+
+
+def _robot_model(params_dir: Path) -> str:
+    """The kinematic model the driver loads (driver.yaml's `robot`)."""
+    params = yaml.safe_load((params_dir / "driver.yaml").read_text())
+    return str(params["driver"]["ros__parameters"].get("robot", "gen3"))
+
+
+def _actions(context):
+    """Check every argument, then build the actions; raises before anything starts."""
     def arg(name):
         return LaunchConfiguration(name).perform(context)
 
-    options = GraphOptions(robot=arg("robot"), robot_ip=arg("robot_ip"), task=arg("task"),
-                           estimator=arg("estimator"), camera=arg("camera"),
-                           video_device=int(arg("video_device")))
-    params_dir = Path(arg("params_dir"))
-    actions = [
-        Node(package=spec.package, executable=spec.executable, name=spec.name,
-             parameters=[str(params_dir / spec.params_file), spec.parameters],
-             remappings=list(spec.remappings), output="screen")
-        for spec in servo_graph(options)
-    ]
-    if arg("rviz") == "true":
+    options = _options(arg)
+    params_dir = Path(arg("params_dir")).expanduser()
+    specs = servo_graph(options)
+    missing = [s.params_file for s in specs if not (params_dir / s.params_file).is_file()]
+    if missing:
+        raise LaunchArgumentError(f"params_dir {params_dir} lacks {', '.join(missing)}")
+    rviz = arg("rviz") == "true"
+    if rviz and not package_available("rviz2"):
+        raise LaunchArgumentError(
+            "rviz:=true, but rviz2 is not installed (no package 'rviz2' on "
+            "AMENT_PREFIX_PATH): install ros-$ROS_DISTRO-rviz2, or launch with rviz:=false "
+            "and run RViz on another machine of the same ROS_DOMAIN_ID")
+    record = arg("record") == "true"
+    bag = str(Path(arg("bag")).expanduser())
+    if record and Path(bag).exists():
+        raise LaunchArgumentError(f"bag {bag} exists; choose a new path with bag:=...")
+
+    actions = [node_action(spec, params_dir) for spec in specs]
+    if package_available("robot_state_publisher"):
+        from uvs_core.robot import load_robot
+        from uvs_core.urdf import robot_urdf
+
+        description = robot_urdf(load_robot(_robot_model(params_dir)))
+        actions.append(Node(package="robot_state_publisher",
+                            executable="robot_state_publisher", name="robot_state_publisher",
+                            parameters=[{"robot_description": description}], output="screen",
+                            on_exit=stop_launch_on_exit("robot_state_publisher")))
+    else:
+        actions.append(LogInfo(msg="robot_state_publisher is not installed: no /tf and no "
+                                   "robot model in RViz (markers still show the arm)"))
+    if rviz:
         actions.append(Node(package="rviz2", executable="rviz2", name="rviz2",
-                            arguments=["-d", str(params_dir / "uvs.rviz")]))
-    if arg("record") == "true":
-        actions.append(ExecuteProcess(
-            cmd=["ros2", "bag", "record", "-s", "mcap", "-o", os.path.expanduser(arg("bag")),
-                 *recorded_topics(options)],
-            output="screen"))
+                            arguments=["-d", str(params_dir / "uvs.rviz")],
+                            on_exit=stop_launch_on_exit("rviz2")))
+    if record:
+        if ros2_bag_available():
+            actions.append(ExecuteProcess(
+                cmd=["ros2", "bag", "record", "-s", "mcap", "-o", bag,
+                     *recorded_topics(options)],
+                name="ros2_bag_record", output="screen",
+                on_exit=stop_launch_on_exit("ros2 bag record")))
+        else:
+            actions.append(LogInfo(msg="`ros2 bag` (rosbag2 with MCAP storage) is not "
+                                       f"installed: recording {bag} with uvs's own recorder"))
+            actions.append(node_action(recorder_spec(options, bag), params_dir))
     return actions
 
 
@@ -70,4 +140,4 @@ def generate_launch_description():
                               **({"choices": list(choices)} if choices else {}))
         for name, default, description, choices in ARGUMENTS
     ]
-    return LaunchDescription([*declared, OpaqueFunction(function=_nodes)])
+    return LaunchDescription([*declared, OpaqueFunction(function=_actions)])

@@ -82,7 +82,8 @@ def test_launch_file_declares_the_documented_arguments_and_uses_the_shared_graph
 
 
 def _launch_nodes(options: GraphOptions) -> list[tuple]:
-    """Evaluate servo.launch.py with launch_ros for `options`: (package, executable, name)."""
+    """Evaluate servo.launch.py with launch_ros for `options`: (package, executable, name)
+    of every uvs node it would start (robot_state_publisher, RViz and ros2 bag aside)."""
     from launch.launch_description_sources import PythonLaunchDescriptionSource
     from launch_ros.actions import Node
 
@@ -102,9 +103,11 @@ def _launch_nodes(options: GraphOptions) -> list[tuple]:
     for entity in description.entities:
         if entity.__class__.__name__ == "OpaqueFunction":
             for action in entity.execute(context) or []:
-                if isinstance(action, Node):
+                if isinstance(action, Node) and action.node_package.startswith("uvs_"):
+                    # What Node.execute() resolves first: the final name (a public getter).
+                    action._perform_substitutions(context)
                     found.append((action.node_package, action.node_executable,
-                                  action.node_name.split("/")[-1] if action.node_name else None))
+                                  action.node_name.split("/")[-1]))
     return found
 
 

@@ -43,6 +43,7 @@ setup(
     entry_points={
         "console_scripts": [
             "uvs = uvs_bringup.cli:main",
+            "record = uvs_bringup.recorder:main",
         ],
     },
 )

@@ -30,6 +30,19 @@ SERVO_TOPICS = (
 )
 VISION_TOPICS = ("/ground_truth/task_state",)
 
+# The type of every topic the recorder may write ("package/msg/Type"; no import here).
+TOPIC_TYPES = {
+    "/joint_states": "sensor_msgs/msg/JointState",
+    "/task_state": "uvs_interfaces/msg/TaskState",
+    "/ground_truth/task_state": "uvs_interfaces/msg/TaskState",
+    "/target": "uvs_interfaces/msg/TaskState",
+    "/joint_velocity_command": "std_msgs/msg/Float64MultiArray",
+    "/controller/status": "uvs_interfaces/msg/ServoStatus",
+    "/controller/markers": "visualization_msgs/msg/MarkerArray",
+    "/image_raw": "sensor_msgs/msg/Image",
+    "/hue_tracker/debug_image": "sensor_msgs/msg/Image",
+}
+
 
 @dataclass(frozen=True)
 class NodeSpec:
@@ -80,6 +93,10 @@ class GraphOptions:
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        estimators = estimator_choices()
+        if self.estimator not in estimators:
+            raise ValueError(f"estimator must be one of {', '.join(estimators)}; "
+                             f"got {self.estimator!r}")
         if self.task == "visual_servo" and self.robot == "sim" and self.camera == "webcam":
             raise ValueError("camera 'webcam' needs robot 'gen3': a webcam cannot see the sim arm")
 
@@ -119,6 +136,52 @@ def servo_graph(options: GraphOptions) -> list[NodeSpec]:
     return nodes
 
 
+@dataclass(frozen=True)
+class BabbleOptions:
+    """The launch arguments of babble.launch.py (same names, same defaults)."""
+
+    robot: str = "sim"
+    robot_ip: str = "192.168.1.10"
+    task: str = "single_point"
+    trajectories: int = 10
+    bag: str = "bags/babble"
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("robot", self.robot, ROBOTS), ("task", self.task, TASKS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        if self.trajectories < 1:
+            raise ValueError(f"trajectories must be >= 1; got {self.trajectories}")
+
+
+def babble_graph(options: BabbleOptions) -> list[NodeSpec]:
+    """Driver and babbler: OU babbling from home, written as a bag of the `uvs collect`
+    schema by the babbler itself (the driver's task_state is what it records)."""
+    driver_params = {"backend": options.robot, "task": options.task}
+    if options.robot == "gen3":
+        driver_params["robot_ip"] = options.robot_ip
+    return [
+        NodeSpec("driver", "uvs_driver", "driver", "uvs_driver.driver_node:DriverNode",
+                 "driver.yaml", driver_params),
+        NodeSpec("babbler", "uvs_driver", "babbler", "uvs_driver.babbler_node:BabblerNode",
+                 "babbler.yaml", {"task": options.task, "trajectories": options.trajectories,
+                                  "output": options.bag}),
+    ]
+
+
+def recorder_spec(options: GraphOptions, bag: str) -> NodeSpec:
+    """uvs's own MCAP recorder for `record:=true` where `ros2 bag` is not installed."""
+    return NodeSpec("recorder", "uvs_bringup", "record", "uvs_bringup.recorder:RecorderNode",
+                    "recorder.yaml", {"output": bag, "topics": recorded_topics(options)})
+
+
+def estimator_choices() -> tuple[str, ...]:
+    """The estimator names the registry knows (uvs_core; no torch import)."""
+    from uvs_core.estimators import estimator_names
+
+    return estimator_names()
+
+
 def recorded_topics(options: GraphOptions) -> list[str]:
     topics = list(SERVO_TOPICS)
     if options.task == "visual_servo":
@@ -153,4 +216,7 @@ def models_dir() -> Path:
 def _yaml_scalar(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(f"'{v}'" if isinstance(v, str) else _yaml_scalar(v)
+                               for v in value) + "]"
     return str(value)

@@ -1,5 +1,9 @@
 """Built-in rosbag2 recorder for machines without `ros2 bag`.
 
+`uvs servo --record` runs it in process; the ``record`` executable
+(``ros2 run uvs_bringup record``) is what ``servo.launch.py record:=true`` starts where
+`ros2 bag` is not installed.
+
 Subscribes to topics with raw (serialized CDR) callbacks and writes the bytes
 as they arrived into a rosbag2 bag with MCAP storage via `rosbags`, so
 `ros2 bag info/play` and Foxglove read it. Message definitions of the
@@ -9,7 +13,9 @@ registered from the .msg files the package installs.
 
 from __future__ import annotations
 
+import importlib
 import threading
+import time
 from pathlib import Path
 
 from rclpy.node import Node
@@ -43,6 +49,9 @@ class BagRecorder(Node):
 
     def __init__(self, path: Path, topics: dict, node_name: str = "uvs_recorder", **kwargs):
         super().__init__(node_name, **kwargs)
+        self._open(path, topics)
+
+    def _open(self, path: Path, topics: dict) -> None:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         self._path = Path(path)
@@ -94,6 +103,84 @@ class TopicCounter(Node):
     def _count(self, topic: str) -> None:
         with self._lock:
             self.counts[topic] += 1
+
+
+class RecorderNode(BagRecorder):
+    """Node ``recorder``: records the topics of parameter ``topics`` (the graph's, by
+    default) into the bag ``output`` (rosbag2, MCAP) until shutdown.
+
+    Parameters (read-only): ``output`` (bag directory; must not exist), ``topics``
+    (names from uvs_bringup.graph.TOPIC_TYPES).
+    """
+
+    def __init__(self, **kwargs):
+        from rcl_interfaces.msg import ParameterDescriptor, ParameterType
+
+        from uvs_bringup.graph import SERVO_TOPICS, TOPIC_TYPES
+
+        Node.__init__(self, "recorder", **kwargs)
+        self.declare_parameter("output", "uvs_servo_bag", ParameterDescriptor(
+            description="bag directory to write (rosbag2, MCAP); must not exist",
+            type=ParameterType.PARAMETER_STRING, read_only=True))
+        self.declare_parameter("topics", list(SERVO_TOPICS), ParameterDescriptor(
+            description="topics to record: " + ", ".join(TOPIC_TYPES),
+            type=ParameterType.PARAMETER_STRING_ARRAY, read_only=True))
+        output = Path(self.get_parameter("output").value).expanduser()
+        topics = list(self.get_parameter("topics").value)
+        if output.exists():
+            raise ValueError(f"recorder: {output} exists; choose a new bag path")
+        unknown = [t for t in topics if t not in TOPIC_TYPES]
+        if unknown:
+            raise ValueError(f"recorder: no known type for topic(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(TOPIC_TYPES)}")
+        self._open(output, {t: message_class(TOPIC_TYPES[t]) for t in topics})
+        self.get_logger().info(f"recording {len(topics)} topics to {output} (MCAP)")
+
+    def on_shutdown(self) -> None:
+        """The graph stops with us: take the messages still arriving (the driver's last,
+        zero-velocity state) until the topics are quiet, then close the bag."""
+        from rclpy.executors import SingleThreadedExecutor
+
+        executor = SingleThreadedExecutor(context=self.context)
+        executor.add_node(self)
+        drain = threading.Thread(target=executor.spin, daemon=True)
+        drain.start()
+        try:
+            wait_quiet(self, seconds=0.3)
+        finally:
+            executor.shutdown(timeout_sec=2.0)
+            drain.join(timeout=2.0)
+        path = self.close()
+        self.get_logger().info(f"wrote {sum(self.counts.values())} messages to {path}")
+
+    def destroy_node(self) -> None:
+        self.close()
+        super().destroy_node()
+
+
+def main(args=None) -> int:
+    from uvs_ros import run_node
+
+    return run_node(RecorderNode, "recorder", args=args)
+
+
+def message_class(type_name: str):
+    """'sensor_msgs/msg/JointState' -> the generated class sensor_msgs.msg.JointState."""
+    package, kind, name = type_name.split("/")
+    return getattr(importlib.import_module(f"{package}.{kind}"), name)
+
+
+def wait_quiet(recorder: BagRecorder, seconds: float, limit: float = 5.0) -> None:
+    """Let in-flight messages reach the recorder: wait until its counts stop moving for
+    `seconds` (at most `limit` s)."""
+    deadline = time.monotonic() + limit
+    last = dict(recorder.counts)
+    while time.monotonic() < deadline:
+        time.sleep(seconds)
+        now = dict(recorder.counts)
+        if now == last:
+            return
+        last = now
 
 
 def _type_name(msg_type) -> str:

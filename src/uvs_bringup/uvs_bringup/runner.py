@@ -32,7 +32,15 @@ from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
 
-from uvs_bringup.graph import GraphOptions, NodeSpec, config_dir, recorded_topics, servo_graph
+from uvs_bringup.graph import (
+    TOPIC_TYPES,
+    GraphOptions,
+    NodeSpec,
+    config_dir,
+    recorded_topics,
+    servo_graph,
+)
+from uvs_bringup.recorder import BagRecorder, TopicCounter, message_class, wait_quiet
 from uvs_interfaces.msg import ServoStatus
 from uvs_interfaces.srv import SetTarget
 
@@ -176,7 +184,6 @@ class ServoGraph:
             pass
 
     def _start_recorder(self) -> None:
-        from uvs_bringup.recorder import BagRecorder, TopicCounter
 
         types = _topic_types(self.options)
         self.recorder = BagRecorder(self.record_path, types, context=self.context)
@@ -201,7 +208,7 @@ class ServoGraph:
                 self.executor.remove_node(node)
             node.destroy_node()
         if self.recorder is not None:
-            _wait_quiet(self.recorder, seconds=0.3)
+            wait_quiet(self.recorder, seconds=0.3)
             self.recorder.close()
             self.recorded_counts = dict(self.recorder.counts)
             if self.counter is not None:
@@ -307,33 +314,4 @@ class ServoGraph:
 
 
 def _topic_types(options: GraphOptions) -> dict:
-    from sensor_msgs.msg import Image, JointState
-    from std_msgs.msg import Float64MultiArray
-    from visualization_msgs.msg import MarkerArray
-
-    from uvs_interfaces.msg import TaskState
-
-    known = {
-        "/joint_states": JointState,
-        "/task_state": TaskState,
-        "/ground_truth/task_state": TaskState,
-        "/target": TaskState,
-        "/joint_velocity_command": Float64MultiArray,
-        "/controller/status": ServoStatus,
-        "/controller/markers": MarkerArray,
-        "/image_raw": Image,
-        "/hue_tracker/debug_image": Image,
-    }
-    return {topic: known[topic] for topic in recorded_topics(options)}
-
-
-def _wait_quiet(recorder, seconds: float) -> None:
-    """Let in-flight messages reach the recorder: wait until its counts stop moving."""
-    deadline = time.monotonic() + 5.0
-    last = dict(recorder.counts)
-    while time.monotonic() < deadline:
-        time.sleep(seconds)
-        now = dict(recorder.counts)
-        if now == last:
-            return
-        last = now
+    return {topic: message_class(TOPIC_TYPES[topic]) for topic in recorded_topics(options)}
