@@ -19,6 +19,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a Jacobian estimator from a bag; writes model + metadata"),
     "servo": ("servo", "servo to random targets with the whole node graph in one process"),
     "benchmark": ("benchmark", "the paper's evaluation: train, servo, results.json, report, plots"),
+    "urdf": ("urdf", "the URDF of a robot description, for robot_state_publisher and RViz"),
 }
 
 

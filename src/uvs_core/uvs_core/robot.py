@@ -90,6 +90,10 @@ class Robot:
         dh_joint: (R,) int, the joint index driving each row, -1 for fixed rows.
         task_defaults: per-task default configuration (read-only mapping).
         source: the YAML file the robot came from, if any.
+        link_names: (n+2,) names of the rigid bodies, for a URDF and TF: the
+            base, the body each joint moves (chain order), the flange (the
+            frame after the last DH row). Default ``base_link``, ``link_1`` ..
+            ``link_n``, ``flange``.
     """
 
     name: str
@@ -104,6 +108,7 @@ class Robot:
     dh_joint: np.ndarray
     task_defaults: Mapping[str, Any] = field(default_factory=dict)
     source: str | None = None
+    link_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for attr in ("lower", "upper", "velocity_limits", "home", "dh"):
@@ -113,6 +118,9 @@ class Robot:
         dh_joint.setflags(write=False)
         object.__setattr__(self, "dh_joint", dh_joint)
         object.__setattr__(self, "joint_names", tuple(self.joint_names))
+        links = tuple(str(name) for name in self.link_names) or (
+            "base_link", *(f"link_{j + 1}" for j in range(len(self.joint_names))), "flange")
+        object.__setattr__(self, "link_names", links)
         object.__setattr__(self, "tool_offset", float(self.tool_offset))
         object.__setattr__(self, "task_defaults", MappingProxyType(dict(self.task_defaults)))
         n = len(self.joint_names)
@@ -123,6 +131,11 @@ class Robot:
             raise ValueError(f"robot {self.name!r}: dh must be (R, 4) with one joint index per row")
         if sorted(self.dh_joint[self.dh_joint >= 0].tolist()) != list(range(n)):
             raise ValueError(f"robot {self.name!r}: every joint must drive exactly one DH row")
+        if len(self.link_names) != n + 2:
+            raise ValueError(f"robot {self.name!r}: link_names must name {n + 2} links (base, "
+                             f"one per joint, flange), got {len(self.link_names)}")
+        if not all(self.link_names) or len(set(self.link_names)) != n + 2:
+            raise ValueError(f"robot {self.name!r}: link names must be non-empty and distinct")
         self._cache_rows()
 
     def _cache_rows(self) -> None:
@@ -262,13 +275,20 @@ class Robot:
             raise ValueError("home lies outside the joint limits")
 
         tool = _number(d.get("tool_offset", 0.0), "tool_offset")
+        links = d.get("links")
+        if links is None:
+            links = []
+        elif (not isinstance(links, list) or len(links) != n + 2
+              or not all(isinstance(v, str) for v in links)):
+            raise ValueError(f"'links' must be a list of {n + 2} link names (base, one per "
+                             "joint, flange)")
         tasks = d.get("tasks", {}) or {}
         if not isinstance(tasks, Mapping):
             raise ValueError("'tasks' must map task names to configurations")
         return cls(name=name, joint_names=tuple(joint_names), lower=lower, upper=upper,
                    continuous=continuous, velocity_limits=vel, home=home, tool_offset=tool,
                    dh=np.array(dh), dh_joint=np.array(dh_joint), task_defaults=dict(tasks),
-                   source=source)
+                   source=source, link_names=tuple(links))
 
     # ------------------------------------------------------------------ kinematics
 
