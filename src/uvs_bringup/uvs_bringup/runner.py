@@ -26,6 +26,7 @@ import numpy as np
 import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.context import Context
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -152,6 +153,9 @@ class ServoGraph:
         self.stop()
 
     def start(self) -> None:
+        """Bring the nodes up; GraphError with the reason when the config folder lacks a
+        node's file or a node refuses its parameters or model (nothing is left running)."""
+        self._check_config()
         self.context = Context()
         init_kwargs = {"context": self.context}
         if self.domain_id is not None:
@@ -165,7 +169,12 @@ class ServoGraph:
                 args = spec.ros_args(self.config)
                 for key, value in self.extra_parameters.get(spec.name, {}).items():
                     args += ["-p", f"{key}:={value}"]
-                self.nodes[spec.name] = cls(context=self.context, cli_args=args)
+                try:
+                    self.nodes[spec.name] = cls(context=self.context, cli_args=args)
+                except (ValueError, RuntimeError, ParameterException) as exc:
+                    # What each node's main() reports as FATAL: bad parameters (values,
+                    # types, unparsable files), an estimator without its model.
+                    raise GraphError(f"{spec.name}: {exc}") from None
             self.operator = Operator(context=self.context)
             self.executor = SingleThreadedExecutor(context=self.context)
             for node in self._all_nodes():
@@ -176,6 +185,24 @@ class ServoGraph:
         except BaseException:
             self.stop()
             raise
+
+    def _check_config(self) -> None:
+        import yaml
+
+        if not self.config.is_dir():
+            raise GraphError(f"config folder {self.config} does not exist")
+        for spec in self.specs:
+            path = self.config / spec.params_file
+            try:
+                params = yaml.safe_load(path.read_text())
+            except OSError:
+                raise GraphError(f"config folder {self.config} lacks {spec.params_file} "
+                                 f"(node {spec.name})") from None
+            except yaml.YAMLError as exc:
+                raise GraphError(f"{path} is not valid YAML: {exc}".splitlines()[0]) from None
+            if not isinstance(params, dict) or "ros__parameters" not in (
+                    params.get(spec.name) or {}):
+                raise GraphError(f"{path} has no '{spec.name}: ros__parameters:' section")
 
     def _spin(self) -> None:
         try:

@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=TASKS, default="single_point")
     parser.add_argument("--estimator", default="nk_tanh",
                         help="tj, broyden, llknn, nj, binj, nk_tanh, nk_relu (default nk_tanh)")
+    parser.add_argument("--model", type=Path, help="model directory of the learned "
+                        "estimator (default: the shipped one, models/<task>/<estimator>)")
     parser.add_argument("--targets", type=_positive(int), default=3, help="number of targets")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random targets")
     parser.add_argument("--duration", type=_positive(float), default=10.0,
@@ -53,13 +55,21 @@ def run(args: argparse.Namespace) -> int:
                                camera="sim")
     except ValueError as exc:
         return fail(str(exc))
+    if args.config is not None and not args.config.is_dir():
+        return fail(f"--config {args.config}: no such folder")
+    extra = {}
+    if args.model is not None:
+        if not args.model.is_dir():
+            return fail(f"--model {args.model}: no such model directory")
+        extra = {"jacobian_estimator": {f"models.{args.estimator}": str(args.model.resolve())}}
     task = make_task(args.task, load_robot("gen3"))
     targets = task.sample_targets(np.random.default_rng(args.seed), args.targets)
     unit = task.units
 
     results = []
     try:
-        with ServoGraph(options, config=args.config, record=args.record) as graph:
+        with ServoGraph(options, config=args.config, record=args.record,
+                        extra_parameters=extra) as graph:
             for i, target in enumerate(targets, start=1):
                 result = graph.servo_to(target, timeout=args.duration)
                 results.append(result)
