@@ -373,7 +373,7 @@ ROSDEP_KEYS = {
         "rclpy", "std_msgs", "std_srvs", "sensor_msgs", "geometry_msgs", "visualization_msgs",
         "rcl_interfaces", "ament_index_python", "launch", "launch_ros", "uvs_interfaces",
         "uvs_core", "uvs_learning", "uvs_driver", "uvs_estimation", "uvs_control", "uvs_vision",
-        "uvs_bringup")},
+        "uvs_bringup", "uvs_ros")},
     "pykdtree": None,     # no rosdep key: pip, pinned, in the Dockerfile
     "kortex_api": None,   # Kinova's wheel: the KORTEX_API_WHEEL build argument
     "ruamel": None,       # a dependency of rosbags (checked below)

@@ -50,7 +50,8 @@ class _Listener:
 @pytest.mark.parametrize(("signals", "gap"), [
     ((signal.SIGINT,), 0.0),
     ((signal.SIGINT, signal.SIGINT), 0.05),       # a double Ctrl-C
-    ((signal.SIGINT, signal.SIGINT, signal.SIGINT), 0.0),
+    ((signal.SIGINT,) * 3, 0.0),
+    ((signal.SIGINT,) * 8, 0.002),                  # a burst: no lock in the handler
     ((signal.SIGTERM,), 0.0),                       # `timeout`, launch's escalation
     ((signal.SIGINT, signal.SIGTERM), 0.01),
 ])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 import traceback
 from collections.abc import Callable
 
@@ -59,12 +60,12 @@ def run_node(make_node: Callable[[], Node], name: str, *, args: list[str] | None
     unexpected exception in a callback (logged with its traceback).
     On return SIGINT and SIGTERM are ignored: call it once, as a process's main().
     """
-    stop = threading.Event()
+    # The handler only appends: it runs between two bytecodes of the main thread, which
+    # may then hold a lock (an Event's, say) that the handler would wait for forever.
     received: list[int] = []
 
     def on_signal(signum, _frame) -> None:
         received.append(signum)
-        stop.set()
 
     for sig in SHUTDOWN_SIGNALS:
         signal.signal(sig, on_signal)
@@ -79,7 +80,7 @@ def run_node(make_node: Callable[[], Node], name: str, *, args: list[str] | None
         except fatal as exc:
             logger.fatal(str(exc))
             return 1
-        if stop.is_set():
+        if received:
             return 0
         executor = (make_executor or (lambda _node: SingleThreadedExecutor()))(node)
         executor.add_node(node)
@@ -87,9 +88,10 @@ def run_node(make_node: Callable[[], Node], name: str, *, args: list[str] | None
                                        name=f"{name}-executor", daemon=True)
         spin_thread.start()
         finished = getattr(node, "finished", None)
-        while not stop.wait(_POLL):
+        while not received:
             if not spin_thread.is_alive() or (finished is not None and finished.is_set()):
                 break
+            time.sleep(_POLL)
         if received:
             logger.info(f"{signal.Signals(received[0]).name}: shutting down")
         for exc in failures:
