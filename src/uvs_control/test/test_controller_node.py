@@ -334,13 +334,14 @@ def test_converges_and_follows_a_moving_target_topic(harness):
     # A small move of the target (within tolerance) only updates x*.
     nudged = h.x + np.array([0.003, 0.0, 0.0])
     h.target_pub.publish(TaskState(task="single_point", position=nudged.tolist(), valid=True))
-    _, status = h.wait_status(lambda s: np.allclose(s.target, nudged))
+    _, status = h.wait_status(lambda s: len(s.target) == 3 and np.allclose(s.target, nudged))
     assert status.step > step
     # A real move: servoing again, bookkeeping restarted.
     moved = h.x + np.array([0.0, 0.0, 0.08])
     t0 = time.monotonic()
     h.target_pub.publish(TaskState(task="single_point", position=moved.tolist(), valid=True))
-    _, status = h.wait_status(lambda s: np.allclose(s.target, moved), since=t0)
+    _, status = h.wait_status(lambda s: len(s.target) == 3 and np.allclose(s.target, moved),
+                              since=t0)
     assert status.state == ServoStatus.SERVOING and status.step <= 3
     np.testing.assert_allclose(status.command, h.expected_command(moved)[0], atol=1e-12)
     # Invalid targets on the topic are ignored.
