@@ -31,13 +31,15 @@ def nk_model(tmp_path_factory):
     return out
 
 
-def _targets(task_name: str, count: int, seed: int, model=None) -> np.ndarray:
-    """`count` random reachable targets that the controller's law (default parameters,
-    joint-limit halting included) reaches from the start pose in the core simulation,
-    with the true Jacobian or with the estimator loaded from `model`. A straight
-    task-space path to some reachable targets crosses a joint limit, where the controller
-    correctly halts; those say nothing about the graph."""
-    from uvs_core.control import ControlConfig, control_step, task_rank
+def _targets(task_name: str, count: int, seed: int, model=None,
+             stall: bool = False) -> np.ndarray:
+    """`count` random reachable targets that the controller's law (default parameters but
+    no condition checks, joint-limit halting included) reaches from the start pose in the
+    core simulation, with the true Jacobian or with the estimator loaded from `model`. A
+    straight task-space path to some reachable targets crosses a joint limit, where the
+    controller correctly halts; those say nothing about the graph. stall: a trajectory
+    also ends where the controller reports STALLED (ServoGraph.servo_to stops there)."""
+    from uvs_core.control import ControlConfig, ServoMonitor, control_step, task_rank
     from uvs_core.sim import Simulation
 
     task = make_task(task_name, GEN3)
@@ -46,6 +48,8 @@ def _targets(task_name: str, count: int, seed: int, model=None) -> np.ndarray:
         from uvs_core.estimators import load_estimator
 
         jacobian = load_estimator(model, task=task).estimate_batch
+    # The controller's default: 2 px, or 5 mm per point.
+    tolerance = 2.0 if task.units == "px" else 0.005 * np.sqrt(task.m / 3.0)
     rng = np.random.default_rng(seed)
     chosen: list[np.ndarray] = []
     while len(chosen) < count:
@@ -55,12 +59,15 @@ def _targets(task_name: str, count: int, seed: int, model=None) -> np.ndarray:
         config = ControlConfig(cond_slowdown=np.inf, cond_halt=np.inf)
         lower, upper = GEN3.lower[task.active], GEN3.upper[task.active]
         alive = np.ones(len(candidates), bool)
+        monitor = ServoMonitor(tolerance, batch=len(candidates))
         for _ in range(300):
             qdot, info = control_step(jacobian(sim.qa), sim.x, candidates, sim.qa, config,
                                       lower, upper, rank=task_rank(task))
             alive &= ~info.halted
+            if stall:
+                converged, stalled = monitor.update(info.error_norm)
+                alive &= ~stalled | converged
             sim.step(np.where(alive[:, None], qdot, 0.0))
-        tolerance = 2.0 if task.units == "px" else 0.005
         reached = alive & (np.linalg.norm(sim.x - candidates, axis=1) < tolerance)
         chosen += list(candidates[reached][: count - len(chosen)])
     return np.asarray(chosen)
@@ -120,6 +127,39 @@ def test_visual_servo_camera_tracker_controller_driver_reach_a_pixel_target():
     assert result.outcome == "converged", result.summary()
     assert result.final_error < 3.0
     assert result.initial_error > 20.0
+
+
+def test_multi_point_with_the_true_jacobian_converges_under_the_tasks_condition_check():
+    """The 12x7 multi-point servo with the controller's default parameters (condition
+    thresholds by task: 100 / 300 on the tool's twist Jacobian). With the raw 12x7
+    condition number and 17 / 30 it halted on every target (issue #11)."""
+    targets = _targets("multi_point", 4, seed=21)
+    with ServoGraph(GraphOptions(task="multi_point", estimator="tj")) as graph:
+        config = graph.nodes["controller"].control_config
+        assert (config.cond_slowdown, config.cond_halt) == (100.0, 300.0)
+        results = [graph.servo_to(target, timeout=20.0) for target in targets]
+    converged = [r for r in results if r.outcome == "converged"]
+    assert len(converged) >= 3, [r.summary() for r in results]
+    for result in converged:
+        assert result.final_error < 0.01                 # 5 mm per point, 4 points
+        assert result.initial_error > 0.3
+    assert not any("singularity" in r.reason for r in results), [r.reason for r in results]
+
+
+def test_multi_point_with_the_shipped_nk_tanh_converges_on_targets_it_can_reach():
+    """The shipped models/multi_point/nk_tanh, on targets its own law reaches in the core
+    simulation (no condition checks; joint limits and stalls end a trajectory): the graph
+    with the task's condition thresholds reaches them too."""
+    from uvs_estimation.jacobian_service import default_model_dir
+
+    model = default_model_dir() / "multi_point" / "nk_tanh"
+    targets = _targets("multi_point", 2, seed=23, model=model, stall=True)
+    with ServoGraph(GraphOptions(task="multi_point", estimator="nk_tanh")) as graph:
+        results = [graph.servo_to(target, timeout=20.0) for target in targets]
+    for result in results:
+        assert result.outcome == "converged", result.summary()
+        assert result.final_error < 0.01
+        assert result.initial_error > 0.3
 
 
 def test_recorded_bag_holds_every_servo_message(tmp_path):

@@ -167,7 +167,8 @@ class Harness:
         qdot, info = control_step(
             task.jacobian(qa), self.x, np.asarray(target), qa, self.controller.control_config,
             robot.lower[task.active], robot.upper[task.active],
-            velocity_limits=robot.velocity_limits[task.active], rank=task_rank(task))
+            velocity_limits=robot.velocity_limits[task.active], rank=task_rank(task),
+            condition_transform=task.condition_transform)
         full = np.zeros(robot.n)
         full[task.active] = qdot
         return full, info
@@ -333,13 +334,14 @@ def test_converges_and_follows_a_moving_target_topic(harness):
     # A small move of the target (within tolerance) only updates x*.
     nudged = h.x + np.array([0.003, 0.0, 0.0])
     h.target_pub.publish(TaskState(task="single_point", position=nudged.tolist(), valid=True))
-    _, status = h.wait_status(lambda s: np.allclose(s.target, nudged))
+    _, status = h.wait_status(lambda s: len(s.target) == 3 and np.allclose(s.target, nudged))
     assert status.step > step
     # A real move: servoing again, bookkeeping restarted.
     moved = h.x + np.array([0.0, 0.0, 0.08])
     t0 = time.monotonic()
     h.target_pub.publish(TaskState(task="single_point", position=moved.tolist(), valid=True))
-    _, status = h.wait_status(lambda s: np.allclose(s.target, moved), since=t0)
+    _, status = h.wait_status(lambda s: len(s.target) == 3 and np.allclose(s.target, moved),
+                              since=t0)
     assert status.state == ServoStatus.SERVOING and status.step <= 3
     np.testing.assert_allclose(status.command, h.expected_command(moved)[0], atol=1e-12)
     # Invalid targets on the topic are ignored.
@@ -409,3 +411,60 @@ def test_parameters_are_validated(ros_context):
         assert node.tolerance == 2.0 and node.task.k == 2
     finally:
         node.destroy_node()
+
+
+def test_condition_thresholds_come_from_the_task_unless_set(ros_context):
+    def thresholds(node):
+        return node.control_config.cond_slowdown, node.control_config.cond_halt
+
+    node = ControllerNode(context=ros_context)              # 0 = by task
+    try:
+        assert thresholds(node) == (17.0, 30.0)
+        assert node.get_parameter("cond_slowdown").value == 0.0
+    finally:
+        node.destroy_node()
+    node = ControllerNode(context=ros_context, parameter_overrides=[
+        Parameter("task", value="multi_point")])
+    try:
+        assert thresholds(node) == (100.0, 300.0)
+
+        def set_(name, value):
+            return node.set_parameters([Parameter(name, value=value)])[0]
+
+        assert set_("cond_halt", 400.0).successful and thresholds(node) == (100.0, 400.0)
+        assert set_("cond_slowdown", 17.0).successful and thresholds(node) == (17.0, 400.0)
+        assert set_("cond_halt", 0.0).successful and thresholds(node) == (17.0, 300.0)
+        result = set_("cond_slowdown", 350.0)               # above the task's halt value
+        assert not result.successful
+        assert "350" in result.reason and "300" in result.reason and "task" in result.reason
+        assert set_("cond_slowdown", 0.0).successful and thresholds(node) == (100.0, 300.0)
+    finally:
+        node.destroy_node()
+    node = ControllerNode(context=ros_context, parameter_overrides=[
+        Parameter("task", value="multi_point"), Parameter("cond_slowdown", value=17.0),
+        Parameter("cond_halt", value=30.0)])
+    try:
+        assert thresholds(node) == (17.0, 30.0)               # explicit values win
+    finally:
+        node.destroy_node()
+
+
+def test_multi_point_servo_uses_the_twist_condition_measure(ros_context):
+    """At Q the raw 12x7 condition number is above 30 (the old check halted there); the
+    node reports and checks the task's measure, that of the tool's twist Jacobian."""
+    h = Harness(ros_context, overrides=[Parameter("task", value="multi_point")])
+    try:
+        jac = h.task.jacobian(h.task.select(Q))
+        raw = float(condition_number(jac, rank=6))
+        twist = float(condition_number(jac, rank=6, transform=h.task.condition_transform))
+        assert twist < 17.0 and raw > 30.0
+        target = h.x + 0.02
+        assert h.set_target(target).success
+        _, status = h.wait_status(_servoing)
+        expected, info = h.expected_command(target)
+        assert status.condition_number == pytest.approx(twist)
+        assert info.condition == pytest.approx(twist) and not info.halted
+        np.testing.assert_allclose(np.asarray(status.command), expected, rtol=0, atol=1e-12)
+        assert np.any(expected != 0) and status.reason == ""
+    finally:
+        h.close()

@@ -61,7 +61,7 @@ from uvs_control.markers import servo_markers
 from uvs_control.qos import COMMAND_QOS, MARKER_QOS, STATE_QOS, STATUS_QOS, TARGET_QOS
 from uvs_core.control import ControlConfig, ServoMonitor, control_step, task_rank
 from uvs_core.robot import load_robot
-from uvs_core.tasks import TASK_NAMES, make_task
+from uvs_core.tasks import TASK_NAMES, cond_thresholds, make_task
 from uvs_interfaces.msg import ServoStatus, TaskState
 from uvs_interfaces.srv import EstimateJacobian, SetTarget
 from uvs_ros import run_node
@@ -99,6 +99,12 @@ def _descriptor(description: str, type_: int, read_only: bool = False,
 
 _DEFAULT = ControlConfig()
 
+
+def _by_task(which: int) -> str:
+    """'single_point 17, ...': each task's default condition threshold (0 slowdown, 1 halt)."""
+    return ", ".join(f"{name} {cond_thresholds(name)[which]:g}" for name in TASK_NAMES)
+
+
 # name: (default, descriptor)
 PARAMETERS = {
     "task": ("single_point", _descriptor(
@@ -115,14 +121,16 @@ PARAMETERS = {
     "damping": (_DEFAULT.damping, _descriptor(
         "Damped-least-squares lambda, task units; 0 = plain pseudo-inverse (paper).",
         _DOUBLE, floats=(0.0, 1000.0))),
-    "cond_slowdown": (_DEFAULT.cond_slowdown, _descriptor(
-        "Jacobian condition number where slowing down starts (MoveIt Servo: 17); .inf "
-        "disables. Only motion that does not lower the condition number is slowed.",
-        _DOUBLE, constraints=">= 1 and <= cond_halt")),
-    "cond_halt": (_DEFAULT.cond_halt, _descriptor(
-        "Jacobian condition number where the command reaches zero and the servo halts "
-        "(MoveIt Servo: 30); .inf disables (paper).", _DOUBLE,
-        constraints=">= cond_slowdown")),
+    "cond_slowdown": (0.0, _descriptor(
+        "Condition number where slowing down starts, of the task's measure (J for "
+        "single_point and visual_servo, the tool's twist Jacobian for multi_point); 0 = by "
+        f"task ({_by_task(0)}); .inf disables. Only motion that does not lower the "
+        "condition number is slowed.",
+        _DOUBLE, constraints="0 (by task), or >= 1 and <= cond_halt")),
+    "cond_halt": (0.0, _descriptor(
+        "Condition number (the task's measure) where the command reaches zero and the "
+        f"servo halts; 0 = by task ({_by_task(1)}); .inf disables (paper).", _DOUBLE,
+        constraints="0 (by task), or >= cond_slowdown")),
     "max_joint_velocity": (_DEFAULT.max_joint_velocity, _descriptor(
         "Joint speed cap, rad/s; the command is scaled as a whole vector, direction kept "
         "(paper 1.22). Each joint's own limit applies too.", _DOUBLE, floats=(0.0, 10.0),
@@ -159,8 +167,13 @@ _CONTROL_FIELDS = ("gain", "damping", "cond_slowdown", "cond_halt", "max_joint_v
 
 
 def _control_config(values: dict) -> ControlConfig:
-    return ControlConfig(**{name: values[name] for name in _CONTROL_FIELDS},
-                         dt=1.0 / values["rate"])
+    """The ControlConfig of a complete set of parameter values (valid task name); a
+    condition threshold of 0 takes the task's default (uvs_core.tasks.cond_thresholds)."""
+    fields = {name: values[name] for name in _CONTROL_FIELDS}
+    for name, by_task in zip(("cond_slowdown", "cond_halt"), cond_thresholds(values["task"])):
+        if fields[name] == 0.0:
+            fields[name] = by_task
+    return ControlConfig(**fields, dt=1.0 / values["rate"])
 
 
 def validate_parameters(values: dict) -> str | None:
@@ -188,6 +201,8 @@ def validate_parameters(values: dict) -> str | None:
     try:
         _control_config(values)
     except ValueError as exc:
+        if values["cond_slowdown"] == 0.0 or values["cond_halt"] == 0.0:
+            return f"{exc} (0 = the task's default)"
         return str(exc)
     return None
 
@@ -274,7 +289,9 @@ class ControllerNode(Node):
         self.get_logger().info(
             f"task {self.task.name} (m={self.task.m}, joints {self._active_names}), "
             f"{values['rate']:g} Hz, gain {values['gain']:g}, estimator "
-            f"{self._client.srv_name}, tolerance {self.tolerance:g} {self.task.units}")
+            f"{self._client.srv_name}, tolerance {self.tolerance:g} {self.task.units}, "
+            f"condition slowdown/halt {self._config.cond_slowdown:g}/"
+            f"{self._config.cond_halt:g}")
 
     # ------------------------------------------------------------------ parameters
 
@@ -532,7 +549,7 @@ class ControllerNode(Node):
                 qdot, info = control_step(
                     jac, x, target, q[self.task.active], config, self._lower, self._upper,
                     velocity_limits=self._velocity_limits, prev_condition=prev_condition,
-                    rank=self._rank)
+                    rank=self._rank, condition_transform=self.task.condition_transform)
                 condition = float(info.condition)
                 if info.halted:
                     state = ServoStatus.HALTED

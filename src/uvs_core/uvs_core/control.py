@@ -61,10 +61,12 @@ class ControlConfig:
 
     gain: lambda of Eq. 1, 1/s (paper 1.0).
     damping: damped-least-squares lambda, task units; 0 = plain pseudo-inverse (paper).
-    cond_slowdown, cond_halt: condition-number thresholds (MoveIt Servo's defaults
+    cond_slowdown, cond_halt: condition-number thresholds (defaults: MoveIt Servo's
         17 and 30): the command scales linearly from 1 at cond_slowdown to 0 at
         cond_halt and halts beyond; ``inf`` disables (the paper's evaluation).
-        ``1 <= cond_slowdown <= cond_halt``.
+        ``1 <= cond_slowdown <= cond_halt``. They apply to the task's condition
+        measure (control_step's rank and condition_transform); each task has its
+        own defaults (Task.cond_thresholds, see for_task).
     max_joint_velocity: rad/s; a faster command is scaled as a whole vector,
         direction kept (paper 1.22). ``inf`` disables.
     joint_limit_margin: rad kept free before each position limit.
@@ -109,6 +111,13 @@ class ControlConfig:
                              f"cond_halt, got {self.cond_slowdown} and {self.cond_halt}")
 
     @classmethod
+    def for_task(cls, task, **overrides) -> ControlConfig:
+        """Defaults with the task's condition thresholds (``task.cond_thresholds``);
+        keyword overrides win. task: a uvs_core.tasks.Task."""
+        slowdown, halt = task.cond_thresholds
+        return cls(**{"cond_slowdown": slowdown, "cond_halt": halt, **overrides})
+
+    @classmethod
     def paper(cls, dt: float = 0.05) -> ControlConfig:
         """The paper's evaluation: gain 1, plain pseudo-inverse, no condition checks,
         1.22 rad/s cap, no joint-limit margin, no null-space term."""
@@ -120,8 +129,8 @@ class ControlConfig:
 class ControlInfo(NamedTuple):
     """What control_step decided, per trajectory (leading shape () or (B,)).
 
-    condition: condition number of J over its first ``rank`` singular values (inf
-        when singular, NaN when J is not finite).
+    condition: condition number of J (of W J with a condition_transform W) over its
+        first ``rank`` singular values (inf when singular, NaN when J is not finite).
     cond_scale: factor from the condition check, in [0, 1].
     velocity_scale: factor from the velocity cap, in (0, 1].
     scale: the product, 0 where halted.
@@ -214,13 +223,18 @@ def pseudo_inverse(jac: np.ndarray, damping: float = 0.0) -> np.ndarray:
     return out.reshape(*lead, jac.shape[-1], jac.shape[-2])
 
 
-def condition_number(jac: np.ndarray, rank: int | None = None) -> np.ndarray:
-    """s_1 / s_rank of J: (..., m, k) -> (...,); inf when s_rank is 0, NaN when J is
+def condition_number(jac: np.ndarray, rank: int | None = None,
+                     transform: np.ndarray | None = None) -> np.ndarray:
+    """s_1 / s_rank of W J: (..., m, k) -> (...,); inf when s_rank is 0, NaN when J is
     not finite.
 
     rank: how many singular values count (default min(m, k); see task_rank).
+    transform: (m', m) row map W applied before the singular values are taken
+        (a task's ``condition_transform``); None = identity.
     """
     jac = np.asarray(jac, dtype=float)
+    if transform is not None:
+        jac = np.asarray(transform, dtype=float) @ jac
     r = min(jac.shape[-2:]) if rank is None else int(rank)
     finite = np.all(np.isfinite(jac), axis=(-2, -1))
     s = np.linalg.svd(np.where(finite[..., None, None], jac, 0.0), compute_uv=False)
@@ -254,6 +268,7 @@ def control_step(
     velocity_limits: np.ndarray | None = None,
     prev_condition: np.ndarray | None = None,
     rank: int | None = None,
+    condition_transform: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ControlInfo]:
     """One step of the inverse-Jacobian controller (paper Eq. 1 / Algorithm 1).
 
@@ -278,6 +293,10 @@ def control_step(
         condition number is high.
     rank: singular values counted by the condition number (default min(m, k);
         see task_rank).
+    condition_transform: (m', m) row map W: the condition number is that of W J
+        (a task's ``condition_transform``, which makes it measure the distance from
+        a singularity of the arm whatever units x stacks); None = J's own. Only the
+        condition check uses it; the inverse is always that of J.
 
     Returns (qdot, info): qdot (B, k) or (k,) rad/s, zero where halted, and a
     ControlInfo with the same leading shape. Non-finite J, x, x* or qa give a
@@ -310,7 +329,18 @@ def control_step(
     ez = np.where(ok[:, None], error, 0.0)
 
     u, s, vt = _svd(jz)
-    condition = np.where(finite_j, _condition_from_svd(s, r), np.nan)
+    if condition_transform is not None:
+        w = np.asarray(condition_transform, dtype=float)
+        if w.ndim != 2 or w.shape[1] != m or not np.all(np.isfinite(w)):
+            raise ValueError(f"condition_transform must be a finite (m', {m}) matrix, "
+                             f"got shape {w.shape}")
+        if not 1 <= r <= min(w.shape[0], k):
+            raise ValueError(f"rank must be in 1..{min(w.shape[0], k)} with "
+                             f"condition_transform, got {r}")
+        s_cond = np.linalg.svd(w @ jz, compute_uv=False)
+    else:
+        s_cond = s
+    condition = np.where(finite_j, _condition_from_svd(s_cond, r), np.nan)
     j_inv = _inverse_from_svd(u, s, vt, config.damping)            # (B, k, m)
     qdot = (j_inv @ ez[:, :, None])[:, :, 0]
     if config.nullspace_gain > 0.0 and qa_b is not None and lower is not None \

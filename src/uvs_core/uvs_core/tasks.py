@@ -11,11 +11,20 @@ the others sit at ``q_fixed``. ``q_fixed`` is also the task's start pose
 (``home``): babbling and servoing start there. Defaults come from code, then
 the robot YAML's ``tasks: <name>:`` section, then the ``config`` argument of
 :func:`make_task`.
+
+Each task also says how the controller measures closeness to a singularity
+(``condition_transform``, ``cond_thresholds``): the condition number of the
+Jacobian of the degrees of freedom the task constrains, so that it means the
+same thing (distance from a singularity of the arm) for every task. For the
+point tasks that is J itself; multi_point's stacked 12 x k Jacobian is first
+mapped to one with the tool's 6 x k twist Jacobian's singular values (see
+:func:`twist_condition_transform`).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +34,8 @@ import numpy as np
 from uvs_core.robot import Robot
 
 __all__ = ["TASK_NAMES", "Task", "SinglePointTask", "MultiPointTask", "VisualServoTask",
-           "PinholeCamera", "make_task", "look_at"]
+           "PinholeCamera", "make_task", "look_at", "twist_condition_transform",
+           "cond_thresholds"]
 
 TASK_NAMES = ("single_point", "multi_point", "visual_servo")
 
@@ -156,10 +166,18 @@ class Task:
         units: "m" or "px".
         labels: (m,) names of the components of x.
         config: the merged configuration the task was built from.
+        condition_transform: None, or (m', m) row map W: the controller's condition
+            number is that of W J (uvs_core.control.condition_number); None = J's own.
+        cond_thresholds: (cond_slowdown, cond_halt), the controller's default
+            thresholds on that condition number (ControlConfig.for_task).
     """
 
     name = ""
     units = "m"
+    condition_transform: np.ndarray | None = None
+    # MoveIt Servo's defaults. single_point's 3 x 7 position Jacobian over uniform joint
+    # samples of the Gen3: median 3.2, 97.7 % below 17, 99.2 % below 30.
+    cond_thresholds: tuple[float, float] = (17.0, 30.0)
 
     def __init__(self, robot: Robot, config: Mapping[str, Any] | None = None) -> None:
         self.robot = robot
@@ -296,10 +314,37 @@ class MultiPointTask(Task):
 
     p: tool point, R: tool orientation, s: ``scale`` (m, default 0.1).
     J (12, k) m/rad: for a point r rigidly attached to the tool, v_r = v + w x (r - p).
+
+    Condition measure: the condition number of W J over 6 singular values, W from
+    :func:`twist_condition_transform`, i.e. that of the tool's 6 x k twist
+    Jacobian (the measure MoveIt Servo uses for pose servoing), the same for any
+    scale. J's own condition number mixes translation with rotation seen through
+    s-metre lever arms, so it depends on s (median over uniform joint samples of
+    the Gen3: 95 at s = 0.05, 51 at 0.1, 29 at 0.2) and at s = 0.1 is a median
+    2.6x the twist measure; 77 % of the samples lie above MoveIt Servo's halt value
+    30, which is why the servo halted everywhere with it.
+
+    Thresholds (cond_thresholds = 100, 300), measured on the Gen3: a 6-DOF pose
+    needs more of a 7-joint arm than a 3-DOF point, so the twist Jacobian is worse
+    conditioned than the position Jacobian even far from any singularity (median
+    17 over uniform joint samples; 99 % below 50 and all below 83 where joints 2, 4
+    and 6 are each at least 0.3 rad from 0, where their axes align with their
+    neighbours'); 17 / 30 would slow down in half the joint space and halt in a
+    quarter of it. Above 100 lie 8 % of uniform samples, all within 0.26 rad of
+    such an alignment. The halt value must also clear what a learned Jacobian
+    reports around the singular straight home pose, where every servo run starts:
+    the shipped nk_tanh blurs the singularity to a median 147, 99th percentile 211,
+    max 249 within 0.1 rad of it (true J: hundreds to 1e16), and a halt value
+    inside that band stops runs that are leaving it (54 of 110 targets halted on
+    their first step with 50 / 100, 1 of 110 with 100 / 200, none with 100 / 300).
+    Closed loop in the core simulation, 110 targets from home, 15 s each: with the
+    true J, 54 converge with 100 / 300 against 56 with no condition check (5 halt
+    near a singularity, 50 stop at a joint limit); with nk_tanh 23 and 23.
     """
 
     name = "multi_point"
     units = "m"
+    cond_thresholds = (100.0, 300.0)
 
     def __init__(self, robot: Robot, config: Mapping[str, Any] | None = None) -> None:
         super().__init__(robot, config)
@@ -308,6 +353,7 @@ class MultiPointTask(Task):
             raise ValueError("multi_point: scale must be > 0")
         self.m = 12
         self.labels = [f"p{i}_{c}" for i in range(4) for c in "xyz"]
+        self.condition_transform = twist_condition_transform(self.scale)
 
     def x_from_q(self, q: np.ndarray) -> np.ndarray:
         t = self.robot.fk(q)
@@ -380,6 +426,14 @@ class VisualServoTask(Task):
 _CLASSES = {cls.name: cls for cls in (SinglePointTask, MultiPointTask, VisualServoTask)}
 
 
+def cond_thresholds(name: str) -> tuple[float, float]:
+    """(cond_slowdown, cond_halt) the task ``name`` defaults to (see Task). ValueError on
+    an unknown name."""
+    if name not in _CLASSES:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASK_NAMES)}")
+    return _CLASSES[name].cond_thresholds
+
+
 def make_task(name: str, robot: Robot, config: Mapping[str, Any] | None = None) -> Task:
     """Build a task; config overrides the robot YAML's ``tasks: <name>`` section, which
     overrides the code defaults. ValueError on an unknown name."""
@@ -388,3 +442,31 @@ def make_task(name: str, robot: Robot, config: Mapping[str, Any] | None = None) 
     merged = _merge(_merge(_DEFAULTS[name], robot.task_defaults.get(name)), config)
     merged = copy.deepcopy(merged)  # the task never shares mutable config with the robot
     return _CLASSES[name](robot, merged)
+
+
+def twist_condition_transform(scale: float) -> np.ndarray:
+    """W (12, 12): maps the multi-point Jacobian to one with the twist Jacobian's
+    singular values.
+
+    x stacks p0 (the tool point) and p_i = p0 + scale R e_i, i = 1..3, so for the
+    true Jacobian J_i = J_v - [scale R e_i]x J_w (J_v: (3, k) m/rad of the tool point,
+    J_w: (3, k) rad/rad). W keeps the p0 rows and replaces each p_i block with
+    (J_i - J_0) / (scale sqrt 2) = -[R e_i]x J_w / sqrt 2. Since
+    sum_i [R e_i]x^T [R e_i]x = 2 I, (W J)^T (W J) = J_v^T J_v + J_w^T J_w: W J has
+    exactly the singular values of the 6 x k twist Jacobian [J_v; J_w] at the tool
+    point (the geometric Jacobian MoveIt Servo's condition check uses), whatever the
+    scale. Raw J instead sees rotation through scale-m lever arms next to translation,
+    so its condition number grows ~1/scale. W is fixed, so it applies to a learned
+    Jacobian as it is (no projection onto rigid motions, no x needed).
+    """
+    scale = float(scale)
+    if not scale > 0:
+        raise ValueError("scale must be > 0")
+    w = np.eye(12)
+    lever = 1.0 / (scale * math.sqrt(2.0))
+    for i in range(1, 4):
+        rows = slice(3 * i, 3 * i + 3)
+        w[rows, :3] = -lever * np.eye(3)
+        w[rows, rows] = lever * np.eye(3)
+    w.setflags(write=False)
+    return w
