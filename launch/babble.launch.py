@@ -49,8 +49,7 @@ def _actions(context):
     if Path(options.bag).exists():
         raise LaunchArgumentError(f"bag {options.bag} exists; choose a new path with bag:=...")
     params_dir = Path(arg("params_dir")).expanduser()
-    return [node_action(spec, params_dir, finished_ok=spec.name == "babbler")
-            for spec in babble_graph(options)]
+    return [node_action(spec, params_dir) for spec in babble_graph(options)]
 
 
 def generate_launch_description():

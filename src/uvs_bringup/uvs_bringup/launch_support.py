@@ -8,7 +8,8 @@ A uvs graph is only safe whole: a driver without its controller holds the arm on
 watchdog, a controller without its estimator halts, and a live arm must never be left
 to orphaned nodes. So every node carries an on-exit handler: when a node exits while
 the launch is not already shutting down, the launch stops every other node and exits
-non-zero with the reason (launch's exit code is 1 when an event handler raises).
+non-zero with the reason (launch's exit code is 1 when an event handler raises), or
+with exit code 0 when the node itself ended cleanly (the babbler's job is done).
 """
 
 from __future__ import annotations
@@ -49,26 +50,29 @@ def ros2_bag_available() -> bool:
             and package_available("rosbag2_storage_mcap"))
 
 
-def stop_launch_on_exit(name: str, *, finished_ok: bool = False):
+def stop_launch_on_exit(name: str):
     """An ``on_exit`` callable for ExecuteProcess/Node: any exit of node `name` while the
-    launch runs stops the launch. finished_ok: exit code 0 means the job is done (the
-    babbler): shut down with exit code 0; otherwise the launch exits with code 1."""
+    launch runs stops the launch. Exit code 0 (a node stopped by a signal of its own,
+    or a job done, as the babbler's) shuts the launch down with exit code 0; any other
+    code fails it with exit code 1 and the reason."""
 
     def on_exit(event, context):
         if context.is_shutdown:
             return None
-        if finished_ok and event.returncode == 0:
-            return [Shutdown(reason=f"{name} finished")]
+        if event.returncode == 0:
+            # A terminal's Ctrl-C reaches the nodes and the launch at once; a node may
+            # be gone before the launch has taken its own SIGINT.
+            return [Shutdown(reason=f"node '{name}' exited with code 0")]
         raise NodeExited(f"node '{name}' exited with code {event.returncode} (its log above "
                          "says why); stopping every other uvs node")
 
     return on_exit
 
 
-def node_action(spec: NodeSpec, params_dir: Path, *, finished_ok: bool = False) -> Node:
+def node_action(spec: NodeSpec, params_dir: Path) -> Node:
     """The launch_ros Node of `spec`: its parameter file, overrides and remappings, as
     ``uvs servo`` gives them in process; the launch stops when it exits."""
     return Node(package=spec.package, executable=spec.executable, name=spec.name,
                 parameters=[str(params_dir / spec.params_file), spec.parameters],
                 remappings=list(spec.remappings), output="screen",
-                on_exit=stop_launch_on_exit(spec.name, finished_ok=finished_ok))
+                on_exit=stop_launch_on_exit(spec.name))
