@@ -1,12 +1,15 @@
-"""The servo graph in one process: rclpy nodes on one executor.
+"""The servo graph in one process: each rclpy node on an executor thread of its own.
 
 This is the Python form of composition, for machines where `ros2 launch` is
-not installed. The executor is a SingleThreadedExecutor: no callback of the graph
-blocks (the controller's cycle runs on a thread of its own), and rclpy 9.1.2's
-MultiThreadedExecutor starved this graph of its 20 Hz joint states for 0.3-0.8 s at
-a time (re-offering queued callbacks in a busy loop; measured with
-benchmarks/servo_loop.py and tests/test_controller_system.py), which a servo loop
-with a 0.25 s staleness limit cannot afford.
+not installed. Each node gets a SingleThreadedExecutor on its own thread, as it
+would have its own process under `ros2 launch`: on one shared executor the
+estimator's answers queued behind the camera's renders and the tracker's frames,
+and on a loaded machine the controller's 40 ms estimator deadline passed (tens of
+halts per target). rclpy 9.1.2's MultiThreadedExecutor is no alternative: it
+starved this graph of its 20 Hz joint states for 0.3-0.8 s at a time (re-offering
+queued callbacks in a busy loop; measured with benchmarks/servo_loop.py and
+tests/test_controller_system.py). The controller's cycle runs on a thread of its
+own in any case.
 
 It starts exactly the nodes of `uvs_bringup.graph.servo_graph` (same classes, same
 parameter files, same overrides and remappings as servo.launch.py), plus an operator
@@ -141,8 +144,7 @@ class ServoGraph:
         # After stop(): messages per topic written to the bag, and seen by the counter.
         self.recorded_counts: dict[str, int] = {}
         self.counted: dict[str, int] = {}
-        self.executor: SingleThreadedExecutor | None = None
-        self._spin_thread: threading.Thread | None = None
+        self._spinners: dict[str, _Spinner] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
     def __enter__(self) -> ServoGraph:
@@ -176,12 +178,13 @@ class ServoGraph:
                     # types, unparsable files), an estimator without its model.
                     raise GraphError(f"{spec.name}: {exc}") from None
             self.operator = Operator(context=self.context)
-            self.executor = SingleThreadedExecutor(context=self.context)
-            for node in self._all_nodes():
-                self.executor.add_node(node)
-            self._spin_thread = threading.Thread(target=self._spin, name="uvs-executor",
-                                                 daemon=True)
-            self._spin_thread.start()
+            groups = {name: [node] for name, node in self.nodes.items()}
+            groups["uvs_operator"] = [self.operator]
+            monitors = [n for n in (self.recorder, self.counter) if n is not None]
+            if monitors:
+                groups["uvs_recorder"] = monitors
+            for name, nodes in groups.items():
+                self._spinners[name] = _Spinner(self.context, nodes, name)
         except BaseException:
             self.stop()
             raise
@@ -204,12 +207,6 @@ class ServoGraph:
                     params.get(spec.name) or {}):
                 raise GraphError(f"{path} has no '{spec.name}: ros__parameters:' section")
 
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except ExternalShutdownException:
-            pass
-
     def _start_recorder(self) -> None:
 
         types = _topic_types(self.options)
@@ -217,43 +214,44 @@ class ServoGraph:
         if self.count_topics:
             self.counter = TopicCounter(types, context=self.context)
 
-    def _all_nodes(self) -> list[Node]:
-        nodes = list(self.nodes.values()) + [self.operator]
-        nodes += [n for n in (self.recorder, self.counter) if n is not None]
-        return nodes
-
     def stop(self) -> None:
-        """Cancel, take the graph's nodes down, then let the recorder drain and close it."""
+        """Cancel; stop the graph's executors (no callback runs any more), let each node
+        have its last word as its process would (the driver's zero command); let the
+        recorder drain and close it; then destroy everything."""
         if self.operator is not None and self.context is not None and self.context.ok():
             try:
                 self.operator.call(self.operator.cancel, Trigger.Request(), timeout=1.0)
             except GraphError:
                 pass
-        publishers = list(self.nodes.values()) + ([self.operator] if self.operator else [])
-        for node in publishers:
-            if self.executor is not None:
-                self.executor.remove_node(node)
-            node.destroy_node()
+        monitors = self._spinners.pop("uvs_recorder", None)
+        for spinner in self._spinners.values():
+            spinner.stop()
+        self._spinners.clear()
+        if self.context is not None and self.context.ok():
+            for node in self.nodes.values():
+                hook = getattr(node, "on_shutdown", None)
+                if hook is not None:
+                    hook()
         if self.recorder is not None:
             wait_quiet(self.recorder, seconds=0.3)
+        for node in list(self.nodes.values()) + ([self.operator] if self.operator else []):
+            node.destroy_node()
+        if self.recorder is not None:
             self.recorder.close()
             self.recorded_counts = dict(self.recorder.counts)
             if self.counter is not None:
                 self.counted = dict(self.counter.counts)
-        if self.executor is not None:
-            self.executor.shutdown(timeout_sec=2.0)
+        if monitors is not None:
+            monitors.stop()
         for node in (self.recorder, self.counter):
             if node is not None:
                 node.destroy_node()
         if self.context is not None:
             rclpy.try_shutdown(context=self.context)
-        if self._spin_thread is not None:
-            self._spin_thread.join(timeout=2.0)
         self.nodes.clear()
         self.operator = None
         self.recorder = None
         self.counter = None
-        self.executor = None
 
     # -- operations ----------------------------------------------------------------------
     def set_estimator(self, name: str) -> None:
@@ -338,6 +336,28 @@ class ServoGraph:
                     return
             time.sleep(0.01)
         raise GraphError(f"the controller did not see the homed arm within {timeout:.0f} s")
+
+
+class _Spinner:
+    """A SingleThreadedExecutor spinning `nodes` on a daemon thread of its own."""
+
+    def __init__(self, context: Context, nodes: list[Node], name: str):
+        self.executor = SingleThreadedExecutor(context=context)
+        for node in nodes:
+            self.executor.add_node(node)
+        self.thread = threading.Thread(target=self._spin, name=f"uvs-{name}", daemon=True)
+        self.thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    def stop(self) -> None:
+        """Stop after the callback in progress; every wait bounded."""
+        self.executor.shutdown(timeout_sec=2.0)
+        self.thread.join(timeout=2.0)
 
 
 def _topic_types(options: GraphOptions) -> dict:
