@@ -545,7 +545,7 @@ class DriverNode(Node):
         # Reliable subscribers (a bag, a monitor) get it before the process is gone.
         for publisher in (self._joint_pub, self._task_pub):
             publisher.wait_for_all_acked(Duration(seconds=_LAST_WORD_TIMEOUT))
-        self.get_logger().info("shutdown: stopped the arm")
+        self.get_logger().info("shutdown: commanded zero joint velocity")
 
     def destroy_node(self) -> None:
         if hasattr(self, "backend"):
