@@ -99,7 +99,7 @@ def test_defect1_a_hung_feedback_rpc_is_a_backend_error_within_two_timeouts(arm,
     assert isinstance(box["error"], BackendError), box
     assert box["error"].kind == "timeout" and "no answer within 50 ms (2 tries)" in str(
         box["error"])
-    assert box["elapsed"] < 0.2
+    assert box["elapsed"] < 0.3           # 2 x 50 ms, plus scheduling
 
 
 def test_defect1_one_dropped_feedback_datagram_is_retried_within_the_tick(arm, gen3):
@@ -107,7 +107,7 @@ def test_defect1_one_dropped_feedback_datagram_is_retried_within_the_tick(arm, g
     arm.drop("BaseCyclic.RefreshFeedback", count=1)
     box = _within(1.0, backend.read)
     assert "result" in box, box
-    assert 0.045 < box["elapsed"] < 0.15
+    assert 0.045 < box["elapsed"] < 0.3   # one 50 ms timeout, then the answer
     assert [e.outcome for e in arm.entries("BaseCyclic.RefreshFeedback")][-2:] == ["dropped",
                                                                                     "ok"]
 
@@ -143,6 +143,20 @@ def test_defect1_stop_goes_over_a_new_connection_when_the_socket_is_broken(arm, 
     # The arm saw a second TCP session come, Stop, and go.
     assert arm.names().count("TCPTransport.connect") == 2
     assert backend.read_state().fault.startswith("connection lost")
+
+
+def test_a_stop_over_a_new_connection_that_hangs_does_not_block_the_caller(arm, gen3):
+    backend = gen3()
+    backend.command(np.full(7, 0.2))
+    arm.break_connection("TCP")
+    arm.connect_delay = 2.0               # the arm does not answer the new connection
+    box = _within(1.5, backend.stop)
+    assert isinstance(box["error"], BackendError), box
+    assert "not done within 0.5 s (still trying)" in str(box["error"])
+    assert box["elapsed"] < 0.8
+    arm.connect_delay = 0.0
+    time.sleep(2.0)                       # the background attempt got through after all
+    assert arm.entries("Base.Stop", "ok")
 
 
 # ---------------------------------------------------------------- reading the arm

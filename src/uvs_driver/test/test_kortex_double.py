@@ -143,7 +143,7 @@ def test_feedback_positions_are_degrees_in_0_360_and_speeds_are_held(arm, client
     feedback = cyclic.RefreshFeedback()
     positions = np.array([a.position for a in feedback.actuators])
     assert np.all((positions >= 0.0) & (positions < 360.0))
-    assert positions[0] == pytest.approx(350.0 + 10.0 * 0.2, abs=0.5)
+    assert 351.9 < positions[0] < (arm.positions()[0] % 360.0) + 1e-3   # 350 + 10 deg/s
     assert positions[4] == pytest.approx(180.0, abs=1e-3)
     assert positions[5] == pytest.approx(270.0, abs=1e-3)
     assert [a.velocity for a in feedback.actuators][::6] == [10.0, -20.0]
@@ -163,7 +163,7 @@ def test_the_session_keeps_alive_and_the_arm_stops_only_when_the_link_goes_silen
     time.sleep(0.6)
     assert not arm.moving()
     (stopped,) = arm.event_times("firmware_stop")
-    assert 0.15 < stopped - broken < 0.45        # last keep-alive + 300 ms
+    assert 0.1 < stopped - broken < 0.5          # last keep-alive (<= 150 ms ago) + 300 ms
     with pytest.raises(OSError):
         transport.disconnect()
 

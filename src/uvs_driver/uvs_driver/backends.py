@@ -366,6 +366,9 @@ class Gen3Backend(Backend):
         self._q: np.ndarray | None = None
         self._closing = threading.Event()
         self._watchdog: threading.Thread | None = None
+        self._fresh_stop: tuple[threading.Thread, list] | None = None
+        #: s a caller waits for a Stop over a new connection (it goes on in the background)
+        self.fresh_stop_timeout = 0.5
         # (transport, router, session manager or None) per connection, closed in reverse.
         self._connections: list[tuple[object, object, object | None]] = []
         try:
@@ -599,11 +602,37 @@ class Gen3Backend(Backend):
                     elif exc.kind != "connection":
                         raise
             if self._lost:
-                self._stop_over_new_connection()
+                self._stop_over_new_connection_within()
             self._moving = False
         finally:
             if locked:
                 lock.release()
+
+    def _stop_over_new_connection_within(self) -> None:
+        """:meth:`_stop_over_new_connection` in a thread of its own, waited for at most
+        ``fresh_stop_timeout`` s: a TCP connect to an arm that is gone can block for the
+        operating system's connect timeout, and the caller (a tick) must not."""
+        if self._fresh_stop is None or not self._fresh_stop[0].is_alive():
+            outcome: list[BackendError | None] = []
+
+            def run() -> None:
+                try:
+                    self._stop_over_new_connection()
+                    outcome.append(None)
+                except BackendError as exc:
+                    outcome.append(exc)
+
+            thread = threading.Thread(target=run, daemon=True, name="gen3-fresh-stop")
+            self._fresh_stop = (thread, outcome)
+            thread.start()
+        thread, outcome = self._fresh_stop
+        thread.join(self.fresh_stop_timeout)
+        if thread.is_alive():
+            raise BackendError(f"Gen3 at {self.ip}: Stop over a new connection not done "
+                               f"within {self.fresh_stop_timeout:g} s (still trying); the "
+                               f"command connection was lost: {self._lost}", kind="connection")
+        if outcome and outcome[0] is not None:
+            raise outcome[0]
 
     def _stop_over_new_connection(self) -> None:
         """Open a new TCP session only to send Stop, then close it (all with short

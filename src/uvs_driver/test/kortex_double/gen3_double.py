@@ -136,7 +136,7 @@ class Gen3Double:
     ``clear_delay`` (s from ClearFaults until the arm is ready again),
     ``mode_after_clear`` (servoing mode the arm is left in by a fault clearing, None:
     unchanged), ``stop_when_idle_raises`` (Stop on a still arm refused with
-    ROBOT_NOT_MOVING), ``credentials``.
+    ROBOT_NOT_MOVING), ``credentials``, ``connect_delay`` (s a new connection takes).
     """
 
     def __init__(self, dof: int = 7, clock=time.monotonic) -> None:
@@ -167,6 +167,7 @@ class Gen3Double:
         self.mode_after_clear: int | None = None
         self.stop_when_idle_raises = False
         self.reachable = True
+        self.connect_delay = 0.0
         self.log: list[Entry] = []
         self.events: list[tuple[float, str, object]] = []
         self.connections: list[Connection] = []
@@ -291,6 +292,8 @@ class Gen3Double:
     # ------------------------------------------------------------------ transports
 
     def connect(self, transport, kind: str, ip: str, port: int) -> Connection:
+        if self.connect_delay:
+            time.sleep(self.connect_delay)      # a SYN to an arm that does not answer
         with self.lock:
             self.log.append(Entry(self.clock(), kind, f"{kind}Transport.connect",
                                   {"ip": ip, "port": port}))
