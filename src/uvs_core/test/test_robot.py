@@ -23,6 +23,60 @@ def test_gen3_description(gen3):
     assert gen3.tool_offset == pytest.approx(0.12)
 
 
+def _rpy(roll: float, pitch: float, yaw: float) -> np.ndarray:
+    """URDF rpy (fixed axes x, y, z) -> (3, 3) rotation."""
+    cr, sr, cp, sp, cy, sy = (math.cos(roll), math.sin(roll), math.cos(pitch),
+                              math.sin(pitch), math.cos(yaw), math.sin(yaw))
+    rx = np.array([[1, 0, 0], [0, cr, -sr], [0, sr, cr]])
+    ry = np.array([[cp, 0, sp], [0, 1, 0], [-sp, 0, cp]])
+    rz = np.array([[cy, -sy, 0], [sy, cy, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+# ros2_kortex kortex_description, arms/gen3/6dof/urdf/gen3_macro.xacro: the origins
+# (xyz m, rpy rad) of joint_1 .. joint_6 (axis z each) and of the fixed end_effector joint.
+_KORTEX_6DOF_JOINTS = [
+    ((0.0, 0.0, 0.15643), (-3.1416, 0.0, 0.0)),
+    ((0.0, 0.005375, -0.12838), (1.5708, 0.0, 0.0)),
+    ((0.0, -0.41, 0.0), (3.1416, 0.0, 0.0)),
+    ((0.0, 0.20843, -0.006375), (1.5708, 0.0, 0.0)),
+    ((0.0, -0.00017505, -0.10593), (-1.5708, 0.0, 0.0)),
+    ((0.0, 0.10593, -0.00017505), (1.5708, 0.0, 0.0)),
+]
+_KORTEX_6DOF_END_EFFECTOR = ((0.0, 0.0, -0.061525), (math.pi, 0.0, math.pi))
+
+
+def _kortex_6dof_end_effector(q: np.ndarray) -> np.ndarray:
+    def origin(xyz, rpy):
+        t = np.eye(4)
+        t[:3, :3], t[:3, 3] = _rpy(*rpy), xyz
+        return t
+
+    t = np.eye(4)
+    for (xyz, rpy), angle in zip(_KORTEX_6DOF_JOINTS, q):
+        turn = np.eye(4)
+        turn[:2, :2] = [[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]
+        t = t @ origin(xyz, rpy) @ turn
+    return t @ origin(*_KORTEX_6DOF_END_EFFECTOR)
+
+
+def test_gen3_6dof_matches_kortex_description(rng):
+    """The user guide's 6-DOF DH table and kortex_description's URDF: the same
+    end_effector_link (the flange) within 0.4 mm and 1e-4 rad, joint zeros and directions
+    included (kortex's xacro rounds the offsets, e.g. 0.15643 + 0.12838 m vs 0.2848 m)."""
+    robot = dataclasses.replace(load_robot("gen3_6dof"), tool_offset=0.0)
+    assert robot.n == 6 and robot.continuous.tolist() == [True, False, False, True, False,
+                                                          True]
+    np.testing.assert_allclose(robot.upper[[1, 2, 4]], [2.24, 2.57, 2.09])
+    for q in rng.uniform(-math.pi, math.pi, size=(200, 6)):
+        ours, theirs = robot.fk(q), _kortex_6dof_end_effector(q)
+        np.testing.assert_allclose(ours[:3, 3], theirs[:3, 3], atol=4e-4)
+        np.testing.assert_allclose(ours[:3, :3], theirs[:3, :3], atol=1e-4)
+    # Straight up at q = 0; with the 0.12 m gripper the tool point is above the flange.
+    np.testing.assert_allclose(load_robot("gen3_6dof").position(np.zeros(6)),
+                               [0.0, 0.001, 1.1765 + 0.12], atol=1e-9)
+
+
 def test_robot_is_immutable(gen3):
     with pytest.raises(dataclasses.FrozenInstanceError):
         gen3.tool_offset = 0.2
@@ -79,7 +133,7 @@ def test_frames_end_at_base_and_tool(gen3, rng):
     assert np.all(np.abs(origins) <= 0.0246 + 1e-12)
 
 
-@pytest.mark.parametrize("robot_name", ["gen3", "ur5e"])
+@pytest.mark.parametrize("robot_name", ["gen3", "gen3_6dof", "ur5e"])
 def test_position_jacobian_matches_finite_differences(robot_name, rng, central_difference):
     """Cross-product Jacobian vs central differences (error bound ~1e-11 m/rad, see
     conftest._central_difference); tolerance 1e-8."""
@@ -90,7 +144,7 @@ def test_position_jacobian_matches_finite_differences(robot_name, rng, central_d
         np.testing.assert_allclose(robot.jacobian(q), numeric, atol=1e-8)
 
 
-@pytest.mark.parametrize("robot_name", ["gen3", "ur5e"])
+@pytest.mark.parametrize("robot_name", ["gen3", "gen3_6dof", "ur5e"])
 def test_pose_jacobian_matches_finite_differences(robot_name, rng):
     """Angular rows: dR/dq_i R^T = skew(w_i), by central differences of R."""
     robot = load_robot(robot_name)
@@ -108,7 +162,7 @@ def test_pose_jacobian_matches_finite_differences(robot_name, rng):
             np.testing.assert_allclose(jac[3:, i], [s[2, 1], s[0, 2], s[1, 0]], atol=1e-8)
 
 
-@pytest.mark.parametrize("robot_name", ["gen3", "ur5e"])
+@pytest.mark.parametrize("robot_name", ["gen3", "gen3_6dof", "ur5e"])
 def test_batched_equals_looped(robot_name, rng):
     robot = load_robot(robot_name)
     q = robot.sample(rng, 6)
@@ -122,7 +176,7 @@ def test_batched_equals_looped(robot_name, rng):
                                    batched.reshape(2, 3, *batched.shape[1:]), atol=1e-14)
 
 
-@pytest.mark.parametrize("robot_name", ["gen3", "ur5e"])
+@pytest.mark.parametrize("robot_name", ["gen3", "gen3_6dof", "ur5e"])
 def test_single_configuration_fast_path_equals_batched(robot_name, rng):
     """q (n,) takes _chain_single (cached rows, 4x4 products), (B, n) the batched walk."""
     robot = load_robot(robot_name)
@@ -136,7 +190,7 @@ def test_single_configuration_fast_path_equals_batched(robot_name, rng):
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("robot_name", ["gen3", "ur5e"])
+@pytest.mark.parametrize("robot_name", ["gen3", "gen3_6dof", "ur5e"])
 def test_single_configuration_jacobian_is_the_batched_bit_for_bit(robot_name, rng):
     """The fast path makes the same products and differences, not merely close ones."""
     robot = load_robot(robot_name)
@@ -195,7 +249,7 @@ def test_load_by_path_and_listing(tmp_path, gen3):
     robot = load_robot(str(path))
     assert robot.name == "my_arm" and robot.source == str(path)
     np.testing.assert_allclose(robot.position(np.zeros(7)), gen3.position(np.zeros(7)))
-    assert {"gen3", "ur5e"} <= set(available_robots())
+    assert {"gen3", "gen3_6dof", "ur5e"} <= set(available_robots())
 
 
 def test_share_directory_is_searched_first(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ import pytest
 from uvs_core.robot import Robot, load_robot
 from uvs_core.urdf import TOOL_LINK, robot_urdf, rpy_from_matrix
 
-ROBOTS = ("gen3", "ur5e")
+ROBOTS = ("gen3", "gen3_6dof", "ur5e")
 SAMPLES = 200
 KORTEX_LINKS = ("base_link", "shoulder_link", "half_arm_1_link", "half_arm_2_link",
                 "forearm_link", "spherical_wrist_1_link", "spherical_wrist_2_link",

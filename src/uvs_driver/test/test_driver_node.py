@@ -293,3 +293,28 @@ def test_a_new_rate_changes_the_tick_and_the_step(make_graph):
 def test_bad_start_parameters_are_refused_with_the_reason(ros_context, name, value, why):
     with pytest.raises(ValueError, match=why):
         DriverNode(context=ros_context, parameter_overrides=[Parameter(name, value=value)])
+
+
+def test_defect3_the_position_guard_holds_a_joint_before_its_limit(make_graph):
+    """The simulation used to run joint_2 into its limit (clipped there); the driver now
+    holds it while its position limit_lookahead s ahead would pass the limit."""
+    rate = 50.0
+    driver, probe = make_graph(rate=rate, command_timeout=5.0, limit_lookahead=0.5,
+                               limit_margin=0.02)
+    upper = driver.robot.upper[1]
+    sent = probe.send([0.0, 1.2, 0.0, 0.0, 0.0, 0.0, 0.0])
+    assert probe.spin_until(lambda: len(probe.after(sent)) >= 150, timeout=10.0)  # 3 s
+    q2 = np.array([q[1] for _, q, _ in probe.after(sent)])
+    assert np.all(q2 < upper - 0.02)
+    assert q2.max() > upper - 0.02 - 1.2 * 0.5 - 1.2 / rate   # held no earlier than needed
+    assert probe.after(sent)[-1][2][1] == 0.0                 # held: zero velocity
+    # Moving away from the limit is not held.
+    away = probe.send([0.0, -0.5, 0.0, 0.0, 0.0, 0.0, 0.0])
+    assert probe.spin_until(lambda: len(probe.after(away)) >= 5)
+    assert probe.after(away)[-1][2][1] == -0.5
+
+
+def test_rate_is_capped_for_the_simulation_too(make_graph):
+    driver, _ = make_graph(rate=50.0)
+    result = driver.set_parameters([Parameter("rate", value=2000.0)])[0]
+    assert not result.successful and "1000" in result.reason

@@ -7,14 +7,19 @@ Every backend speaks the same units and order:
   order of ``joint_names`` (the order of ``/joint_states``);
 - task state ``x: (m,)`` in the units of ``task_name`` (m or px), or None.
 
-A backend does not limit velocities or watch for stale commands; the driver
-node does both before calling :meth:`Backend.command`.
+The driver node limits velocities, watches for stale commands and applies
+:func:`guard_position_limits` before calling :meth:`Backend.command`. Every
+failure of the arm or of the link to it is a :class:`BackendError`; no other
+exception leaves a backend method for an arm-side reason.
 """
 
 from __future__ import annotations
 
 import abc
 import threading
+import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -23,17 +28,28 @@ from uvs_core.tasks import Task
 
 __all__ = [
     "BACKEND_NAMES",
+    "GEN3_MAX_RATE",
     "KORTEX_INSTALL_HINT",
+    "MAX_RATE",
     "Backend",
     "BackendError",
     "Gen3Backend",
     "KortexMissingError",
+    "Reading",
     "SimBackend",
+    "guard_position_limits",
     "make_backend",
+    "unwrap_to",
     "wrap_to_pi",
 ]
 
 BACKEND_NAMES = ("sim", "gen3")
+
+#: Hz. High-level Kortex commands go over TCP and top out near 40 Hz (Kinova: the 1 kHz
+#: low-level loop over UDP "is not meant to be run under Python").
+GEN3_MAX_RATE = 40.0
+#: Hz, the highest tick rate each backend accepts.
+MAX_RATE = {"sim": 1000.0, "gen3": GEN3_MAX_RATE}
 
 KORTEX_INSTALL_HINT = (
     "the gen3 backend needs Kinova's Kortex Python API (module 'kortex_api'), which is not on "
@@ -46,17 +62,80 @@ KORTEX_INSTALL_HINT = (
 
 
 class BackendError(RuntimeError):
-    """The arm refused or failed a request; the message says which and why."""
+    """The arm refused or failed a request; the message says which and why.
+
+    kind: "refused" (the arm answered with an error; ``sub_code`` is Kortex's
+    SubErrorCodes value), "timeout" (no answer in time), "connection" (the link is
+    broken), "client" (the Kortex client library failed), "config" (the arm is set up
+    differently from the robot description), "fault" (the arm is in fault), or "" .
+    """
+
+    def __init__(self, message: str, kind: str = "", sub_code: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.sub_code = sub_code
 
 
 class KortexMissingError(BackendError, ImportError):
     """kortex_api is not installed; the message says how to install it."""
 
 
+class Reading(NamedTuple):
+    """One reading of the arm.
+
+    q: (n,) rad, continuous joints unwrapped (no jump at +-pi between readings);
+    x: (m,) task state, or None when unknown;
+    qdot: (n,) rad/s, measured joint velocity (sim: the velocity it integrated);
+    fault: why the arm does not take motion commands now (e.g. "ARMSTATE_IN_FAULT"),
+    None when it does.
+    """
+
+    q: np.ndarray
+    x: np.ndarray | None
+    qdot: np.ndarray
+    fault: str | None
+
+
 def wrap_to_pi(angle: np.ndarray) -> np.ndarray:
     """Wrap angles to (-pi, pi]. angle: (...,) rad -> (...,) rad."""
     angle = np.asarray(angle, dtype=float)
     return np.pi - np.mod(np.pi - angle, 2.0 * np.pi)
+
+
+def unwrap_to(raw: np.ndarray, previous: np.ndarray | None,
+              continuous: np.ndarray) -> np.ndarray:
+    """Joint angles from wrapped encoder readings, continuous joints kept next to the
+    previous reading (no jump between +pi and -pi).
+
+    raw: (n,) rad, any wrapping; previous: (n,) rad or None (first reading);
+    continuous: (n,) bool. Limited joints are wrapped to (-pi, pi]; a continuous joint
+    becomes ``previous + wrap_to_pi(raw - previous)``, the nearest angle equal to
+    ``raw`` modulo 2 pi. Returns (n,) rad.
+    """
+    q = wrap_to_pi(raw)
+    if previous is None:
+        return q
+    follow = previous + wrap_to_pi(q - previous)
+    return np.where(continuous, follow, q)
+
+
+def guard_position_limits(q: np.ndarray, qdot: np.ndarray, lower: np.ndarray,
+                          upper: np.ndarray, horizon: float,
+                          margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Zero the velocity of each joint that would pass a position limit within
+    ``horizon`` s at its commanded velocity (the paper's reference simulator looks
+    10 steps ahead); a joint moving away from the limit keeps its velocity.
+
+    q: (n,) rad; qdot: (n,) rad/s; lower, upper: (n,) rad (+-inf: continuous);
+    horizon: s, >= 0; margin: rad kept inside each limit.
+    Returns (qdot guarded (n,) rad/s, blocked (n,) bool).
+    """
+    q = np.asarray(q, dtype=float)
+    qdot = np.asarray(qdot, dtype=float)
+    ahead = q + qdot * float(horizon)
+    blocked = (((qdot > 0.0) & (ahead > upper - margin))
+               | ((qdot < 0.0) & (ahead < lower + margin)))
+    return np.where(blocked, 0.0, qdot), blocked
 
 
 class Backend(abc.ABC):
@@ -67,9 +146,10 @@ class Backend(abc.ABC):
         task_name: name carried by the task state (TaskState.task).
         labels: (m,) names of the components of x.
         has_faults: the arm has faults that ``clear_faults`` can clear.
-        concurrent_home: ``home`` may run in one thread while ``read`` runs in
+        concurrent_home: ``home`` may run in one thread while ``read_state`` runs in
             another (a real arm moving home for seconds); otherwise the driver
             serialises ``home`` with its ticks.
+        max_rate: Hz, the highest tick rate the arm can follow.
     """
 
     joint_names: tuple[str, ...] = ()
@@ -77,6 +157,7 @@ class Backend(abc.ABC):
     labels: tuple[str, ...] = ()
     has_faults = False
     concurrent_home = False
+    max_rate = MAX_RATE["sim"]
 
     @property
     def n(self) -> int:
@@ -84,8 +165,13 @@ class Backend(abc.ABC):
         return len(self.joint_names)
 
     @abc.abstractmethod
+    def read_state(self) -> Reading:
+        """The arm now: positions, task state, measured velocities, fault."""
+
     def read(self) -> tuple[np.ndarray, np.ndarray | None]:
         """Current state: (q (n,) rad, x (m,) or None when the task state is unknown)."""
+        reading = self.read_state()
+        return reading.q, reading.x
 
     @abc.abstractmethod
     def command(self, qdot: np.ndarray) -> None:
@@ -99,11 +185,15 @@ class Backend(abc.ABC):
         """Stop all motion now (zero velocity)."""
 
     @abc.abstractmethod
-    def home(self, timeout: float) -> None:
-        """Move to the home pose within ``timeout`` s; BackendError when it cannot."""
+    def home(self, timeout: float, q: np.ndarray | None = None) -> None:
+        """Move to ``q: (n,) rad`` (default: the backend's own home pose) within
+        ``timeout`` s; BackendError when it cannot."""
 
     def clear_faults(self) -> None:  # noqa: B027 - only real arms have faults
         """Clear the arm's faults; nothing to do for a simulated arm."""
+
+    def set_tick_period(self, period: float) -> None:  # noqa: B027 - only real arms care
+        """The driver ticks every ``period`` s from now on (RPC timeouts follow it)."""
 
     def close(self) -> None:
         """Stop and release the arm; safe to call twice."""
@@ -141,9 +231,10 @@ class SimBackend(Backend):
         self._sim = Simulation(task, dt=dt)
         self._qdot = np.zeros(self.robot.n)
 
-    def read(self) -> tuple[np.ndarray, np.ndarray]:
-        """(q (n,) rad, x (m,) task state of the model)."""
-        return self._sim.q[0].copy(), self._sim.x[0].copy()
+    def read_state(self) -> Reading:
+        """q (n,) rad and x (m,) of the model; qdot: the held command (what the kinematic
+        simulation integrates)."""
+        return Reading(self._sim.q[0].copy(), self._sim.x[0].copy(), self._qdot.copy(), None)
 
     def command(self, qdot: np.ndarray) -> None:
         qdot = np.asarray(qdot, dtype=float)
@@ -167,10 +258,10 @@ class SimBackend(Backend):
     def stop(self) -> None:
         self._qdot = np.zeros(self.robot.n)
 
-    def home(self, timeout: float) -> None:
-        """Jump to the task's home (``task.q_fixed``) at once and stop."""
+    def home(self, timeout: float, q: np.ndarray | None = None) -> None:
+        """Jump to ``q`` (default the task's home, ``task.q_fixed``) at once and stop."""
         self.stop()
-        self._sim.reset()
+        self._sim.reset(None if q is None else np.asarray(q, dtype=float))
 
 
 class Gen3Backend(Backend):
@@ -180,14 +271,29 @@ class Gen3Backend(Backend):
     session (username, password, inactivity timeouts in ms), BaseClient, and
     BaseCyclicClient for feedback (over UDP ``udp_port`` with a session of its
     own, as Kinova's examples do, or over the TCP router when ``udp_port`` is
-    0), then single-level servoing mode. Anything failing on the way closes
-    what was opened.
+    0), single-level servoing mode, the actuator count, and (unless
+    ``tool_offset`` is None) the arm's tool configuration against
+    ``tool_offset``. Anything failing on the way closes what was opened.
+
+    Every RPC carries ``RouterClientSendOptions.timeout_ms``: about one tick
+    (``tick_period``) in the loop, ``setup_timeout_ms`` while connecting.
+    Timeouts, refusals, client errors and socket errors all become
+    BackendError. A feedback read is retried once (a lost UDP datagram).
 
     Commands go out as ``Base_pb2.JointSpeeds`` in deg/s (0-based joint
-    identifiers, duration 0: the speed holds until the next command or Stop,
-    so the driver's watchdog must send zeros). Feedback positions (deg,
-    0..360) are wrapped to (-pi, pi] rad. The task state is the tool position
-    ``tool_pose_x/y/z`` (m, base frame) reported by the arm, task name "reach".
+    identifiers, duration 0: the speed holds until the next command or Stop).
+    A zero command after motion sends one ``Base.Stop`` (as Kinova's examples
+    end motion); while the arm is idle nothing is sent, so the Web App and the
+    joystick keep control of an idle arm. A watchdog thread of the backend
+    sends Stop when the arm is moving and no command came for
+    ``watchdog_timeout`` s (3 ticks), whatever the caller's thread is doing.
+    When Stop cannot go out on the session's connection (a broken socket), it is
+    sent over a fresh connection.
+
+    Feedback positions (deg, 0..360) become rad, limited joints wrapped to
+    (-pi, pi], continuous joints (``continuous``) unwrapped against the previous
+    reading; velocities are the measured ones. The task state is the tool
+    position ``tool_pose_x/y/z`` (m, base frame), task name "reach".
 
     joint_names: (n,) names for the actuators, in actuator order (n must equal
     the arm's actuator count). kortex_api is imported here only, so the rest
@@ -198,16 +304,25 @@ class Gen3Backend(Backend):
     concurrent_home = True
     task_name = "reach"
     labels = ("x", "y", "z")
+    max_rate = GEN3_MAX_RATE
+    #: the stored action ``home(timeout)`` runs when given no pose
+    home_action_name = "Home"
 
     def __init__(self, joint_names, ip: str = "192.168.1.10", tcp_port: int = 10000,
                  udp_port: int = 10001, username: str = "admin", password: str = "admin",
                  session_inactivity_timeout_ms: int = 60000,
                  connection_inactivity_timeout_ms: int = 2000,
-                 close_timeout_ms: int = 1000) -> None:
+                 close_timeout_ms: int = 1000, setup_timeout_ms: int = 2000,
+                 tick_period: float = 0.05, continuous=None,
+                 tool_offset: float | None = None, tool_tolerance: float = 0.001,
+                 clear_timeout: float = 3.0) -> None:
         try:
             from kortex_api.autogen.client_stubs.BaseClientRpc import BaseClient
             from kortex_api.autogen.client_stubs.BaseCyclicClientRpc import BaseCyclicClient
-            from kortex_api.autogen.messages import Base_pb2, Session_pb2
+            from kortex_api.autogen.client_stubs.ControlConfigClientRpc import (
+                ControlConfigClient,
+            )
+            from kortex_api.autogen.messages import Base_pb2, Common_pb2, Errors_pb2, Session_pb2
             from kortex_api.Exceptions.KClientException import KClientException
             from kortex_api.Exceptions.KServerException import KServerException
             from kortex_api.RouterClient import RouterClient, RouterClientSendOptions
@@ -218,155 +333,458 @@ class Gen3Backend(Backend):
             raise KortexMissingError(f"{KORTEX_INSTALL_HINT} ({exc})") from exc
 
         self.joint_names = tuple(joint_names)
-        self._base_pb2 = Base_pb2
+        self.continuous = (np.zeros(self.n, dtype=bool) if continuous is None
+                           else np.asarray(continuous, dtype=bool))
+        self.ip = ip
+        self._pb2, self._common, self._errors_pb2 = Base_pb2, Common_pb2, Errors_pb2
         self._send_options = RouterClientSendOptions
+        self._kserver, self._kclient = KServerException, KClientException
+        self._kortex = (TCPTransport, RouterClient, SessionManager, Session_pb2, BaseClient)
+        self._login = (username, password, int(session_inactivity_timeout_ms),
+                       int(connection_inactivity_timeout_ms))
+        self._tcp_port = int(tcp_port)
         self._close_timeout_ms = int(close_timeout_ms)
-        # What the Kortex API raises on refused or failed calls.
-        self._errors = (KServerException, KClientException)
+        self._setup_timeout_ms = int(setup_timeout_ms)
+        self._clear_timeout = float(clear_timeout)
+        self.rpc_timeout_ms = 50
+        self.watchdog_timeout = 0.15
+        self.set_tick_period(tick_period)
+        #: client-side errors the Kortex router reported asynchronously (latest last)
+        self.router_errors: list[str] = []
+        #: Stops the watchdog sent; ``on_watchdog_stop(seconds_since_last_command)`` is
+        #: called after each (from the watchdog thread).
+        self.watchdog_stops = 0
+        self.on_watchdog_stop: Callable[[float], None] | None = None
         self._closed = False
         self._close_lock = threading.Lock()
-        # (transport, session manager or None) per connection, closed in reverse order.
-        self._connections: list[tuple[object, object | None]] = []
-        self.ip = ip
+        # Orders motion RPCs (tick, services, watchdog) on the command connection.
+        self._motion_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._moving = False           # speeds were sent and no Stop since
+        self._fed = time.monotonic()   # last command() call
+        self._lost: str | None = None  # why the command connection is unusable
+        self._q: np.ndarray | None = None
+        self._closing = threading.Event()
+        self._watchdog: threading.Thread | None = None
+        self._fresh_stop: tuple[threading.Thread, list] | None = None
+        #: s a caller waits for a Stop over a new connection (it goes on in the background)
+        self.fresh_stop_timeout = 0.5
+        # (transport, router, session manager or None) per connection, closed in reverse.
+        self._connections: list[tuple[object, object, object | None]] = []
         try:
-            router = self._connect(TCPTransport, RouterClient, SessionManager, Session_pb2,
-                                   ip, tcp_port, username, password,
-                                   session_inactivity_timeout_ms,
-                                   connection_inactivity_timeout_ms)
+            router = self._connect(TCPTransport, ip, tcp_port, self._setup_timeout_ms)
             feedback_router = router
             if udp_port:
-                feedback_router = self._connect(UDPTransport, RouterClient, SessionManager,
-                                                Session_pb2, ip, udp_port, username, password,
-                                                session_inactivity_timeout_ms,
-                                                connection_inactivity_timeout_ms)
+                feedback_router = self._connect(UDPTransport, ip, udp_port,
+                                                self._setup_timeout_ms)
             self._base = BaseClient(router)
             self._cyclic = BaseCyclicClient(feedback_router)
-            mode = Base_pb2.ServoingModeInformation()
-            mode.servoing_mode = Base_pb2.SINGLE_LEVEL_SERVOING
-            self._base.SetServoingMode(mode)
-            actuators = len(self._cyclic.RefreshFeedback().actuators)
+            self._control = ControlConfigClient(router)
+            self._set_single_level(self._setup_timeout_ms)
+            actuators = self._call("GetActuatorCount", self._base.GetActuatorCount,
+                                   timeout_ms=self._setup_timeout_ms).count
             if actuators != self.n:
-                raise BackendError(f"the arm at {ip} has {actuators} actuators, the robot "
-                                   f"description {self.n} joints {list(self.joint_names)}")
+                raise BackendError(f"Gen3 at {ip}: the arm has {actuators} actuators, the "
+                                   f"robot description {self.n} joints {list(self.joint_names)}",
+                                   kind="config")
+            if tool_offset is not None:
+                self._check_tool(float(tool_offset), float(tool_tolerance))
+            self.read_state()
         except BaseException as exc:
             self._disconnect()
-            if isinstance(exc, self._errors):
-                raise BackendError(f"Gen3 at {ip}: connection failed: {exc}") from exc
+            if isinstance(exc, BackendError):
+                raise
+            if isinstance(exc, (KServerException, KClientException, OSError)):
+                raise BackendError(f"Gen3 at {ip}: connection failed: {exc}",
+                                   kind="connection") from exc
             raise
+        self._watchdog = threading.Thread(target=self._watch, daemon=True,
+                                          name="gen3-watchdog")
+        self._watchdog.start()
 
-    def _connect(self, transport_cls, router_cls, session_cls, session_pb2, ip, port,
-                 username, password, session_timeout_ms, connection_timeout_ms):
+    # ------------------------------------------------------------------ connection
+
+    def _options(self, timeout_ms: int):
+        options = self._send_options()
+        options.timeout_ms = int(timeout_ms)
+        return options
+
+    def _connect(self, transport_cls, ip, port, timeout_ms: int):
+        _, router_cls, session_cls, session_pb2, _ = self._kortex
         transport = transport_cls()
-        router = router_cls(transport, router_cls.basicErrorCallback)
-        self._connections.append((transport, None))
+        router = router_cls(transport, self._on_router_error)
+        self._connections.append((transport, router, None))
         transport.connect(ip, int(port))
+        session = session_cls(router, self._on_connection_timeout)
+        session.CreateSession(self._session_info(session_pb2), self._options(timeout_ms))
+        self._connections[-1] = (transport, router, session)
+        return router
+
+    def _session_info(self, session_pb2):
+        username, password, session_ms, connection_ms = self._login
         info = session_pb2.CreateSessionInfo()
         info.username = username
         info.password = password
-        info.session_inactivity_timeout = int(session_timeout_ms)
-        info.connection_inactivity_timeout = int(connection_timeout_ms)
-        session = session_cls(router)
-        session.CreateSession(info)
-        self._connections[-1] = (transport, session)
-        return router
+        info.session_inactivity_timeout = session_ms
+        info.connection_inactivity_timeout = connection_ms
+        return info
 
-    def _disconnect(self) -> None:
-        """Close every session, then disconnect every transport, even when one fails."""
+    def _on_router_error(self, exception) -> None:
+        self.router_errors = [*self.router_errors[-9:], str(exception)]
+
+    def _on_connection_timeout(self) -> None:
+        self._lost = self._lost or "no answer from the arm for the session inactivity timeout"
+
+    def _disconnect(self) -> list[str]:
+        """Close every session, then disconnect every transport, each in its own try, so
+        one dead socket does not leave the others open. Returns what failed."""
+        failures = []
         while self._connections:
-            transport, session = self._connections.pop()
+            transport, router, session = self._connections.pop()
+            kind = type(transport).__name__
+            if session is not None:
+                try:
+                    session.CloseSession(self._options(self._close_timeout_ms))
+                except (self._kserver, self._kclient, OSError) as exc:
+                    failures.append(f"{kind} CloseSession: {exc}")
             try:
-                if session is not None:
-                    options = self._send_options()
-                    options.timeout_ms = self._close_timeout_ms
-                    session.CloseSession(options)
-            except self._errors:
-                pass  # the session dies with the transport anyway
-            finally:
+                router.SetActivationStatus(False)
                 transport.disconnect()
+            except OSError as exc:
+                failures.append(f"{kind} disconnect: {exc}")
+        return failures
 
-    def _call(self, what: str, fn, *args):
+    def _call(self, what: str, fn, *args, timeout_ms: int | None = None, retries: int = 0):
+        """``fn(*args, options=...)`` with a timeout; every failure becomes BackendError."""
+        timeout_ms = self.rpc_timeout_ms if timeout_ms is None else int(timeout_ms)
+        options = self._options(timeout_ms)
+        for attempt in range(retries + 1):
+            try:
+                return fn(*args, options=options)
+            except TimeoutError as exc:   # concurrent.futures.TimeoutError (an OSError)
+                if attempt == retries:
+                    tries = f" ({retries + 1} tries)" if retries else ""
+                    raise BackendError(f"Gen3 at {self.ip}: {what}: no answer within "
+                                       f"{timeout_ms} ms{tries}", kind="timeout") from exc
+            except self._kserver as exc:
+                sub = exc.get_error_sub_code()
+                raise BackendError(
+                    f"Gen3 at {self.ip}: {what} refused: {self._sub_name(sub)} "
+                    f"({str(exc).strip()})", kind="refused", sub_code=sub) from exc
+            except self._kclient as exc:
+                raise BackendError(f"Gen3 at {self.ip}: {what} failed in the Kortex client: "
+                                   f"{exc}", kind="client") from exc
+            except OSError as exc:        # BrokenPipeError, ConnectionResetError, ...
+                raise BackendError(f"Gen3 at {self.ip}: {what}: connection broken: {exc}",
+                                   kind="connection") from exc
+        raise AssertionError("unreachable")
+
+    def _sub_name(self, sub: int) -> str:
         try:
-            return fn(*args)
-        except self._errors as exc:
-            raise BackendError(f"Gen3 at {self.ip}: {what} failed: {exc}") from exc
+            return self._errors_pb2.SubErrorCodes.Name(sub)
+        except ValueError:
+            return f"sub error {sub}"
 
-    def read(self) -> tuple[np.ndarray, np.ndarray]:
-        """(q (n,) rad in (-pi, pi], x (3,) m tool position in the base frame)."""
-        feedback = self._call("RefreshFeedback", self._cyclic.RefreshFeedback)
-        deg = np.array([feedback.actuators[i].position for i in range(self.n)], dtype=float)
+    def _set_single_level(self, timeout_ms: int | None = None) -> None:
+        mode = self._pb2.ServoingModeInformation()
+        mode.servoing_mode = self._pb2.SINGLE_LEVEL_SERVOING
+        self._call("SetServoingMode", self._base.SetServoingMode, mode, timeout_ms=timeout_ms)
+
+    def _check_tool(self, tool_offset: float, tolerance: float) -> None:
+        """The arm reports tool_pose_x/y/z at its configured tool frame; the model's tool
+        point is ``tool_offset`` m along the flange's z. They must be the same point."""
+        config = self._call("GetToolConfiguration", self._control.GetToolConfiguration,
+                            timeout_ms=self._setup_timeout_ms)
+        t = config.tool_transform
+        offset = np.array([t.x, t.y, t.z - tool_offset])
+        if np.max(np.abs(offset)) > tolerance:
+            raise BackendError(
+                f"Gen3 at {self.ip}: the arm's tool frame is at x={t.x:.4f} y={t.y:.4f} "
+                f"z={t.z:.4f} m from the interface module (ControlConfig tool configuration), "
+                f"but the robot description's tool point is tool_offset={tool_offset:.4f} m "
+                "along z: the reported tool position would not be the model's. Set the tool "
+                "in the Kortex Web App (or ControlConfig.SetToolConfiguration) or use a robot "
+                "description with the matching tool_offset", kind="config")
+
+    def set_tick_period(self, period: float) -> None:
+        """RPC timeout = one tick (10..1000 ms); watchdog = 3 ticks."""
+        self.rpc_timeout_ms = int(min(max(round(1000.0 * period), 10), 1000))
+        self.watchdog_timeout = 3.0 * float(period)
+
+    # ------------------------------------------------------------------ state
+
+    def read_state(self) -> Reading:
+        """q (n,) rad (continuous joints unwrapped), x (3,) m tool position in the base
+        frame, qdot (n,) rad/s measured, fault from the arm state and fault banks."""
+        feedback = self._call("RefreshFeedback", self._cyclic.RefreshFeedback, retries=1)
+        actuators = feedback.actuators
+        if len(actuators) < self.n:
+            raise BackendError(f"Gen3 at {self.ip}: feedback has {len(actuators)} actuators, "
+                               f"expected {self.n}", kind="config")
+        deg = np.array([actuators[i].position for i in range(self.n)], dtype=float)
+        vel = np.array([actuators[i].velocity for i in range(self.n)], dtype=float)
+        q = unwrap_to(np.deg2rad(deg), self._q, self.continuous)
+        self._q = q
         base = feedback.base
         x = np.array([base.tool_pose_x, base.tool_pose_y, base.tool_pose_z], dtype=float)
-        return wrap_to_pi(np.deg2rad(deg)), x
+        return Reading(q, x, np.deg2rad(vel), self._fault(feedback))
+
+    def _fault(self, feedback) -> str | None:
+        if self._lost:
+            return f"connection lost: {self._lost}"
+        common = self._common
+        state = feedback.base.active_state
+        if state in (common.ARMSTATE_SERVOING_READY, common.ARMSTATE_SERVOING_PLAYING_SEQUENCE,
+                     common.ARMSTATE_SERVOING_MANUALLY_CONTROLLED):
+            banks = [(i, a.fault_bank_a, a.fault_bank_b)
+                     for i, a in enumerate(feedback.actuators) if a.fault_bank_a or a.fault_bank_b]
+            if feedback.base.fault_bank_a or feedback.base.fault_bank_b or banks:
+                return (f"fault banks set (base a={feedback.base.fault_bank_a:#x} "
+                        f"b={feedback.base.fault_bank_b:#x}, actuators {banks})")
+            return None
+        try:
+            name = common.ArmState.Name(state)
+        except ValueError:
+            name = f"arm state {state}"
+        return f"{name} (base fault bank a={feedback.base.fault_bank_a:#x})"
+
+    # ------------------------------------------------------------------ motion
 
     def command(self, qdot: np.ndarray) -> None:
-        """Send joint speeds ``qdot: (n,) rad/s`` (as deg/s, duration 0)."""
+        """Send joint speeds ``qdot: (n,) rad/s`` (as deg/s, duration 0); all zeros after
+        motion sends one Stop, all zeros while idle sends nothing."""
         qdot = np.asarray(qdot, dtype=float)
         if qdot.shape != (self.n,) or not np.all(np.isfinite(qdot)):
             raise ValueError(f"command must be {self.n} finite velocities, got {qdot}")
-        speeds = self._base_pb2.JointSpeeds()
+        with self._state_lock:
+            self._fed = time.monotonic()
+        if not np.any(qdot):
+            if self._moving:
+                self.stop()
+            return
+        if self._lost:
+            raise BackendError(f"Gen3 at {self.ip}: not commanding: {self._lost}",
+                               kind="connection")
+        speeds = self._pb2.JointSpeeds()
         for i, value in enumerate(np.rad2deg(qdot)):
             speed = speeds.joint_speeds.add()
             speed.joint_identifier = i
             speed.value = float(value)
             speed.duration = 0
-        self._call("SendJointSpeedsCommand", self._base.SendJointSpeedsCommand, speeds)
+        with self._motion_lock:
+            self._moving = True   # before sending: a lost answer may still mean it moves
+            self._call_motion("SendJointSpeedsCommand", self._base.SendJointSpeedsCommand,
+                              speeds)
+
+    def _call_motion(self, what, fn, *args):
+        try:
+            return self._call(what, fn, *args)
+        except BackendError as exc:
+            if exc.kind == "connection":
+                self._lost = self._lost or f"command connection broken ({exc})"
+            raise
 
     def stop(self) -> None:
-        self._call("Stop", self._base.Stop)
+        """Base.Stop; over a fresh connection when the session's connection is broken."""
+        self._send_stop(self._motion_lock)
+
+    def _send_stop(self, lock: threading.Lock, lock_timeout: float = -1) -> None:
+        # A stuck holder of the lock must not keep a Stop from going out (the watchdog
+        # passes a timeout; the router itself takes concurrent requests).
+        locked = lock.acquire(timeout=lock_timeout)
+        try:
+            if not self._lost:
+                try:
+                    self._call_motion("Stop", self._base.Stop)
+                except BackendError as exc:
+                    if exc.kind == "refused" and exc.sub_code == self._errors_pb2.ROBOT_NOT_MOVING:
+                        pass     # nothing to stop
+                    elif exc.kind != "connection":
+                        raise
+            if self._lost:
+                self._stop_over_new_connection_within()
+            self._moving = False
+        finally:
+            if locked:
+                lock.release()
+
+    def _stop_over_new_connection_within(self) -> None:
+        """:meth:`_stop_over_new_connection` in a thread of its own, waited for at most
+        ``fresh_stop_timeout`` s: a TCP connect to an arm that is gone can block for the
+        operating system's connect timeout, and the caller (a tick) must not."""
+        if self._fresh_stop is None or not self._fresh_stop[0].is_alive():
+            outcome: list[BackendError | None] = []
+
+            def run() -> None:
+                try:
+                    self._stop_over_new_connection()
+                    outcome.append(None)
+                except BackendError as exc:
+                    outcome.append(exc)
+
+            thread = threading.Thread(target=run, daemon=True, name="gen3-fresh-stop")
+            self._fresh_stop = (thread, outcome)
+            thread.start()
+        thread, outcome = self._fresh_stop
+        thread.join(self.fresh_stop_timeout)
+        if thread.is_alive():
+            raise BackendError(f"Gen3 at {self.ip}: Stop over a new connection not done "
+                               f"within {self.fresh_stop_timeout:g} s (still trying); the "
+                               f"command connection was lost: {self._lost}", kind="connection")
+        if outcome and outcome[0] is not None:
+            raise outcome[0]
+
+    def _stop_over_new_connection(self) -> None:
+        """Open a new TCP session only to send Stop, then close it (all with short
+        timeouts): the arm must stop even when the session's socket is dead."""
+        tcp_cls, router_cls, session_cls, session_pb2, base_cls = self._kortex
+        transport = tcp_cls()
+        router = router_cls(transport, self._on_router_error)
+        session = None
+        timeout_ms = max(self.rpc_timeout_ms, 200)
+        try:
+            transport.connect(self.ip, self._tcp_port)
+            session = session_cls(router, self._on_connection_timeout)
+            session.CreateSession(self._session_info(session_pb2), self._options(timeout_ms))
+            base_cls(router).Stop(options=self._options(timeout_ms))
+        except (self._kserver, self._kclient, OSError) as exc:   # incl. TimeoutError
+            raise BackendError(f"Gen3 at {self.ip}: Stop over a new connection failed "
+                               f"({exc}); the command connection was lost: {self._lost}",
+                               kind="connection") from exc
+        finally:
+            if session is not None:
+                session.CloseSession(self._options(timeout_ms))
+            router.SetActivationStatus(False)
+            try:
+                transport.disconnect()
+            except OSError:
+                pass   # the Stop is what mattered
+
+    def _watch(self) -> None:
+        """Backend watchdog thread: Stop when moving and no command for watchdog_timeout."""
+        while not self._closing.is_set():
+            with self._state_lock:
+                silent = time.monotonic() - self._fed
+                due = self._moving and silent > self.watchdog_timeout
+            if due:
+                try:
+                    self._send_stop(self._motion_lock, lock_timeout=self.watchdog_timeout)
+                except BackendError:
+                    self._closing.wait(self.watchdog_timeout)   # retry, not in a busy loop
+                    continue
+                self.watchdog_stops += 1
+                if self.on_watchdog_stop is not None:
+                    self.on_watchdog_stop(silent)
+                continue
+            wait = self.watchdog_timeout - silent if self._moving else self.watchdog_timeout
+            self._closing.wait(min(max(wait, 0.002), self.watchdog_timeout))
 
     def clear_faults(self) -> None:
+        """ClearFaults, then wait (``clear_timeout``) until the arm leaves the fault state,
+        and put it back in single-level servoing if the fault clearing left it elsewhere."""
         self._call("ClearFaults", self._base.ClearFaults)
+        deadline = time.monotonic() + self._clear_timeout
+        fault_state = self._common.ARMSTATE_IN_FAULT
+        while self._call("GetArmState", self._base.GetArmState).active_state == fault_state:
+            if time.monotonic() > deadline:
+                raise BackendError(
+                    f"Gen3 at {self.ip}: still ARMSTATE_IN_FAULT {self._clear_timeout:g} s "
+                    "after ClearFaults: the cause persists (see the fault banks in the Web "
+                    "App)", kind="fault")
+            time.sleep(0.02)
+        mode = self._call("GetServoingMode", self._base.GetServoingMode).servoing_mode
+        if mode != self._pb2.SINGLE_LEVEL_SERVOING:
+            self._set_single_level()
+        state = self._call("GetArmState", self._base.GetArmState).active_state
+        if state != self._common.ARMSTATE_SERVOING_READY:
+            raise BackendError(f"Gen3 at {self.ip}: after ClearFaults the arm is "
+                               f"{self._common.ArmState.Name(state)}, not ready", kind="fault")
 
-    def home(self, timeout: float) -> None:
-        """Run the arm's stored "Home" action; wait for its end at most ``timeout`` s."""
-        pb2 = self._base_pb2
-        requested = pb2.RequestedActionType()
-        requested.action_type = pb2.REACH_JOINT_ANGLES
-        actions = self._call("ReadAllActions", self._base.ReadAllActions, requested)
-        handle = next((a.handle for a in actions.action_list if a.name == "Home"), None)
-        if handle is None:
-            raise BackendError(f"Gen3 at {self.ip}: no stored action named 'Home'")
+    def home(self, timeout: float, q: np.ndarray | None = None) -> None:
+        """Move to ``q: (n,) rad`` with a joint-angle action, or (q None) run the arm's
+        stored action ``home_action_name`` (Kinova's "Home"); wait for its end (END, or
+        ABORT / PREPROCESS_ABORT with the reason) at most ``timeout`` s."""
+        pb2 = self._pb2
+        if q is None:
+            requested = pb2.RequestedActionType()
+            requested.action_type = pb2.REACH_JOINT_ANGLES
+            actions = self._call("ReadAllActions", self._base.ReadAllActions, requested)
+            name = self.home_action_name
+            handle = next((a.handle for a in actions.action_list if a.name == name), None)
+            if handle is None:
+                raise BackendError(f"Gen3 at {self.ip}: no stored joint-angle action named "
+                                   f"{name!r}", kind="config")
+            what, execute, arg = name, self._base.ExecuteActionFromReference, handle
+        else:
+            action = pb2.Action()
+            action.name = "uvs home"
+            for i, value in enumerate(np.mod(np.rad2deg(np.asarray(q, dtype=float)), 360.0)):
+                angle = action.reach_joint_angles.joint_angles.joint_angles.add()
+                angle.joint_identifier = i
+                angle.value = float(value)
+            what, execute, arg = "the home pose", self._base.ExecuteAction, action
         ended = threading.Event()
-        outcome: list[int] = []
+        outcome: list = []
+        final = (pb2.ACTION_END, pb2.ACTION_ABORT, pb2.ACTION_PREPROCESS_ABORT)
 
         def on_action(notification) -> None:
-            if notification.action_event in (pb2.ACTION_END, pb2.ACTION_ABORT):
-                outcome.append(notification.action_event)
+            if notification.action_event in final and not ended.is_set():
+                outcome.append((notification.action_event, notification.abort_details))
                 ended.set()
 
+        self._moving = False
         subscription = self._call("OnNotificationActionTopic",
                                   self._base.OnNotificationActionTopic, on_action,
                                   pb2.NotificationOptions())
         try:
-            self._call("ExecuteActionFromReference", self._base.ExecuteActionFromReference,
-                       handle)
+            self._call(f"ExecuteAction ({what})", execute, arg)
             finished = ended.wait(timeout)
         finally:
-            self._call("Unsubscribe", self._base.Unsubscribe, subscription)
+            try:
+                self._call("Unsubscribe", self._base.Unsubscribe, subscription)
+            except BackendError:
+                pass   # the notification handle dies with the session anyway
         if not finished:
             self.stop()
-            raise BackendError(f"Gen3 at {self.ip}: Home did not finish within {timeout:g} s; "
-                               "stopped")
-        if outcome[0] != pb2.ACTION_END:
-            raise BackendError(f"Gen3 at {self.ip}: Home was aborted (faults? try clear_faults)")
+            raise BackendError(f"Gen3 at {self.ip}: {what} did not finish within {timeout:g} "
+                               "s; stopped", kind="timeout")
+        event, details = outcome[0]
+        if event != pb2.ACTION_END:
+            raise BackendError(
+                f"Gen3 at {self.ip}: {what} ended with {pb2.ActionEvent.Name(event)}: "
+                f"{self._sub_name(details)}", kind="refused", sub_code=details)
 
     def close(self) -> None:
-        """Stop the arm, close the sessions and disconnect, even when Stop fails."""
+        """Stop the watchdog, Stop the arm, close the sessions and disconnect, each step
+        even when an earlier one fails; BackendError lists what failed."""
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
+        self._closing.set()
+        if self._watchdog is not None:
+            self._watchdog.join(timeout=1.0)
+        failures = []
         try:
             self.stop()
-        finally:
-            self._disconnect()
+        except BackendError as exc:
+            failures.append(str(exc))
+        failures += self._disconnect()
+        if failures:
+            raise BackendError(f"Gen3 at {self.ip}: closing: {'; '.join(failures)}",
+                               kind="connection")
 
 
 def make_backend(name: str, task: Task, dt: float, **gen3) -> Backend:
     """Backend by name: "sim" (SimBackend(task, dt)) or "gen3" (Gen3Backend(joint names of
-    the task's robot, **gen3)). ValueError on an unknown name."""
+    the task's robot, its continuous joints and tool offset, tick period dt, **gen3)).
+    ValueError on an unknown name."""
     if name == "sim":
         return SimBackend(task, dt)
     if name == "gen3":
-        return Gen3Backend(task.robot.joint_names, **gen3)
+        robot = task.robot
+        gen3.setdefault("tool_offset", robot.tool_offset)
+        return Gen3Backend(robot.joint_names, continuous=robot.continuous, tick_period=dt,
+                           **gen3)
     raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
+

@@ -1,8 +1,10 @@
 """Node ``driver``: the bridge between the ROS graph and an arm (simulated or a Kinova Gen3).
 
 Topics (relative names, so a namespace applies):
-- publishes ``joint_states`` (sensor_msgs/JointState): name, position (rad),
-  velocity = the command applied this tick (rad/s), every tick at ``rate``;
+- publishes ``joint_states`` (sensor_msgs/JointState): name, position (rad;
+  continuous joints of a real arm unwrapped, no jump at +-pi), velocity (rad/s:
+  measured on a real arm; in simulation the velocity integrated this tick),
+  every tick at ``rate`` in which the arm could be read, also while it is in fault;
 - publishes ``task_state`` (uvs_interfaces/TaskState), same header stamp as
   the joint state of the tick: sim, x of the task model; gen3, the tool
   position reported by the arm (task "reach");
@@ -12,13 +14,21 @@ Topics (relative names, so a namespace applies):
 Commands with NaN/Inf, the wrong length or a nonzero velocity on a joint
 the task does not drive are refused (warning, zero velocity). Accepted
 commands are scaled as a whole vector (direction kept) so no joint exceeds
-min(``max_joint_velocity``, its own limit). A watchdog commands zero when no
+min(``max_joint_velocity``, its own limit). A joint whose position
+``limit_lookahead`` s ahead at its velocity would pass a limit (less
+``limit_margin``) gets zero velocity. A watchdog commands zero when no
 command arrived for ``command_timeout`` s (receipt time, monotonic clock),
-checked every tick.
+checked every tick. While the arm reports a fault, zero is commanded.
+
+Any error of the arm or of the link to it (a refusal, an RPC timeout, a broken
+socket) zeroes the command and sends Stop; the ticks go on reading and
+publishing. The gen3 backend also stops the arm from a thread of its own when
+the ticks stop (see uvs_driver.backends.Gen3Backend).
 
 Services: ``~/home``, ``~/stop`` (std_srvs/Trigger), and ``~/clear_faults``
-for the gen3 backend. Each tick: apply the command, step the simulation by
-1/rate s (sim), read the arm, publish.
+for the gen3 backend, each in a callback group of its own and apart from the
+ticks, so Stop is answered while a real arm homes. Each tick: apply the
+command, step the simulation by 1/rate s (sim), read the arm, publish.
 """
 
 from __future__ import annotations
@@ -49,7 +59,14 @@ from std_srvs.srv import Trigger
 from uvs_core.robot import load_robot
 from uvs_core.sim import scale_velocity
 from uvs_core.tasks import TASK_NAMES, make_task
-from uvs_driver.backends import BACKEND_NAMES, BackendError, make_backend
+from uvs_driver.backends import (
+    BACKEND_NAMES,
+    MAX_RATE,
+    BackendError,
+    Reading,
+    guard_position_limits,
+    make_backend,
+)
 from uvs_driver.qos import COMMAND_QOS, STATE_QOS
 from uvs_interfaces.msg import TaskState
 from uvs_ros import run_node
@@ -58,10 +75,15 @@ __all__ = ["DriverNode", "main"]
 
 # s to wait at shutdown for reliable subscribers to acknowledge the last state.
 _LAST_WORD_TIMEOUT = 0.5
-# Paper IV-A: dt = 0.05 s, joint speed cap 1.22 rad/s.
+# Paper IV-A: dt = 0.05 s, joint speed cap 1.22 rad/s; its reference simulator zeroes a
+# joint that would pass a limit within 10 steps (0.5 s).
 DEFAULT_RATE = 20.0
 DEFAULT_MAX_JOINT_VELOCITY = 1.22
+DEFAULT_LIMIT_LOOKAHEAD = 0.5
 _WARN_PERIOD = 1.0  # s between repeated warnings of one kind
+# Threads of the gen3 executor: the ticks, ~/home (blocks while the arm moves), ~/stop,
+# ~/clear_faults; each has a callback group of its own.
+_GEN3_THREADS = 4
 
 
 def _descriptor(description: str, type_: int, read_only: bool = False,
@@ -81,8 +103,8 @@ def _descriptor(description: str, type_: int, read_only: bool = False,
     return descriptor
 
 
-_STR, _DOUBLE, _INT = (ParameterType.PARAMETER_STRING, ParameterType.PARAMETER_DOUBLE,
-                       ParameterType.PARAMETER_INTEGER)
+_STR, _DOUBLE, _INT, _BOOL = (ParameterType.PARAMETER_STRING, ParameterType.PARAMETER_DOUBLE,
+                              ParameterType.PARAMETER_INTEGER, ParameterType.PARAMETER_BOOL)
 
 # name: (default, descriptor)
 PARAMETERS = {
@@ -96,8 +118,9 @@ PARAMETERS = {
         "Task: which joints are driven and, in simulation, what task_state holds.",
         _STR, read_only=True, choices=TASK_NAMES)),
     "rate": (DEFAULT_RATE, _descriptor(
-        "Tick rate, Hz: publish states, apply commands; the simulation steps 1/rate s per tick.",
-        _DOUBLE, floats=(0.0, 1000.0))),
+        "Tick rate, Hz: publish states, apply commands; the simulation steps 1/rate s per tick. "
+        f"gen3: at most {MAX_RATE['gen3']:g} Hz (high-level Kortex commands over TCP).",
+        _DOUBLE, floats=(0.0, MAX_RATE["sim"]))),
     "command_timeout": (0.1, _descriptor(
         "Watchdog, s: command zero when no command arrived for this long.",
         _DOUBLE, floats=(0.0, 10.0))),
@@ -106,6 +129,18 @@ PARAMETERS = {
         "min(this, the joint's own limit).", _DOUBLE, floats=(0.0, 10.0))),
     "home_timeout": (30.0, _descriptor(
         "Longest wait for ~/home to reach the home pose, s.", _DOUBLE, floats=(0.0, 600.0))),
+    "limit_lookahead": (DEFAULT_LIMIT_LOOKAHEAD, _descriptor(
+        "Position guard, s: a joint whose position this far ahead at its commanded velocity "
+        "would pass a limit (less limit_margin) gets zero velocity.",
+        _DOUBLE, floats=(0.0, 10.0))),
+    "limit_margin": (0.02, _descriptor(
+        "Position guard, rad kept inside each joint limit (the Gen3 firmware's limits are "
+        "about 0.01 rad inside the paper's).", _DOUBLE, floats=(0.0, 1.0))),
+    "home_action": ("", _descriptor(
+        "gen3: '' sends ~/home to the task's start pose (the pose the simulation homes to) "
+        "with a joint-angle action; else the name of an action stored on the arm (e.g. "
+        "'Home', Kinova's, which is neither the model's home nor the task's start pose).",
+        _STR)),
     "robot_ip": ("192.168.1.10", _descriptor(
         "gen3: the arm's IP address.", _STR, read_only=True)),
     "tcp_port": (10000, _descriptor(
@@ -120,13 +155,18 @@ PARAMETERS = {
     "connection_inactivity_timeout": (2000, _descriptor(
         "gen3: connection inactivity timeout, ms: the arm stops the session's motion when the "
         "driver goes silent this long.", _INT, read_only=True, ints=(0, 86400000))),
+    "check_tool_configuration": (True, _descriptor(
+        "gen3: refuse to start unless the arm's configured tool frame is the robot "
+        "description's tool point (tool_offset along the flange z).", _BOOL, read_only=True)),
 }
 
 _POSITIVE = ("rate", "command_timeout", "max_joint_velocity", "home_timeout")
+_NON_NEGATIVE = ("limit_lookahead", "limit_margin")
 
 
-def validate_parameter(name: str, value) -> str | None:
-    """Why ``value`` is not acceptable for parameter ``name``, or None when it is."""
+def validate_parameter(name: str, value, backend: str = "sim") -> str | None:
+    """Why ``value`` is not acceptable for parameter ``name`` (with backend ``backend``),
+    or None when it is."""
     if name == "backend" and value not in BACKEND_NAMES:
         return f"backend {value!r} unknown; choose one of {', '.join(BACKEND_NAMES)}"
     if name == "task" and value not in TASK_NAMES:
@@ -136,6 +176,12 @@ def validate_parameter(name: str, value) -> str | None:
     if name in _POSITIVE and not (isinstance(value, float) and math.isfinite(value)
                                   and value > 0.0):
         return f"{name} must be a finite number > 0, got {value!r}"
+    if name in _NON_NEGATIVE and not (isinstance(value, float) and math.isfinite(value)
+                                      and value >= 0.0):
+        return f"{name} must be a finite number >= 0, got {value!r}"
+    if name == "rate" and backend in MAX_RATE and value > MAX_RATE[backend]:
+        return (f"rate {value:g} Hz is above what the {backend} backend can follow "
+                f"({MAX_RATE[backend]:g} Hz)")
     return None
 
 
@@ -143,33 +189,45 @@ class DriverNode(Node):
     """The driver bridge. Keyword arguments go to rclpy's Node (context,
     parameter_overrides, namespace, ...); the node name defaults to ``driver``.
 
-    Raises ValueError for invalid parameters (unknown backend, task, robot)
-    and BackendError when the arm cannot be reached.
+    Raises ValueError for invalid parameters (unknown backend, task, robot, a
+    rate the backend cannot follow) and BackendError when the arm cannot be
+    reached or is set up differently from the robot description.
+
+    Attributes for supervisors: ``backend_error`` (the last error of the arm or
+    its link, None before any), ``arm_fault`` (the arm's fault from the latest
+    reading, None when it takes commands), ``rejected_commands``.
     """
 
     def __init__(self, node_name: str = "driver", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         for name, (default, descriptor) in PARAMETERS.items():
             self.declare_parameter(name, default, descriptor)
+        backend_name = self.get_parameter("backend").value
         for name in PARAMETERS:
-            reason = validate_parameter(name, self.get_parameter(name).value)
+            reason = validate_parameter(name, self.get_parameter(name).value, backend_name)
             if reason:
                 raise ValueError(f"{self.get_name()}: {reason}")
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
 
         self.robot = load_robot(p["robot"])
         self.task = make_task(p["task"], self.robot)
+        self._backend_name = backend_name
         self._rate = p["rate"]
         self._command_timeout = p["command_timeout"]
         self._max_joint_velocity = p["max_joint_velocity"]
         self._home_timeout = p["home_timeout"]
+        self._limit_lookahead = p["limit_lookahead"]
+        self._limit_margin = p["limit_margin"]
+        self._home_action = p["home_action"]
         gen3 = {}
-        if p["backend"] == "gen3":
+        if backend_name == "gen3":
             gen3 = dict(ip=p["robot_ip"], tcp_port=p["tcp_port"], udp_port=p["udp_port"],
                         username=p["username"], password=p["password"],
                         session_inactivity_timeout_ms=p["session_inactivity_timeout"],
                         connection_inactivity_timeout_ms=p["connection_inactivity_timeout"])
-        self.backend = make_backend(p["backend"], self.task, 1.0 / self._rate, **gen3)
+            if not p["check_tool_configuration"]:
+                gen3["tool_offset"] = None
+        self.backend = make_backend(backend_name, self.task, 1.0 / self._rate, **gen3)
         self._closed = False
         n = self.backend.n
         self._active = np.zeros(n, dtype=bool)
@@ -183,39 +241,52 @@ class DriverNode(Node):
         self._watchdog_tripped = True
         self._homing = False
         self.rejected_commands = 0
+        self.backend_error: str | None = None
+        first = self.backend.read_state()
+        self._q = first.q                    # rad, latest reading (the guard looks ahead of it)
+        self.arm_fault: str | None = first.fault
+        if hasattr(self.backend, "on_watchdog_stop"):
+            self.backend.on_watchdog_stop = self._on_backend_watchdog
 
+        # One group each, so no service waits for another or for a tick (a real arm's
+        # Home runs for seconds; Stop must be answered meanwhile).
         self._tick_group = MutuallyExclusiveCallbackGroup()
-        # Services apart from the tick, so ticks go on while a real arm homes.
-        self._service_group = MutuallyExclusiveCallbackGroup()
+        self._stop_group = MutuallyExclusiveCallbackGroup()
+        self._home_group = MutuallyExclusiveCallbackGroup()
+        self._clear_group = MutuallyExclusiveCallbackGroup()
         self._joint_pub = self.create_publisher(JointState, "joint_states", STATE_QOS)
         self._task_pub = self.create_publisher(TaskState, "task_state", STATE_QOS)
         self._command_sub = self.create_subscription(
             Float64MultiArray, "joint_velocity_command", self._on_command, COMMAND_QOS,
             callback_group=self._tick_group)
         self._home_srv = self.create_service(Trigger, "~/home", self._on_home,
-                                             callback_group=self._service_group)
+                                             callback_group=self._home_group)
         self._stop_srv = self.create_service(Trigger, "~/stop", self._on_stop,
-                                             callback_group=self._service_group)
+                                             callback_group=self._stop_group)
         self._clear_srv = None
         if self.backend.has_faults:
             self._clear_srv = self.create_service(Trigger, "~/clear_faults",
                                                   self._on_clear_faults,
-                                                  callback_group=self._service_group)
+                                                  callback_group=self._clear_group)
         self._timer = self.create_timer(1.0 / self._rate, self._tick,
                                         callback_group=self._tick_group)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.get_logger().info(
-            f"{p['backend']} backend, robot {self.robot.name}, task {self.task.name} "
+            f"{backend_name} backend, robot {self.robot.name}, task {self.task.name} "
             f"(active joints {[self.robot.joint_names[i] for i in self.task.active]}), "
             f"{self._rate:g} Hz, watchdog {self._command_timeout:g} s, "
-            f"cap {self._max_joint_velocity:g} rad/s")
+            f"cap {self._max_joint_velocity:g} rad/s, limit look-ahead "
+            f"{self._limit_lookahead:g} s")
+        if self.arm_fault:
+            self.get_logger().warning(f"the arm reports a fault: {self.arm_fault}; call "
+                                      "~/clear_faults before commanding it")
 
     # ------------------------------------------------------------------ parameters
 
     def _validate_parameters(self, params) -> SetParametersResult:
         for param in params:
-            reason = validate_parameter(param.name, param.value)
+            reason = validate_parameter(param.name, param.value, self._backend_name)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
@@ -225,6 +296,7 @@ class DriverNode(Node):
             if param.name == "rate" and param.value != self._rate:
                 with self._lock:
                     self._rate = param.value
+                    self.backend.set_tick_period(1.0 / self._rate)
                     self.destroy_timer(self._timer)
                     self._timer = self.create_timer(1.0 / self._rate, self._tick,
                                                     callback_group=self._tick_group)
@@ -234,6 +306,12 @@ class DriverNode(Node):
                 self._max_joint_velocity = param.value
             elif param.name == "home_timeout":
                 self._home_timeout = param.value
+            elif param.name == "limit_lookahead":
+                self._limit_lookahead = param.value
+            elif param.name == "limit_margin":
+                self._limit_margin = param.value
+            elif param.name == "home_action":
+                self._home_action = param.value
 
     # ------------------------------------------------------------------ commands
 
@@ -276,46 +354,96 @@ class DriverNode(Node):
         self._command_time = None
         self._watchdog_tripped = True
 
+    def _fresh_command(self, now: float) -> np.ndarray:
+        """(n,) rad/s: the latest command, capped, or zero when it is stale (lock held)."""
+        fresh = (self._command_time is not None
+                 and now - self._command_time <= self._command_timeout)
+        if fresh:
+            self._watchdog_tripped = False
+            return scale_velocity(self._command, self.velocity_limits)
+        if not self._watchdog_tripped:
+            self._watchdog_tripped = True
+            self.get_logger().info(
+                f"no joint_velocity_command for {self._command_timeout:g} s: commanding zero")
+        return np.zeros(self.backend.n)
+
+    def _guard(self, qdot: np.ndarray) -> np.ndarray:
+        """(n,) rad/s: zero for a faulted arm; else each joint about to pass a position
+        limit within limit_lookahead s held (lock held)."""
+        if not np.any(qdot):
+            return qdot
+        if self.arm_fault:
+            return np.zeros_like(qdot)
+        guarded, blocked = guard_position_limits(
+            self._q, qdot, self.robot.lower, self.robot.upper, self._limit_lookahead,
+            self._limit_margin)
+        if np.any(blocked):
+            names = ", ".join(self.backend.joint_names[i] for i in np.flatnonzero(blocked))
+            self.get_logger().info(
+                f"holding {names}: within {self._limit_lookahead:g} s of a position limit",
+                throttle_duration_sec=_WARN_PERIOD)
+        return guarded
+
+    def _on_backend_error(self, what: str, exc: BackendError) -> None:
+        """An error of the arm or its link (lock held): zero the command and send Stop."""
+        self.backend_error = str(exc)
+        self._clear_command()
+        self.get_logger().error(f"{what}: {exc}; commanding zero and Stop",
+                                throttle_duration_sec=_WARN_PERIOD)
+        try:
+            self.backend.stop()
+        except BackendError as stop_exc:
+            self.get_logger().error(f"Stop after a {what} error failed too: {stop_exc}",
+                                    throttle_duration_sec=_WARN_PERIOD)
+
+    def _on_backend_watchdog(self, silent: float) -> None:
+        # From the backend's watchdog thread: the ticks stopped while the arm moved.
+        self.get_logger().error(f"no tick for {silent:.3f} s while the arm moved: the "
+                                "backend's watchdog sent Stop")
+
     # ------------------------------------------------------------------ tick
 
     def _tick(self) -> None:
         now = time.monotonic()
         with self._lock:
-            applied = np.zeros(self.backend.n)
-            try:
-                if not self._homing:
-                    fresh = (self._command_time is not None
-                             and now - self._command_time <= self._command_timeout)
-                    if fresh:
-                        applied = scale_velocity(self._command, self.velocity_limits)
-                        self._watchdog_tripped = False
-                    elif not self._watchdog_tripped:
-                        self._watchdog_tripped = True
-                        self.get_logger().info(
-                            f"no joint_velocity_command for {self._command_timeout:g} s: "
-                            "commanding zero")
-                    self.backend.command(applied)
-                    self.backend.step(1.0 / self._rate)
-                q, x = self.backend.read()
-            except BackendError as exc:
-                self.get_logger().error(f"tick skipped: {exc}",
-                                        throttle_duration_sec=_WARN_PERIOD)
+            if self._closed:
                 return
+            if not self._homing:
+                commanded = self._guard(self._fresh_command(now))
+                try:
+                    self.backend.command(commanded)
+                except BackendError as exc:
+                    self._on_backend_error("command", exc)
+                self.backend.step(1.0 / self._rate)
+            try:
+                reading = self.backend.read_state()
+            except BackendError as exc:
+                # Nothing to publish: the arm's state is unknown this tick.
+                self._on_backend_error("reading the arm", exc)
+                return
+            self._q = reading.q
+            if reading.fault != self.arm_fault:
+                if reading.fault:
+                    self.get_logger().error(f"the arm reports a fault: {reading.fault}; "
+                                            "commanding zero; call ~/clear_faults")
+                else:
+                    self.get_logger().info("the arm takes commands again")
+                self.arm_fault = reading.fault
             stamp = self.get_clock().now().to_msg()
-        self._publish_state(q, x, applied, stamp)
+        self._publish_state(reading, stamp)
 
-    def _publish_state(self, q: np.ndarray, x: np.ndarray | None, applied: np.ndarray,
-                       stamp) -> None:
-        """Publish joint_states (velocity: the command applied, rad/s) and task_state."""
+    def _publish_state(self, reading: Reading, stamp) -> None:
+        """Publish joint_states (position rad, velocity rad/s as read) and task_state."""
         joint_state = JointState()
         joint_state.header.stamp = stamp
         joint_state.name = list(self.backend.joint_names)
-        joint_state.position = q.tolist()
-        joint_state.velocity = applied.tolist()
+        joint_state.position = reading.q.tolist()
+        joint_state.velocity = reading.qdot.tolist()
         task_state = TaskState()
         task_state.header.stamp = stamp
         task_state.task = self.backend.task_name
         task_state.labels = list(self.backend.labels)
+        x = reading.x
         if x is not None:
             task_state.position = x.tolist()
             task_state.valid = bool(np.all(np.isfinite(x)))
@@ -326,8 +454,16 @@ class DriverNode(Node):
 
     # ------------------------------------------------------------------ services
 
+    def _home_target(self) -> np.ndarray | None:
+        """(n,) rad, the task's start pose; None: the backend's stored home action."""
+        if self._home_action and hasattr(self.backend, "home_action_name"):
+            self.backend.home_action_name = self._home_action
+            return None
+        return np.asarray(self.task.q_fixed, dtype=float)
+
     def _on_home(self, request: Trigger.Request, response: Trigger.Response):
         timeout = self._home_timeout
+        target = self._home_target()
         try:
             if self.backend.concurrent_home:
                 with self._lock:
@@ -335,14 +471,14 @@ class DriverNode(Node):
                     self._clear_command()
                     self.backend.stop()
                 try:
-                    self.backend.home(timeout)
+                    self.backend.home(timeout, target)
                 finally:
                     with self._lock:
                         self._homing = False
             else:
                 with self._lock:
                     self._clear_command()
-                    self.backend.home(timeout)
+                    self.backend.home(timeout, target)
         except BackendError as exc:
             response.success, response.message = False, str(exc)
             self.get_logger().error(f"home failed: {exc}")
@@ -366,13 +502,14 @@ class DriverNode(Node):
     def _on_clear_faults(self, request: Trigger.Request, response: Trigger.Response):
         with self._lock:
             self._clear_command()
-            try:
-                self.backend.clear_faults()
-            except BackendError as exc:
-                response.success, response.message = False, str(exc)
-                self.get_logger().error(f"clear_faults failed: {exc}")
-                return response
-        response.success, response.message = True, "faults cleared"
+        try:
+            # Outside the lock: clearing waits for the arm; the ticks keep publishing.
+            self.backend.clear_faults()
+        except BackendError as exc:
+            response.success, response.message = False, str(exc)
+            self.get_logger().error(f"clear_faults failed: {exc}")
+            return response
+        response.success, response.message = True, "faults cleared; the arm takes commands"
         self.get_logger().info("faults cleared")
         return response
 
@@ -391,21 +528,20 @@ class DriverNode(Node):
             self.get_logger().error(f"closing the {type(self.backend).__name__}: {exc}")
 
     def on_shutdown(self) -> None:
-        """Last word before the process exits (uvs_ros.run_node): command zero to the arm
-        and publish that state, so every subscriber and bag ends on a stopped arm."""
+        """Last word before the process exits (uvs_ros.run_node): stop the arm and publish
+        its state, so every subscriber and bag ends on a stopped arm."""
         with self._lock:
             if self._closed:
                 return
             self._clear_command()
-            zero = np.zeros(self.backend.n)
             try:
-                self.backend.command(zero)
-                q, x = self.backend.read()
+                self.backend.stop()
+                reading = self.backend.read_state()
             except BackendError as exc:
                 self.get_logger().error(f"stopping the arm at shutdown: {exc}")
                 return
             stamp = self.get_clock().now().to_msg()
-        self._publish_state(q, x, zero, stamp)
+        self._publish_state(reading, stamp)
         # Reliable subscribers (a bag, a monitor) get it before the process is gone.
         for publisher in (self._joint_pub, self._task_pub):
             publisher.wait_for_all_acked(Duration(seconds=_LAST_WORD_TIMEOUT))
@@ -420,9 +556,10 @@ class DriverNode(Node):
 def main(args=None) -> int:
     def executor_for(node: DriverNode):
         # Multi-threaded only where Home blocks (a real arm runs its Home action while the
-        # ticks go on); the sim homes at once, and a single thread halves the driver's CPU.
-        return (MultiThreadedExecutor() if node.backend.concurrent_home
-                else SingleThreadedExecutor())
+        # ticks and ~/stop go on); the sim homes at once, and a single thread halves the
+        # driver's CPU. Enough threads for every callback group to run at once.
+        return (MultiThreadedExecutor(num_threads=_GEN3_THREADS)
+                if node.backend.concurrent_home else SingleThreadedExecutor())
 
     # Bad parameters or an unreachable arm: one FATAL line with the reason, exit code 1.
     return run_node(DriverNode, "driver", args=args, make_executor=executor_for,

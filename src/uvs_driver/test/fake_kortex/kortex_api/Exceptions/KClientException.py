@@ -1,5 +1,0 @@
-"""FAKE kortex_api.Exceptions.KClientException (tests only)."""
-
-
-class KClientException(Exception):
-    """The client side failed (timeout, connection lost)."""

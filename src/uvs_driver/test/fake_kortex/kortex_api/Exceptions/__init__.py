@@ -1,1 +1,0 @@
-"""FAKE kortex_api.Exceptions (tests only)."""

@@ -1,1 +1,0 @@
-"""FAKE kortex_api.autogen.client_stubs (tests only)."""

@@ -1,0 +1,1 @@
+"""DOUBLE kortex_api.Exceptions (tests only)."""

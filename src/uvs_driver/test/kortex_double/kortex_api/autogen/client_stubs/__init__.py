@@ -1,0 +1,1 @@
+"""DOUBLE kortex_api.autogen.client_stubs (tests only)."""

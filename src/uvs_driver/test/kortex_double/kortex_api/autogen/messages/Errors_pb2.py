@@ -1,0 +1,63 @@
+"""DOUBLE kortex_api.autogen.messages.Errors_pb2 (tests only): Kinova.Api.ErrorCodes and
+SubErrorCodes with the values of Kinova's API reference (enm_Api_ErrorCodes,
+enm_Api_SubErrorCodes)."""
+
+from kortex_api.autogen.messages._message import EnumType
+
+ErrorCodes = EnumType("ErrorCodes", {
+    "ERROR_NONE": 0,
+    "ERROR_PROTOCOL_SERVER": 1,
+    "ERROR_PROTOCOL_CLIENT": 2,
+    "ERROR_DEVICE": 3,
+    "ERROR_INTERNAL": 4,
+})
+
+SubErrorCodes = EnumType("SubErrorCodes", {
+    "SUB_ERROR_NONE": 0,
+    "METHOD_FAILED": 1,
+    "UNIMPLEMENTED": 2,
+    "INVALID_PARAM": 3,
+    "UNSUPPORTED_SERVICE": 4,
+    "UNSUPPORTED_METHOD": 5,
+    "TOO_LARGE_ENCODED_FRAME_BUFFER": 6,
+    "FRAME_ENCODING_ERR": 7,
+    "FRAME_DECODING_ERR": 8,
+    "INCOMPATIBLE_HEADER_VERSION": 9,
+    "UNSUPPORTED_FRAME_TYPE": 10,
+    "UNREGISTERED_NOTIFICATION_RECEIVED": 11,
+    "INVALID_SESSION": 12,
+    "PAYLOAD_DECODING_ERR": 13,
+    "UNREGISTERED_FRAME_RECEIVED": 14,
+    "INVALID_PASSWORD": 15,
+    "USER_NOT_FOUND": 16,
+    "ENTITY_NOT_FOUND": 17,
+    "ROBOT_MOVEMENT_IN_PROGRESS": 18,
+    "ROBOT_NOT_MOVING": 19,
+    "NO_MORE_STORAGE_SPACE": 20,
+    "ROBOT_NOT_READY": 21,
+    "ROBOT_IN_FAULT": 22,
+    "ROBOT_IN_MAINTENANCE": 23,
+    "ROBOT_IN_UPDATE_MODE": 24,
+    "ROBOT_IN_EMERGENCY_STOP": 25,
+    "SINGLE_LEVEL_SERVOING": 26,
+    "LOW_LEVEL_SERVOING": 27,
+    "SAFETY_THRESHOLD_REACHED": 53,
+    "INVALID_USER_SESSION_ACCESS": 54,
+    "CONTROL_MANUAL_STOP": 55,
+    "CONTROL_OUTSIDE_WORKSPACE": 56,
+    "CONTROL_ACTUATOR_COUNT_MISMATCH": 57,
+    "CONTROL_INVALID_DURATION": 58,
+    "CONTROL_INVALID_SPEED": 59,
+    "CONTROL_LARGE_SPEED": 60,
+    "CONTROL_INVALID_ACCELERATION": 61,
+    "CONTROL_WRONG_MODE": 64,
+    "CONTROL_JOINT_POSITION_LIMIT": 65,
+    "CONTROL_WRONG_STARTING_POINT": 69,
+    "CONTROL_NO_ACTION": 73,
+    "CONTROL_UNDEFINED": 74,
+    "WRONG_SERVOING_MODE": 75,
+    "ROUTER_UNVAILABLE": 108,
+})
+
+globals().update(ErrorCodes.items())
+globals().update(SubErrorCodes.items())
