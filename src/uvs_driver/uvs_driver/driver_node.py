@@ -7,14 +7,33 @@ Topics (relative names, so a namespace applies):
   the joint state of the tick: sim, x of the task model; gen3, the tool
   position reported by the arm (task "reach");
 - subscribes ``joint_velocity_command`` (std_msgs/Float64MultiArray, rad/s,
-  ``joint_states`` order: the ros2_control forward-command convention).
+  ``joint_states`` order: the ros2_control forward-command convention);
+- publishes ``~/safety`` (std_msgs/String, reliable, transient-local depth 1):
+  ``ok``, or ``; ``-joined ``<kind>: <reason>`` for what the command path
+  refused or zeroed since the last tick, kinds ``unit_error``, ``second_source``,
+  ``joint_limit``, ``envelope``; published when the set of kinds changes.
 
 Commands with NaN/Inf, the wrong length or a nonzero velocity on a joint
 the task does not drive are refused (warning, zero velocity). Accepted
 commands are scaled as a whole vector (direction kept) so no joint exceeds
-min(``max_joint_velocity``, its own limit). A watchdog commands zero when no
-command arrived for ``command_timeout`` s (receipt time, monotonic clock),
-checked every tick.
+min(``max_joint_velocity``, its own limit); a command beyond
+``unit_error_factor`` times a joint's own limit is refused as a likely units
+bug (warning, zero), not capped. A watchdog commands zero when no command
+arrived for ``command_timeout`` s (receipt time, monotonic clock), checked
+every tick.
+
+One source at a time: the first publisher (by publisher GID) whose command is
+accepted owns the command topic while its commands are fresh (within
+``command_timeout``); commands from any other publisher meanwhile are refused
+(warning, ``~/safety``) and do not feed the watchdog. Ownership passes on once
+the owner has been silent for ``command_timeout``.
+
+Every backend, every tick (uvs_core.safety.guard_command, at the last measured
+q): a joint is not moved when ``q + qdot * lookahead`` would pass a position
+limit, and the whole command is zeroed when the tool point predicted
+``lookahead`` s ahead (robot FK) would leave the envelope (``envelope``: the
+robot YAML's ``safety`` box and table, its box only, or off; ``auto`` = box and
+table on gen3, box only on the sim, whose tasks sample targets below the table).
 
 Services: ``~/home``, ``~/stop`` (std_srvs/Trigger), and ``~/clear_faults``
 for the gen3 backend. Each tick: apply the command, step the simulation by
@@ -43,14 +62,21 @@ from rclpy.executors import (
 )
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from uvs_core.robot import load_robot
+from uvs_core.safety import (
+    DEFAULT_LOOKAHEAD,
+    DEFAULT_UNIT_ERROR_FACTOR,
+    Envelope,
+    guard_command,
+    unit_error,
+)
 from uvs_core.sim import scale_velocity
 from uvs_core.tasks import TASK_NAMES, make_task
 from uvs_driver.backends import BACKEND_NAMES, BackendError, make_backend
-from uvs_driver.qos import COMMAND_QOS, STATE_QOS
+from uvs_driver.qos import COMMAND_READER_QOS, SAFETY_QOS, STATE_QOS
 from uvs_interfaces.msg import TaskState
 from uvs_ros import run_node
 
@@ -62,6 +88,9 @@ _LAST_WORD_TIMEOUT = 0.5
 DEFAULT_RATE = 20.0
 DEFAULT_MAX_JOINT_VELOCITY = 1.22
 _WARN_PERIOD = 1.0  # s between repeated warnings of one kind
+
+
+ENVELOPE_MODES = ("auto", "robot", "box", "off")
 
 
 def _descriptor(description: str, type_: int, read_only: bool = False,
@@ -106,6 +135,17 @@ PARAMETERS = {
         "min(this, the joint's own limit).", _DOUBLE, floats=(0.0, 10.0))),
     "home_timeout": (30.0, _descriptor(
         "Longest wait for ~/home to reach the home pose, s.", _DOUBLE, floats=(0.0, 600.0))),
+    "envelope": ("auto", _descriptor(
+        "Safety envelope of the tool point: robot = the robot YAML's safety box and table, "
+        "box = its box only, off = none; auto = robot on gen3, box on sim.",
+        _STR, read_only=True, choices=ENVELOPE_MODES)),
+    "lookahead": (DEFAULT_LOOKAHEAD, _descriptor(
+        "Look-ahead, s: joints that would pass a limit, or a tool point that would leave the "
+        "envelope, within this time at the commanded velocity are stopped (paper: 10 dt).",
+        _DOUBLE, floats=(0.0, 10.0))),
+    "unit_error_factor": (DEFAULT_UNIT_ERROR_FACTOR, _descriptor(
+        "A command beyond this times a joint's own velocity limit is refused as a likely "
+        "units bug (not capped).", _DOUBLE, floats=(1.0, 100.0))),
     "robot_ip": ("192.168.1.10", _descriptor(
         "gen3: the arm's IP address.", _STR, read_only=True)),
     "tcp_port": (10000, _descriptor(
@@ -122,7 +162,8 @@ PARAMETERS = {
         "driver goes silent this long.", _INT, read_only=True, ints=(0, 86400000))),
 }
 
-_POSITIVE = ("rate", "command_timeout", "max_joint_velocity", "home_timeout")
+_POSITIVE = ("rate", "command_timeout", "max_joint_velocity", "home_timeout", "lookahead",
+             "unit_error_factor")
 
 
 def validate_parameter(name: str, value) -> str | None:
@@ -131,6 +172,8 @@ def validate_parameter(name: str, value) -> str | None:
         return f"backend {value!r} unknown; choose one of {', '.join(BACKEND_NAMES)}"
     if name == "task" and value not in TASK_NAMES:
         return f"task {value!r} unknown; choose one of {', '.join(TASK_NAMES)}"
+    if name == "envelope" and value not in ENVELOPE_MODES:
+        return f"envelope {value!r} unknown; choose one of {', '.join(ENVELOPE_MODES)}"
     if name == "robot" and not str(value).strip():
         return "robot must name a robot description or a YAML path"
     if name in _POSITIVE and not (isinstance(value, float) and math.isfinite(value)
@@ -163,6 +206,15 @@ class DriverNode(Node):
         self._command_timeout = p["command_timeout"]
         self._max_joint_velocity = p["max_joint_velocity"]
         self._home_timeout = p["home_timeout"]
+        self._lookahead = p["lookahead"]
+        self._unit_error_factor = p["unit_error_factor"]
+        mode = p["envelope"]
+        if mode == "auto":
+            mode = "robot" if p["backend"] == "gen3" else "box"
+        self.envelope = {"robot": self.robot.envelope,
+                         "box": self.robot.envelope.without_table(),
+                         "off": Envelope()}[mode]
+        self._envelope_mode = mode
         gen3 = {}
         if p["backend"] == "gen3":
             gen3 = dict(ip=p["robot_ip"], tcp_port=p["tcp_port"], udp_port=p["udp_port"],
@@ -172,6 +224,12 @@ class DriverNode(Node):
         self.backend = make_backend(p["backend"], self.task, 1.0 / self._rate, **gen3)
         self._closed = False
         n = self.backend.n
+        try:
+            q0 = np.array(self.backend.read()[0], dtype=float)
+        except BackendError as exc:
+            self.get_logger().warning(f"no first joint reading ({exc}); the look-ahead guard "
+                                      "starts with the first tick")
+            q0 = None
         self._active = np.zeros(n, dtype=bool)
         self._active[self.task.active] = True
 
@@ -183,14 +241,23 @@ class DriverNode(Node):
         self._watchdog_tripped = True
         self._homing = False
         self.rejected_commands = 0
+        self._source: bytes | None = None    # publisher GID owning the command topic
+        self._q: np.ndarray | None = q0      # rad, last measured joint positions
+        self._events: dict[str, str] = {}     # kind -> reason since the last tick
+        self._safety_kinds: tuple[str, ...] | None = None
+        self.safety_status = ""
 
         self._tick_group = MutuallyExclusiveCallbackGroup()
         # Services apart from the tick, so ticks go on while a real arm homes.
         self._service_group = MutuallyExclusiveCallbackGroup()
         self._joint_pub = self.create_publisher(JointState, "joint_states", STATE_QOS)
         self._task_pub = self.create_publisher(TaskState, "task_state", STATE_QOS)
+        self._safety_pub = self.create_publisher(String, "~/safety", SAFETY_QOS)
+        # A deeper reader queue than COMMAND_QOS's depth 1 (compatible with it): with depth 1
+        # a second publisher's message replaces the owner's before it is read, and the
+        # intruder would starve the owner into a watchdog stop and take over.
         self._command_sub = self.create_subscription(
-            Float64MultiArray, "joint_velocity_command", self._on_command, COMMAND_QOS,
+            Float64MultiArray, "joint_velocity_command", self._on_command, COMMAND_READER_QOS,
             callback_group=self._tick_group)
         self._home_srv = self.create_service(Trigger, "~/home", self._on_home,
                                              callback_group=self._service_group)
@@ -209,7 +276,8 @@ class DriverNode(Node):
             f"{p['backend']} backend, robot {self.robot.name}, task {self.task.name} "
             f"(active joints {[self.robot.joint_names[i] for i in self.task.active]}), "
             f"{self._rate:g} Hz, watchdog {self._command_timeout:g} s, "
-            f"cap {self._max_joint_velocity:g} rad/s")
+            f"cap {self._max_joint_velocity:g} rad/s, envelope {mode}, "
+            f"look-ahead {self._lookahead:g} s")
 
     # ------------------------------------------------------------------ parameters
 
@@ -234,6 +302,10 @@ class DriverNode(Node):
                 self._max_joint_velocity = param.value
             elif param.name == "home_timeout":
                 self._home_timeout = param.value
+            elif param.name == "lookahead":
+                self._lookahead = param.value
+            elif param.name == "unit_error_factor":
+                self._unit_error_factor = param.value
 
     # ------------------------------------------------------------------ commands
 
@@ -253,20 +325,47 @@ class DriverNode(Node):
         if inactive.size:
             names = ", ".join(self.backend.joint_names[i] for i in inactive)
             return f"moves {names}, which task {self.task.name} does not drive"
+        beyond = unit_error(qdot, self.robot.velocity_limits, self._unit_error_factor)
+        if beyond:
+            worst = max(beyond, key=lambda i: abs(qdot[i]) / self.robot.velocity_limits[i])
+            return (f"asks {abs(qdot[worst]):g} rad/s of {self.backend.joint_names[worst]}, "
+                    f"over {self._unit_error_factor:g} x its limit "
+                    f"{self.robot.velocity_limits[worst]:g} rad/s (units?)")
         return None
 
-    def _on_command(self, msg: Float64MultiArray) -> None:
+    def _on_command(self, msg: Float64MultiArray, info: dict) -> None:
+        # Two parameters: rclpy passes the MessageInfo (publisher GID) along.
         qdot = np.asarray(msg.data, dtype=float)
         problem = self._command_problem(qdot)
+        gid = info.get("publisher_gid") if info else None
+        source = bytes(gid["data"]) if gid else None
         received = time.monotonic()
+        intruder = False
         with self._lock:
-            self._command_time = received
-            if problem:
-                self._command = np.zeros(self.backend.n)
+            owner_fresh = (self._command_time is not None
+                           and received - self._command_time <= self._command_timeout)
+            if (source is not None and self._source is not None and source != self._source
+                    and owner_fresh):
+                intruder = True
                 self.rejected_commands += 1
+                self._events["second_source"] = (
+                    "a second publisher on joint_velocity_command refused "
+                    f"({self.count_publishers(self._command_sub.topic_name)} publishers)")
             else:
-                self._command = qdot.copy()
-        if problem:
+                self._source = source
+                self._command_time = received
+                if problem:
+                    self._command = np.zeros(self.backend.n)
+                    self.rejected_commands += 1
+                    if problem.startswith("asks"):
+                        self._events["unit_error"] = f"command {problem}; refused"
+                else:
+                    self._command = qdot.copy()
+        if intruder:
+            self.get_logger().warning(
+                "joint_velocity_command from a second publisher refused: another source "
+                "commands the arm (one source at a time)", throttle_duration_sec=_WARN_PERIOD)
+        elif problem:
             self.get_logger().warning(f"joint_velocity_command refused, commanding zero: it "
                                    f"{problem}", throttle_duration_sec=_WARN_PERIOD)
 
@@ -289,6 +388,7 @@ class DriverNode(Node):
                     if fresh:
                         applied = scale_velocity(self._command, self.velocity_limits)
                         self._watchdog_tripped = False
+                        applied = self._guard(applied)
                     elif not self._watchdog_tripped:
                         self._watchdog_tripped = True
                         self.get_logger().info(
@@ -297,12 +397,36 @@ class DriverNode(Node):
                     self.backend.command(applied)
                     self.backend.step(1.0 / self._rate)
                 q, x = self.backend.read()
+                self._q = np.array(q, dtype=float)
             except BackendError as exc:
                 self.get_logger().error(f"tick skipped: {exc}",
                                         throttle_duration_sec=_WARN_PERIOD)
                 return
+            finally:
+                events, self._events = self._events, {}
             stamp = self.get_clock().now().to_msg()
         self._publish_state(q, x, applied, stamp)
+        self._publish_safety(events)
+
+    def _guard(self, qdot: np.ndarray) -> np.ndarray:
+        """The joint look-ahead guard and the envelope at the last measured q (lock held)."""
+        if self._q is None or not np.any(qdot):
+            return qdot
+        verdict = guard_command(self.robot, self.envelope, self._q, qdot, self._lookahead)
+        if verdict.modified:
+            kind = "envelope" if verdict.reason.startswith("envelope") else "joint_limit"
+            self._events[kind] = verdict.reason
+            self.get_logger().warning(verdict.reason, throttle_duration_sec=_WARN_PERIOD)
+        return verdict.qdot
+
+    def _publish_safety(self, events: dict[str, str]) -> None:
+        """Publish ~/safety when the set of kinds changed since the last publication."""
+        kinds = tuple(sorted(events))
+        if kinds == self._safety_kinds:
+            return
+        self._safety_kinds = kinds
+        self.safety_status = "; ".join(f"{k}: {events[k]}" for k in kinds) or "ok"
+        self._safety_pub.publish(String(data=self.safety_status))
 
     def _publish_state(self, q: np.ndarray, x: np.ndarray | None, applied: np.ndarray,
                        stamp) -> None:
