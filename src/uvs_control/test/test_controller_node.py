@@ -104,6 +104,7 @@ class Harness:
                                        self.markers.append, MARKER_QOS)
         self.set_target_client = self.world.create_client(SetTarget, "controller/set_target")
         self.cancel_client = self.world.create_client(Trigger, "controller/cancel")
+        self.resume_client = self.world.create_client(Trigger, "controller/resume")
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.controller)
         self.executor.add_node(self.world)
@@ -258,6 +259,11 @@ def test_estimator_faults_give_zero_command_and_halted_within_0_2_s(harness):
                          ("slow", "estimator timeout"),
                          ("wrong_dims", "estimator returned a 2x7 Jacobian")]:
         h.estimator.mode = "true"
+        # Faults latch (issue 12): once the estimator answers again (a slow one first works
+        # off its backlog), resume.
+        h.wait_status(lambda s: _servoing(s) or "cause cleared" in s.reason,
+                      since=time.monotonic())
+        h.call(h.resume_client, Trigger.Request())
         h.wait_status(_servoing, since=time.monotonic())
         t0 = time.monotonic()
         h.estimator.mode = mode
@@ -269,11 +275,18 @@ def test_estimator_faults_give_zero_command_and_halted_within_0_2_s(harness):
         _, status = h.wait_status(lambda s, r=reason: s.reason.startswith(r), since=t0)
         assert status.state == ServoStatus.HALTED and status.state_name == "halted"
         np.testing.assert_array_equal(status.command, np.zeros(7))
-    # Recovery: servoing resumes by itself once the estimator answers again.
+    # A fault latches: the estimator answers again, the servo stays halted, says so,
+    # and resumes only on ~/resume.
     t0 = time.monotonic()
     h.estimator.mode = "true"
-    _, status = h.wait_status(_servoing, since=t0)
-    assert status.reason == ""
+    _, status = h.wait_status(lambda s: "cause cleared" in s.reason, since=t0)
+    assert status.state == ServoStatus.HALTED and status.latched
+    assert status.reason == ("cause cleared (estimator returned a 2x7 Jacobian with 14 values, "
+                             "expected 3x7) [latched: set a target or call ~/resume]")
+    np.testing.assert_array_equal(status.command, np.zeros(7))
+    assert h.call(h.resume_client, Trigger.Request()).success
+    _, status = h.wait_status(_servoing, since=time.monotonic())
+    assert status.reason == "" and not status.latched
     # No estimator at all: zero and halted, with a reason.
     h.estimator.close()
     t0 = time.monotonic()
@@ -291,15 +304,20 @@ def test_lost_marker_and_stale_states_halt_and_recover(harness):
     _, status = h.wait_status(lambda s: s.state == ServoStatus.HALTED, since=t0)
     assert status.reason == "marker lost"
     h.wait_command(lambda c: np.all(c == 0), since=t0)
-    h.valid = True
+    h.valid = True                        # a lost marker does not latch
     h.wait_status(_servoing, since=time.monotonic())
 
     t0 = time.monotonic()
     h.publishing = False
     t_halt, status = h.wait_status(lambda s: s.state == ServoStatus.HALTED, since=t0)
-    assert "stale" in status.reason
+    assert "stale" in status.reason and status.latched
     assert t_halt - t0 < 0.25 + 0.2      # state_timeout + a cycle or two
+    # Stale states latch: back, the servo holds until an operator acts (a new target).
     h.publishing = True
+    _, status = h.wait_status(lambda s: s.reason.startswith("cause cleared (joint states "
+                                                            "stale"), since=time.monotonic())
+    assert status.state == ServoStatus.HALTED and status.latched
+    assert h.set_target(h.x + np.array([0.05, 0.0, 0.0])).success
     h.wait_status(_servoing, since=time.monotonic())
 
 
@@ -409,3 +427,73 @@ def test_parameters_are_validated(ros_context):
         assert node.tolerance == 2.0 and node.task.k == 2
     finally:
         node.destroy_node()
+
+
+# ---------------------------------------------------------------- issue 12
+
+def test_a_dead_estimator_is_unavailable_within_3_cycles_not_a_timeout_for_20_s(harness):
+    h = harness
+    assert h.set_target(h.x + np.array([0.05, -0.03, 0.04])).success
+    h.wait_status(_servoing)
+    t0 = time.monotonic()
+    h.estimator.mode = "slow"            # never answers within estimator_timeout
+    t, status = h.wait_status(lambda s: s.reason.startswith("estimator unavailable"), since=t0)
+    assert t - t0 < 0.5, f"unavailable after {t - t0:.2f} s"
+    assert status.reason.startswith("estimator unavailable: no answer to the last 3 requests")
+    assert status.latched and status.state == ServoStatus.HALTED
+
+
+def test_targets_outside_the_envelope_are_refused(ros_context):
+    h = Harness(ros_context, overrides=[Parameter("envelope", value="robot")])
+    try:
+        below = h.set_target([0.3, 0.0, -10.0])
+        assert not below.success
+        assert below.message == ("target z = -10.000 m below the safety box (z >= -0.8 m): "
+                                 "outside the safety envelope")
+        table = h.set_target([0.5, 0.0, 0.02])
+        assert not table.success and "0.030 m into the table plane" in table.message
+        # The target topic ignores it too: the controller stays idle.
+        msg = TaskState(task="single_point", position=[0.3, 0.0, -10.0], valid=True)
+        h.target_pub.publish(msg)
+        _, status = h.wait_status(lambda s: True, since=time.monotonic() + 0.2)
+        assert status.state == ServoStatus.IDLE and list(status.target) == []
+        assert h.set_target([0.5, 0.0, 0.3]).success
+    finally:
+        h.close()
+    # The default (box only, the sim): a target below the table but inside the box is fine.
+    h = Harness(ros_context)
+    try:
+        assert h.set_target([0.5, 0.0, 0.02]).success
+        assert not h.set_target([0.3, 0.0, -10.0]).success
+    finally:
+        h.close()
+
+
+def test_resending_the_same_target_clears_a_latched_halt_and_restarts(harness):
+    h = harness
+    target = h.x + np.array([0.05, 0.0, 0.0])
+    assert h.set_target(target).success
+    h.wait_status(_servoing)
+    h.estimator.mode = "fail"
+    h.wait_status(lambda s: s.latched, since=time.monotonic())
+    h.estimator.mode = "true"
+    h.wait_status(lambda s: s.latched and "cause cleared" in s.reason, since=time.monotonic())
+    t0 = time.monotonic()
+    assert h.set_target(target).success          # the same target again
+    _, status = h.wait_status(_servoing, since=t0)
+    assert not status.latched and status.step <= 2
+    assert list(status.target) == pytest.approx(list(target))
+
+
+def test_resume_clears_a_latch_and_says_what_it_cleared(harness):
+    h = harness
+    response = h.call(h.resume_client, Trigger.Request())
+    assert response.success and response.message == "nothing latched; servoing as before"
+    assert h.set_target(h.x + np.array([0.05, 0.0, 0.0])).success
+    h.wait_status(_servoing)
+    h.estimator.mode = "fail"
+    h.wait_status(lambda s: s.latched, since=time.monotonic())
+    h.estimator.mode = "true"
+    response = h.call(h.resume_client, Trigger.Request())
+    assert response.message == "resumed after: estimator failed: model not loaded"
+    h.wait_status(_servoing, since=time.monotonic())
