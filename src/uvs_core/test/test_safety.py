@@ -110,3 +110,25 @@ def test_unit_errors_are_joints_beyond_twice_their_limit():
     assert unit_error(np.full(7, 100.0), limits) == list(range(7))
     assert unit_error(np.array([2.0, 0, 0, 0, 0, 0, 2.5]), limits) == [6]   # 2.5 > 2 * 1.222
     assert unit_error(np.full(7, 1.3), limits) == []
+
+
+def test_babbling_inside_the_envelope_keeps_the_tool_above_the_table(gen3):
+    from uvs_core.babble import babble
+    from uvs_core.tasks import make_task
+    task = make_task("single_point", gen3)
+    free = gen3.position(babble(task, 4000, horizon=200, seed=3).q)
+    kept = gen3.position(babble(task, 4000, horizon=200, seed=3, envelope=gen3.envelope).q)
+    assert np.mean(free[:, 2] < 0.05) > 0.05          # free babbling goes below the table
+    assert kept[:, 2].min() >= 0.05                    # inside: never
+    assert np.all(gen3.envelope.violation(kept) == 0.0)
+
+
+def test_guard_batch_equals_guard_command_row_by_row(gen3):
+    from uvs_core.safety import guard_batch
+    rng = np.random.default_rng(0)
+    q = gen3.sample(rng, 64)
+    qdot = rng.uniform(-1.2, 1.2, size=(64, 7))
+    batch = guard_batch(gen3, gen3.envelope, q, qdot, 0.5)
+    for i in range(64):
+        np.testing.assert_array_equal(batch[i],
+                                      guard_command(gen3, gen3.envelope, q[i], qdot[i], 0.5).qdot)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Envelope", "Verdict", "envelope_from_config", "guard_command",
+__all__ = ["Envelope", "Verdict", "envelope_from_config", "guard_batch", "guard_command",
            "joint_lookahead_guard", "unit_error"]
 
 DEFAULT_LOOKAHEAD = 0.5   # s: the paper's 10 * dt at dt = 0.05 s
@@ -207,3 +207,19 @@ def guard_command(robot, envelope: Envelope, q: np.ndarray, qdot: np.ndarray,
             reasons = [f"envelope: {problem}; command zeroed"]
             guarded = np.zeros_like(guarded)
     return Verdict(guarded, "; ".join(reasons))
+
+
+def guard_batch(robot, envelope: Envelope, q: np.ndarray, qdot: np.ndarray,
+                lookahead: float = DEFAULT_LOOKAHEAD) -> np.ndarray:
+    """:func:`guard_command` for a batch, without reasons (babbling in simulation).
+
+    q, qdot: (B, n) rad, rad/s. Returns the guarded (B, n) rad/s: joints that would
+    pass a limit zeroed, and rows whose tool point would leave the envelope zeroed.
+    """
+    q, qdot = np.asarray(q, float), np.asarray(qdot, float)
+    guarded, _ = joint_lookahead_guard(q, qdot, lookahead, robot.lower, robot.upper)
+    if envelope.bounded:
+        ahead = envelope.violation(robot.position(q + guarded * lookahead))
+        leave = (ahead > 0.0) & (ahead - envelope.violation(robot.position(q)) > -_EPS)
+        guarded = np.where(leave[:, None], 0.0, guarded)
+    return guarded
