@@ -8,19 +8,19 @@ failed or non-finite answer, wrong dimensions, stale or missing states, a
 lost marker, a singularity or a joint limit) commands zero and reports
 HALTED with the reason.
 
-Faults latch: a halt caused by the estimator (unavailable, i.e. no service or
-``_UNAVAILABLE_AFTER`` requests in a row unanswered; failed; a malformed answer)
-or by stale or malformed joint/task states holds the arm at zero
-until an operator acts (``~/resume``, ``~/set_target``, a ``target`` message
-that moves x* beyond the convergence tolerance, or ``~/cancel``), even after
+Faults latch: a halt caused by the estimator (unavailable, late, failed, a
+malformed answer) or by stale or malformed joint/task states that lasts
+``fault_latch_after`` s (default 1) holds the arm at zero until an operator
+acts (``~/resume``, ``~/set_target``, a ``target`` message that moves x*
+beyond the convergence tolerance, or ``~/cancel``), even after
 the cause has cleared: ServoStatus.latched is true and the reason ends with
 `` [latched: ...]`` (the current cause, or ``cause cleared`` and the one that
-latched). A lost marker, a singularity or a joint limit halt without
-latching (so do a single late answer and no states yet at start): servoing
-resumes by itself once they clear. After
-``_UNAVAILABLE_AFTER`` consecutive requests without an answer in time the
-reason is ``estimator unavailable`` (a killed estimator's service stays
-discovered for DDS's 20 s lease, so "service ready" alone cannot tell).
+latched). Shorter faults (late answers on a loaded machine), a lost marker,
+no states yet at start, a singularity or a joint limit halt without
+latching: servoing resumes by itself once they clear. When no request has
+been answered for ``fault_latch_after`` s the reason is ``estimator
+unavailable`` (a killed estimator's service stays discovered for DDS's 20 s
+lease, so "service ready" alone cannot tell).
 
 Targets are checked against the safety envelope (``envelope``: the robot
 YAML's ``safety`` box and table, the box only (default: the sim's tasks sample
@@ -101,15 +101,13 @@ STATE_NAMES = {ServoStatus.IDLE: "idle", ServoStatus.SERVOING: "servoing",
 _AUTO_TOLERANCE_M = 0.005
 _AUTO_TOLERANCE_PX = 2.0
 _WARN_PERIOD = 1.0  # s between repeated warnings of one kind
-# Consecutive requests without an answer in time after which the estimator counts as
-# unavailable (3 cycles: 0.15 s at 20 Hz).
-_UNAVAILABLE_AFTER = 3
 _LATCH_HINT = " [latched: set a target or call ~/resume]"
-# Halts that latch (faults of the graph). Others resume by themselves once they clear: no
-# states yet at start, one late answer (a loaded machine), a lost marker, and the
-# control law's own halts (singularity, joint limit, non-finite Jacobian).
-_LATCHING = ("estimator unavailable", "estimator failed", "estimator returned",
-             "joint states stale", "task state stale", "joint_states lacks", "task state has")
+# Halts that latch when they last fault_latch_after (faults of the graph). Others resume
+# by themselves once they clear: no states yet at start, a lost marker, and the control
+# law's own halts (singularity, joint limit, non-finite Jacobian).
+_LATCHING = ("estimator unavailable", "estimator timeout", "estimator failed",
+             "estimator returned", "joint states stale", "task state stale",
+             "joint_states lacks", "task state has")
 ENVELOPE_MODES = ("robot", "box", "off")
 MARKER_RATE = 20.0  # Hz, the most ~/markers is published (RViz needs no more)
 
@@ -184,6 +182,11 @@ PARAMETERS = {
     "state_timeout": (0.25, _descriptor(
         "joint_states / task_state older than this (s, receipt time) are stale: zero "
         "command, HALTED.", _DOUBLE, floats=(0.0, 60.0), constraints="> 0")),
+    "fault_latch_after": (1.0, _descriptor(
+        "A fault halt (estimator unavailable, late, failed; stale states) lasting this long, "
+        "s, latches until ~/resume or a new target; shorter ones resume by themselves. Also "
+        "how long without any answer makes the estimator 'unavailable'.", _DOUBLE,
+        floats=(0.0, 60.0), constraints="> 0")),
     "envelope": ("box", _descriptor(
         "Safety envelope targets must lie in: robot = the robot YAML's safety box and table "
         "(a real arm), box = its box only (the sim, whose tasks sample targets below the "
@@ -208,7 +211,7 @@ def validate_parameters(values: dict) -> str | None:
         return f"task {values['task']!r} unknown; choose one of {', '.join(TASK_NAMES)}"
     if not str(values["robot"]).strip():
         return "robot must name a robot description or a YAML path"
-    for name in ("rate", "estimator_timeout", "state_timeout"):
+    for name in ("rate", "estimator_timeout", "state_timeout", "fault_latch_after"):
         value = values[name]
         if not (math.isfinite(value) and value > 0):
             return f"{name} must be a finite number > 0, got {value}"
@@ -277,7 +280,8 @@ class ControllerNode(Node):
         self._anchor: np.ndarray | None = None   # target when bookkeeping last restarted
         self._step = 0
         self._latched = ""          # the fault that latched the halt; "" when not latched
-        self._no_answer = 0         # consecutive estimator requests without an answer
+        self._unanswered_since: float | None = None  # monotonic, first unanswered request
+        self._fault_since: float | None = None       # monotonic, start of the fault halt run
         self._latched_now = False   # whether this cycle's status is a latched halt
         # Direction of the condition check (see control_step's prev_condition): the
         # condition number at the last pose seen, the pose, and the reference it was
@@ -562,12 +566,14 @@ class ControllerNode(Node):
         if not answered.wait(timeout):
             self._client.remove_pending_request(future)
             future.cancel()
-            self._no_answer += 1
-            if self._no_answer >= _UNAVAILABLE_AFTER:
-                return None, "", (f"estimator unavailable: no answer to the last "
-                                  f"{self._no_answer} requests")
+            now = time.monotonic()
+            if self._unanswered_since is None:
+                self._unanswered_since = now - timeout
+            silent = now - self._unanswered_since
+            if silent >= self._values["fault_latch_after"]:
+                return None, "", f"estimator unavailable: no answer for {silent:.1f} s"
             return None, "", f"estimator timeout (no answer within {timeout * 1e3:.0f} ms)"
-        self._no_answer = 0
+        self._unanswered_since = None
         response = future.result()
         if response is None:
             return None, "", "estimator failed: no response"
@@ -624,8 +630,14 @@ class ControllerNode(Node):
             if target is not None and self._target is None:
                 # Cancelled while waiting for the estimator: idle, zero.
                 target, state, reason = None, ServoStatus.IDLE, ""
-            if (target is not None and state == ServoStatus.HALTED and reason
-                    and not self._latched and reason.startswith(_LATCHING)):
+            fault = (target is not None and state == ServoStatus.HALTED
+                     and reason.startswith(_LATCHING))
+            if not fault:
+                self._fault_since = None
+            elif self._fault_since is None:
+                self._fault_since = now
+            if (fault and not self._latched
+                    and now - self._fault_since >= self._values["fault_latch_after"]):
                 self._latched = reason
             latched = bool(target is not None and self._latched)
             if latched:

@@ -301,12 +301,13 @@ class SafetyProbe:
     """Records the driver's ~/safety strings."""
 
     def __init__(self, probe, driver_name="driver"):
+        from rclpy.qos import DurabilityPolicy
         from std_msgs.msg import String
-
-        from uvs_driver.qos import SAFETY_QOS
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.messages = []
         probe.node.create_subscription(String, f"{driver_name}/safety",
-                                       lambda m: self.messages.append(m.data), SAFETY_QOS)
+                                       lambda m: self.messages.append(m.data), latched)
 
 
 def test_a_command_far_beyond_the_limits_is_refused_not_capped(make_graph):
