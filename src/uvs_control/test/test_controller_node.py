@@ -37,7 +37,7 @@ class FakeEstimator:
 
     def __init__(self, context, task):
         self.task = task
-        self.mode = "true"          # true | nan | fail | slow | wrong_dims
+        self.mode = "true"          # true | nan | fail | slow | alternate | wrong_dims
         self.requests: list[EstimateJacobian.Request] = []
         self.node = rclpy.create_node("fake_estimator", context=context)
         self.node.create_service(EstimateJacobian, "estimate_jacobian", self._on_request)
@@ -61,6 +61,8 @@ class FakeEstimator:
             return response
         elif self.mode == "slow":
             time.sleep(0.15)
+        elif self.mode == "alternate" and len(self.requests) % 2:
+            time.sleep(0.06)        # past the 40 ms deadline, answered before the next
         elif self.mode == "wrong_dims":
             jac = jac[:2]
         response.rows, response.cols = jac.shape
@@ -282,6 +284,34 @@ def test_estimator_faults_give_zero_command_and_halted_within_0_2_s(harness):
     _, status = h.wait_status(lambda s: s.state == ServoStatus.HALTED, since=t0)
     assert status.reason.startswith(("estimator unavailable", "estimator timeout"))
     h.wait_command(lambda c: np.all(c == 0), since=t0)
+
+
+@pytest.mark.parametrize("hold", [0.05, 0.0])
+def test_a_late_answer_is_bridged_with_the_last_jacobian_within_jacobian_hold(ros_context,
+                                                                               hold):
+    """Every other answer misses the deadline: with the default hold the controller servos
+    on with the previous J (estimator "fake_tj (held)"), never halting; with hold 0 it
+    halts on every miss."""
+    h = Harness(ros_context, overrides=[Parameter("jacobian_hold", value=hold)])
+    try:
+        target = h.x + np.array([0.3, -0.2, 0.25])      # far: 40 cycles without converging
+        assert h.set_target(target).success
+        t0, status = h.wait_status(_servoing)
+        h.estimator.mode = "alternate"
+        t1 = time.monotonic()
+        _, last = h.wait_status(lambda s: s.step >= status.step + 40, since=t1)
+        seen = [s for t, s in h.statuses if t >= t1 and s.step <= last.step]
+        halted = [s for s in seen if s.state == ServoStatus.HALTED]
+        held = [s for s in seen if s.estimator == "fake_tj (held)"]
+        if hold > 0:
+            assert halted == [], [s.reason for s in halted][:3]
+            assert len(held) >= 10 and h.controller.held_cycles >= 10
+            assert all(np.any(np.asarray(s.command) != 0) for s in held)
+        else:
+            assert len(halted) >= 10 and held == []
+            assert all(s.reason.startswith("estimator timeout") for s in halted)
+    finally:
+        h.close()
 
 
 def test_lost_marker_and_stale_states_halt_and_recover(harness):

@@ -187,6 +187,12 @@ PARAMETERS = {
         "Longest wait for the estimator's answer, s; must be shorter than the period "
         "1/rate. No answer in time: zero command, HALTED.", _DOUBLE, floats=(0.0, 10.0),
         constraints="> 0 and < 1/rate")),
+    "jacobian_hold": (0.05, _descriptor(
+        "When the estimator misses its deadline, servo on with its last answer (of the "
+        "current target) if it is at most this old, s; else zero command, HALTED. 0 = halt "
+        "at the first miss. The default bridges one late answer at 20 Hz (a loaded "
+        "machine) and still stops within two cycles when the estimator is gone.",
+        _DOUBLE, floats=(0.0, 1.0))),
     "state_timeout": (0.25, _descriptor(
         "joint_states / task_state older than this (s, receipt time) are stale: zero "
         "command, HALTED.", _DOUBLE, floats=(0.0, 60.0), constraints="> 0")),
@@ -296,6 +302,9 @@ class ControllerNode(Node):
         self._step = 0
         self._latched = ""          # the fault that latched the halt; "" when not latched
         self._unanswered_since: float | None = None  # monotonic, first unanswered request
+        # The last good answer of this target's run: (J (m, k), estimator name, monotonic).
+        self._last_jacobian: tuple[np.ndarray, str, float] | None = None
+        self.held_cycles = 0                 # cycles servoed on a held J (since start)
         self._fault_since: float | None = None       # monotonic, start of the fault halt run
         self._latched_now = False   # whether this cycle's status is a latched halt
         # Direction of the condition check (see control_step's prev_condition): the
@@ -446,6 +455,7 @@ class ControllerNode(Node):
                 or np.linalg.norm(target - self._anchor) > self.tolerance):
             self._unlatch("new target")
             self._anchor = target.copy()
+            self._last_jacobian = None
             self._step = 0
             self._monitor.reset()
             # One free step for the condition check, so a servo halted near a
@@ -607,6 +617,19 @@ class ControllerNode(Node):
             jac = jac[:, self.task.active]
         return jac, name, None
 
+    def _hold_jacobian(self, jac, estimator: str, problem: str | None, now: float):
+        """Remember a good answer; on a missed deadline, the last one while it is younger
+        than jacobian_hold (estimator name marked "(held)"). Failures never hold."""
+        if problem is None:
+            self._last_jacobian = (jac, estimator, now)
+            return jac, estimator, problem
+        last = self._last_jacobian
+        if (problem.startswith("estimator timeout") and last is not None
+                and now - last[2] <= self._values["jacobian_hold"]):
+            self.held_cycles += 1
+            return last[0], f"{last[1]} (held)", None
+        return jac, estimator, problem
+
     def _cycle(self) -> None:
         now = time.monotonic()
         # The status describes this cycle's inputs: stamped when the cycle started, not
@@ -628,6 +651,7 @@ class ControllerNode(Node):
         if target is not None:
             if problem is None:
                 jac, estimator, problem = self._request_jacobian(positions, x, timeout)
+                jac, estimator, problem = self._hold_jacobian(jac, estimator, problem, now)
             if problem is not None:
                 state, reason = ServoStatus.HALTED, problem
             elif self._latched:
