@@ -13,7 +13,7 @@ The estimator-killed and stale-states faults (sim) run the real ``controller`` a
 
 For each fault: ``stop_s``, the time from the fault to a zero command reaching the arm
 (sim: the first ``joint_states`` whose velocity, the command the simulation applied that
-tick, is all zero; gen3: the first ``Base.Stop`` or all-zero ``SendJointSpeedsCommand`` in
+tick, is all zero and stays so; gen3: the first ``Base.Stop`` or all-zero ``SendJointSpeedsCommand`` in
 the double's log, or the firmware's own stop, whichever came first); ``state_hz``, the
 joint_states rate in the second after the stop (after SIGCONT for the frozen driver);
 ``moving_at_end`` (the fault still in place, the probe still commanding where it was);
@@ -101,8 +101,9 @@ FAULTS = {
     "out_of_envelope_target": (("sim",), "controller/set_target at z = -10 m"),
     "envelope_breach": (("sim", "gen3"), "a command driving the tool into the table"),
     "hung_rpc": (("gen3",), "Base.SendJointSpeedsCommand never answered"),
-    "broken_socket": (("gen3",), "the TCP connection breaks (BrokenPipeError)"),
     "arm_fault": (("gen3",), "the arm faults mid-motion"),
+    # Last: the driver cannot command the arm again without a restart.
+    "broken_socket": (("gen3",), "the TCP connection breaks (BrokenPipeError)"),
 }
 QUICK = ("controller_killed", "nan_command", "hung_rpc")
 
@@ -404,10 +405,16 @@ class Bench:
             raise BenchmarkError(f"{self.backend}: the arm does not come to rest")
 
     def first_zero_state(self, since: float) -> float | None:
+        """Receipt time of the first joint_states after ``since`` from which on every
+        velocity is zero (a transient zero tick, e.g. a late estimator answer, does not
+        count); None when the arm still moves in the last one."""
+        stopped = None
         for t, _, qdot in self.probe.states_since(since):
-            if not np.any(np.abs(qdot) > 0.0):
-                return t
-        return None
+            if np.any(np.abs(qdot) > 0.0):
+                stopped = None
+            elif stopped is None:
+                stopped = t
+        return stopped
 
     def arm_stop(self, since: float) -> float | None:
         """Monotonic time a zero command reached the arm after ``since``."""
@@ -678,6 +685,10 @@ class Bench:
 
 # ---------------------------------------------------------------------------- report
 
+def _verdict(row: dict) -> str:
+    return "PASS" if row["pass"] else ("n/a" if row["note"].startswith("not run") else "FAIL")
+
+
 def print_table(rows: list[dict]) -> None:
     header = (f"{'backend':7} {'fault':22} {'stop s':>7} {'bound s':>7} {'state Hz':>8} "
               f"{'moving':>6}  {'verdict':7} note")
@@ -687,7 +698,7 @@ def print_table(rows: list[dict]) -> None:
         stop = "-" if r["stop_s"] is None else f"{r['stop_s']:.3f}"
         hz = "-" if r["state_hz"] is None else f"{r['state_hz']:.0f}"
         moving = "-" if r["moving_at_end"] is None else ("yes" if r["moving_at_end"] else "no")
-        verdict = "PASS" if r["pass"] else ("n/a" if r["note"].startswith("not run") else "FAIL")
+        verdict = _verdict(r)
         print(f"{r['backend']:7} {r['fault']:22} {stop:>7} {r['bound_s']:>7.3f} {hz:>8} "
               f"{moving:>6}  {verdict:7} {r['note']}")
 
@@ -711,7 +722,7 @@ def run(backends: list[str], faults: list[str], log_dir: Path) -> list[dict]:
                 rows.append(bench.run(fault).as_dict())
                 r = rows[-1]
                 _say(f"[faults]   stop {r['stop_s']} s (bound {r['bound_s']} s), state "
-                     f"{r['state_hz']} Hz, {'PASS' if r['pass'] else 'FAIL'} {r['note']}")
+                     f"{r['state_hz']} Hz, {_verdict(r)} {r['note']}")
         finally:
             bench.stop()
             probe.close()
