@@ -85,3 +85,13 @@ def test_collect_rejects_bad_arguments(tmp_path):
                   "--out", str(tmp_path / "y"))
     assert result.returncode == 2 and "nope" in result.stderr
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_collect_inside_the_safety_envelope(tmp_path):
+    out = tmp_path / "kept"
+    result = _uvs("collect", "--task", "single_point", "--samples", "2000", "--horizon", "200",
+                  "--seed", "3", "--envelope", "robot", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    robot = load_robot("gen3")
+    z = robot.position(read_bag(out).q)[:, 2]
+    assert z.min() >= robot.envelope.table_offset == pytest.approx(0.05)

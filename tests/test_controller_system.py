@@ -69,6 +69,16 @@ class Graph:
         self.estimator.destroy_node()
         self.estimator = None
 
+    def start_estimator(self):
+        """A new estimator process comes back (after kill_estimator)."""
+        self.estimator = estimator_node.JacobianEstimatorNode(
+            context=self.driver.context, parameter_overrides=[Parameter("estimator", value="tj")])
+        self.estimator_executor = SingleThreadedExecutor(context=self.driver.context)
+        self.estimator_executor.add_node(self.estimator)
+        self.estimator_thread = threading.Thread(target=self.estimator_executor.spin,
+                                                 daemon=True)
+        self.estimator_thread.start()
+
     def set_target(self, target) -> SetTarget.Response:
         client = self.set_target_client
         assert client.wait_for_service(timeout_sec=WAIT), "controller/set_target never appeared"
@@ -148,3 +158,36 @@ def test_servo_reaches_a_target_and_halts_when_the_estimator_dies(graph):
     assert t_halt - t0 < 0.2
     assert status.reason.startswith(("estimator unavailable", "estimator timeout"))
     np.testing.assert_array_equal(status.command, np.zeros(7))
+
+
+def test_a_killed_estimator_that_comes_back_does_not_restart_the_arm(graph):
+    """Issue 12: the halt latches; the arm waits for the operator's ~/resume."""
+    from std_srvs.srv import Trigger
+    task = graph.controller.task
+    # Home is a singular pose (arm straight up); the reachable target of the test above.
+    target = task.sample_targets(np.random.default_rng(0), 1)[0]
+    assert graph.set_target(target).success
+    graph.wait_command(lambda c: np.any(np.abs(c) > 1e-3), since=time.monotonic())
+    t0 = time.monotonic()
+    graph.kill_estimator()
+    graph.wait_status(lambda s: s.latched, since=t0)
+    graph.start_estimator()
+    _, status = graph.wait_status(lambda s: "cause cleared" in s.reason, since=time.monotonic())
+    assert status.state == ServoStatus.HALTED and status.latched
+    # The estimator is back and answering; the arm stays still for a second.
+    q0 = graph.driver.backend.read()[0]
+    t1 = time.monotonic()
+    while time.monotonic() - t1 < 1.0:
+        time.sleep(0.05)
+    np.testing.assert_array_equal(graph.driver.backend.read()[0], q0)
+    assert graph.statuses[-1][1].latched
+    # The operator resumes: the servo reaches the target.
+    client = graph.probe.create_client(Trigger, "controller/resume")
+    assert client.wait_for_service(timeout_sec=WAIT)
+    done = threading.Event()
+    future = client.call_async(Trigger.Request())
+    future.add_done_callback(lambda _: done.set())
+    assert done.wait(WAIT) and future.result().success
+    _, status = graph.wait_status(lambda s: s.state == ServoStatus.CONVERGED,
+                                  since=time.monotonic())
+    assert not status.latched and status.error_norm < 0.01

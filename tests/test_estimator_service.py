@@ -280,6 +280,41 @@ def test_a_learned_model_selected_by_parameter(graph, nk_tanh_model, tmp_path, g
     assert g.get("estimator") == "nk_tanh" and g.get("models.llknn") == ""
 
 
+def test_one_at_a_time_a_refused_model_then_its_estimator_serves_the_model_asked_for(
+        graph, nk_tanh_model, tmp_path, gen3):
+    """Issue 12: `models.nk_tanh` refused, then `estimator nk_tanh` served the default."""
+    import shutil
+    g = graph()                                   # the shipped models as default
+    later = tmp_path / "later"                    # e.g. a training run not finished yet
+    result = g.set(models__nk_tanh=str(later))
+    assert not result.successful and str(later) in result.reason
+    shutil.copytree(nk_tanh_model, later)
+    result = g.set(estimator="nk_tanh")
+    assert result.successful, result.reason
+    task = make_task("single_point", gen3)
+    expected = load_estimator(later, task, name="nk_tanh").estimate(Q)
+    default = load_estimator(g.node._models.model_dir / "single_point" / "nk_tanh", task,
+                             name="nk_tanh").estimate(Q)
+    assert not np.allclose(expected, default)
+    np.testing.assert_allclose(_jacobian(g.call(Q)), expected, rtol=0, atol=1e-12)
+    deadline = time.monotonic() + TIMEOUT
+    while g.get("models.nk_tanh") != str(later) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert g.get("models.nk_tanh") == str(later)
+
+    # Asked for a model that still fails: refused with the reason, nothing else served.
+    assert g.set(estimator="tj").successful
+    assert not g.set(models__nk_tanh=str(tmp_path / "never")).successful
+    result = g.set(estimator="nk_tanh")
+    assert not result.successful
+    assert "asked for before and refused" in result.reason and "never" in result.reason
+    assert g.get("estimator") == "tj" and g.call(Q).estimator == "tj"
+    # Both in one call (ros2 param load, set_parameters_atomically): applied together.
+    result = g.set(models__nk_tanh=str(later), estimator="nk_tanh")
+    assert result.successful, result.reason
+    np.testing.assert_allclose(_jacobian(g.call(Q)), expected, rtol=0, atol=1e-12)
+
+
 def test_start_with_a_learned_estimator_or_fail_with_the_reason(ros_context, nk_tanh_model,
                                                                 tmp_path):
     node = JacobianEstimatorNode(context=ros_context, parameter_overrides=[

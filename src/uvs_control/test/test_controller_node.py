@@ -104,6 +104,7 @@ class Harness:
                                        self.markers.append, MARKER_QOS)
         self.set_target_client = self.world.create_client(SetTarget, "controller/set_target")
         self.cancel_client = self.world.create_client(Trigger, "controller/cancel")
+        self.resume_client = self.world.create_client(Trigger, "controller/resume")
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.controller)
         self.executor.add_node(self.world)
@@ -468,3 +469,105 @@ def test_multi_point_servo_uses_the_twist_condition_measure(ros_context):
         assert np.any(expected != 0) and status.reason == ""
     finally:
         h.close()
+
+
+# ---------------------------------------------------------------- issue 12
+
+def test_a_dead_estimator_is_unavailable_within_a_second_not_a_timeout_for_20_s(harness):
+    h = harness
+    assert h.set_target(h.x + np.array([0.05, -0.03, 0.04])).success
+    h.wait_status(_servoing)
+    t0 = time.monotonic()
+    h.estimator.mode = "slow"            # never answers within estimator_timeout
+    t, status = h.wait_status(lambda s: s.reason.startswith("estimator unavailable"), since=t0)
+    # fault_latch_after (1 s) and a cycle or two, not DDS's 20 s lease.
+    assert t - t0 < 1.3, f"unavailable after {t - t0:.2f} s"
+    assert status.reason.startswith("estimator unavailable: no answer for 1.")
+    _, status = h.wait_status(lambda s: s.latched, since=t0)
+    assert status.reason.startswith("estimator unavailable: no answer for 1.")
+    assert status.state == ServoStatus.HALTED
+    # Back, it answers: the halt holds (latched) until ~/resume.
+    h.estimator.mode = "true"
+    _, status = h.wait_status(lambda s: "cause cleared" in s.reason, since=time.monotonic())
+    assert status.reason.startswith("cause cleared (estimator unavailable: no answer for 1.")
+    assert status.reason.endswith(" [latched: set a target or call ~/resume]")
+    np.testing.assert_array_equal(status.command, np.zeros(7))
+    assert h.call(h.resume_client, Trigger.Request()).success
+    _, status = h.wait_status(_servoing, since=time.monotonic())
+    assert not status.latched and status.reason == ""
+
+
+def test_short_faults_resume_by_themselves_long_ones_latch(harness):
+    h = harness
+    assert h.set_target(h.x + np.array([0.05, 0.0, 0.0])).success
+    h.wait_status(_servoing)
+    t0 = time.monotonic()
+    h.publishing = False                 # stale states for ~0.5 s: transient
+    h.wait_status(lambda s: "stale" in s.reason, since=t0)
+    h.publishing = True
+    _, status = h.wait_status(_servoing, since=time.monotonic())
+    assert not status.latched
+    t0 = time.monotonic()
+    h.publishing = False                 # for over fault_latch_after: latched
+    t, status = h.wait_status(lambda s: s.latched, since=t0)
+    assert 1.0 <= t - t0 < 1.0 + 0.25 + 0.3
+    assert status.reason.startswith("joint states stale")
+    h.publishing = True
+    _, status = h.wait_status(lambda s: "cause cleared" in s.reason, since=time.monotonic())
+    assert status.latched and status.state == ServoStatus.HALTED
+
+
+def test_targets_outside_the_envelope_are_refused(ros_context):
+    h = Harness(ros_context, overrides=[Parameter("envelope", value="robot")])
+    try:
+        below = h.set_target([0.3, 0.0, -10.0])
+        assert not below.success
+        assert below.message == ("target z = -10.000 m below the safety box (z >= -0.8 m): "
+                                 "outside the safety envelope")
+        table = h.set_target([0.5, 0.0, 0.02])
+        assert not table.success and "0.030 m into the table plane" in table.message
+        # The target topic ignores it too: the controller stays idle.
+        msg = TaskState(task="single_point", position=[0.3, 0.0, -10.0], valid=True)
+        h.target_pub.publish(msg)
+        _, status = h.wait_status(lambda s: True, since=time.monotonic() + 0.2)
+        assert status.state == ServoStatus.IDLE and list(status.target) == []
+        assert h.set_target([0.5, 0.0, 0.3]).success
+    finally:
+        h.close()
+    # The default (box only, the sim): a target below the table but inside the box is fine.
+    h = Harness(ros_context)
+    try:
+        assert h.set_target([0.5, 0.0, 0.02]).success
+        assert not h.set_target([0.3, 0.0, -10.0]).success
+    finally:
+        h.close()
+
+
+def test_resending_the_same_target_clears_a_latched_halt_and_restarts(harness):
+    h = harness
+    target = h.x + np.array([0.05, 0.0, 0.0])
+    assert h.set_target(target).success
+    h.wait_status(_servoing)
+    h.estimator.mode = "fail"
+    h.wait_status(lambda s: s.latched, since=time.monotonic())
+    h.estimator.mode = "true"
+    h.wait_status(lambda s: s.latched and "cause cleared" in s.reason, since=time.monotonic())
+    t0 = time.monotonic()
+    assert h.set_target(target).success          # the same target again
+    _, status = h.wait_status(_servoing, since=t0)
+    assert not status.latched and status.step <= 2
+    assert list(status.target) == pytest.approx(list(target))
+
+
+def test_resume_clears_a_latch_and_says_what_it_cleared(harness):
+    h = harness
+    response = h.call(h.resume_client, Trigger.Request())
+    assert response.success and response.message == "nothing latched; servoing as before"
+    assert h.set_target(h.x + np.array([0.05, 0.0, 0.0])).success
+    h.wait_status(_servoing)
+    h.estimator.mode = "fail"
+    h.wait_status(lambda s: s.latched, since=time.monotonic())
+    h.estimator.mode = "true"
+    response = h.call(h.resume_client, Trigger.Request())
+    assert response.message == "resumed after: estimator failed: model not loaded"
+    h.wait_status(_servoing, since=time.monotonic())

@@ -6,7 +6,27 @@ state x, ask the Jacobian estimator service for J(q, x) (waiting at most
 x, x*, ...). Anything that makes the command unsafe (no answer in time, a
 failed or non-finite answer, wrong dimensions, stale or missing states, a
 lost marker, a singularity or a joint limit) commands zero and reports
-HALTED with the reason; servoing resumes by itself once the cause clears.
+HALTED with the reason.
+
+Faults latch: a halt caused by the estimator (unavailable, late, failed, a
+malformed answer) or by stale or malformed joint/task states that lasts
+``fault_latch_after`` s (default 1) holds the arm at zero until an operator
+acts (``~/resume``, ``~/set_target``, a ``target`` message that moves x*
+beyond the convergence tolerance, or ``~/cancel``), even after
+the cause has cleared: ServoStatus.latched is true and the reason ends with
+`` [latched: ...]`` (the current cause, or ``cause cleared`` and the one that
+latched). Shorter faults (late answers on a loaded machine), a lost marker,
+no states yet at start, a singularity or a joint limit halt without
+latching: servoing resumes by itself once they clear. When no request has
+been answered for ``fault_latch_after`` s the reason is ``estimator
+unavailable`` (a killed estimator's service stays discovered for DDS's 20 s
+lease, so "service ready" alone cannot tell).
+
+Targets are checked against the safety envelope (``envelope``: the robot
+YAML's ``safety`` box and table, the box only (default: the sim's tasks sample
+targets below the table), or off; point tasks, each point) and refused with
+the reason; image targets (px) cannot be checked here, the driver guards the
+commands of every task.
 
 Topics (relative names, so a namespace applies):
 - subscribes ``joint_states`` (sensor_msgs/JointState) and ``task_state``
@@ -21,8 +41,11 @@ Topics (relative names, so a namespace applies):
 - publishes ``~/status`` (uvs_interfaces/ServoStatus) every cycle and
   ``~/markers`` (visualization_msgs/MarkerArray, in ``frame_id``).
 
-Services: ``~/set_target`` (uvs_interfaces/SetTarget: checks length and
-finiteness), ``~/cancel`` (std_srvs/Trigger: forget the target, idle, zero).
+Services: ``~/set_target`` (uvs_interfaces/SetTarget: checks length,
+finiteness and the envelope; always restarts the bookkeeping, even for the
+same target, and clears a latched halt), ``~/cancel`` (std_srvs/Trigger:
+forget the target, idle, zero), ``~/resume`` (std_srvs/Trigger: clear a
+latched halt, keep the target).
 Client: ``estimate_jacobian`` (uvs_interfaces/EstimateJacobian).
 
 The control cycle runs on a thread of its own at ``rate`` (deadline-scheduled on a
@@ -61,6 +84,7 @@ from uvs_control.markers import servo_markers
 from uvs_control.qos import COMMAND_QOS, MARKER_QOS, STATE_QOS, STATUS_QOS, TARGET_QOS
 from uvs_core.control import ControlConfig, ServoMonitor, control_step, task_rank
 from uvs_core.robot import load_robot
+from uvs_core.safety import Envelope
 from uvs_core.tasks import TASK_NAMES, cond_thresholds, make_task
 from uvs_interfaces.msg import ServoStatus, TaskState
 from uvs_interfaces.srv import EstimateJacobian, SetTarget
@@ -77,6 +101,14 @@ STATE_NAMES = {ServoStatus.IDLE: "idle", ServoStatus.SERVOING: "servoing",
 _AUTO_TOLERANCE_M = 0.005
 _AUTO_TOLERANCE_PX = 2.0
 _WARN_PERIOD = 1.0  # s between repeated warnings of one kind
+_LATCH_HINT = " [latched: set a target or call ~/resume]"
+# Halts that latch when they last fault_latch_after (faults of the graph). Others resume
+# by themselves once they clear: no states yet at start, a lost marker, and the control
+# law's own halts (singularity, joint limit, non-finite Jacobian).
+_LATCHING = ("estimator unavailable", "estimator timeout", "estimator failed",
+             "estimator returned", "joint states stale", "task state stale",
+             "joint_states lacks", "task state has")
+ENVELOPE_MODES = ("robot", "box", "off")
 MARKER_RATE = 20.0  # Hz, the most ~/markers is published (RViz needs no more)
 
 _STR, _DOUBLE, _INT = (ParameterType.PARAMETER_STRING, ParameterType.PARAMETER_DOUBLE,
@@ -158,6 +190,16 @@ PARAMETERS = {
     "state_timeout": (0.25, _descriptor(
         "joint_states / task_state older than this (s, receipt time) are stale: zero "
         "command, HALTED.", _DOUBLE, floats=(0.0, 60.0), constraints="> 0")),
+    "fault_latch_after": (1.0, _descriptor(
+        "A fault halt (estimator unavailable, late, failed; stale states) lasting this long, "
+        "s, latches until ~/resume or a new target; shorter ones resume by themselves. Also "
+        "how long without any answer makes the estimator 'unavailable'.", _DOUBLE,
+        floats=(0.0, 60.0), constraints="> 0")),
+    "envelope": ("box", _descriptor(
+        "Safety envelope targets must lie in: robot = the robot YAML's safety box and table "
+        "(a real arm), box = its box only (the sim, whose tasks sample targets below the "
+        "table), off = none.", _STR, read_only=True,
+        constraints=f"one of {', '.join(ENVELOPE_MODES)}")),
     "frame_id": ("base_link", _descriptor(
         "Robot base frame: frame of the markers and of the status header.", _STR)),
 }
@@ -182,7 +224,7 @@ def validate_parameters(values: dict) -> str | None:
         return f"task {values['task']!r} unknown; choose one of {', '.join(TASK_NAMES)}"
     if not str(values["robot"]).strip():
         return "robot must name a robot description or a YAML path"
-    for name in ("rate", "estimator_timeout", "state_timeout"):
+    for name in ("rate", "estimator_timeout", "state_timeout", "fault_latch_after"):
         value = values[name]
         if not (math.isfinite(value) and value > 0):
             return f"{name} must be a finite number > 0, got {value}"
@@ -196,6 +238,9 @@ def validate_parameters(values: dict) -> str | None:
         return "stall_window must be >= 1"
     if not 0.0 <= values["stall_fraction"] < 1.0:
         return "stall_fraction must be in [0, 1)"
+    if values["envelope"] not in ENVELOPE_MODES:
+        return f"envelope {values['envelope']!r} unknown; choose one of " \
+               f"{', '.join(ENVELOPE_MODES)}"
     if not str(values["frame_id"]).strip():
         return "frame_id must not be empty"
     try:
@@ -233,6 +278,9 @@ class ControllerNode(Node):
         self._velocity_limits = self.robot.velocity_limits[active]
         self._active_names = [self.robot.joint_names[i] for i in active]
         self._rank = task_rank(self.task)
+        self.envelope = {"robot": self.robot.envelope,
+                         "box": self.robot.envelope.without_table(),
+                         "off": Envelope()}[values["envelope"]]
 
         # Guards everything the cycle shares with subscriptions, services and
         # parameter callbacks (they run in other callback groups).
@@ -246,6 +294,10 @@ class ControllerNode(Node):
         self._target: np.ndarray | None = None
         self._anchor: np.ndarray | None = None   # target when bookkeeping last restarted
         self._step = 0
+        self._latched = ""          # the fault that latched the halt; "" when not latched
+        self._unanswered_since: float | None = None  # monotonic, first unanswered request
+        self._fault_since: float | None = None       # monotonic, start of the fault halt run
+        self._latched_now = False   # whether this cycle's status is a latched halt
         # Direction of the condition check (see control_step's prev_condition): the
         # condition number at the last pose seen, the pose, and the reference it was
         # compared with. A cycle that sees the same pose again (no new joint state
@@ -278,6 +330,8 @@ class ControllerNode(Node):
             SetTarget, "~/set_target", self._on_set_target, callback_group=self._io_group)
         self._cancel_srv = self.create_service(
             Trigger, "~/cancel", self._on_cancel, callback_group=self._io_group)
+        self._resume_srv = self.create_service(
+            Trigger, "~/resume", self._on_resume, callback_group=self._io_group)
         self._client = self.create_client(
             EstimateJacobian, "estimate_jacobian", callback_group=self._client_group)
         self._stop = threading.Event()
@@ -379,12 +433,18 @@ class ControllerNode(Node):
                     f"{self.task.m} ({', '.join(self.task.labels)})")
         if not np.all(np.isfinite(target)):
             return "target has NaN or Inf"
+        outside = self.envelope.target_problem(target, self.task.units)
+        if outside:
+            return f"{outside}: outside the safety envelope"
         return None
 
-    def _set_target(self, target: np.ndarray) -> None:
-        """Take a new x* (lock held). Bookkeeping restarts when it moved beyond the
-        tolerance; a small move (a moving target's next sample) only updates x*."""
-        if self._anchor is None or np.linalg.norm(target - self._anchor) > self.tolerance:
+    def _set_target(self, target: np.ndarray, restart: bool = False) -> None:
+        """Take a new x* (lock held). Bookkeeping restarts, and a latched halt clears, when
+        it moved beyond the tolerance or ``restart`` (an operator's ~/set_target); a small
+        move (a moving target's next sample) only updates x*."""
+        if (restart or self._anchor is None
+                or np.linalg.norm(target - self._anchor) > self.tolerance):
+            self._unlatch("new target")
             self._anchor = target.copy()
             self._step = 0
             self._monitor.reset()
@@ -410,7 +470,7 @@ class ControllerNode(Node):
             response.success, response.message = False, problem
             return response
         with self._lock:
-            self._set_target(target)
+            self._set_target(target, restart=True)
         response.success = True
         response.message = f"target set: {np.array2string(target, precision=4)} " \
                            f"{self.task.units}"
@@ -423,9 +483,27 @@ class ControllerNode(Node):
         self.get_logger().info(response.message)
         return response
 
+    def _on_resume(self, request: Trigger.Request, response: Trigger.Response):
+        with self._lock:
+            latched = self._latched
+            self._unlatch("~/resume")
+            self._monitor.reset()
+            self._cond_last = self._cond_ref = math.nan
+        response.success = True
+        response.message = (f"resumed after: {latched}" if latched
+                            else "nothing latched; servoing as before")
+        return response
+
+    def _unlatch(self, why: str) -> None:
+        """Clear a latched halt (lock held)."""
+        if self._latched:
+            self.get_logger().info(f"latched halt ({self._latched}) cleared by {why}")
+        self._latched = ""
+
     def _cancel(self) -> None:
         """Drop the target and command zero once."""
         with self._lock:
+            self._unlatch("~/cancel")
             self._target = self._anchor = None
             self._step = 0
             self._monitor.reset()
@@ -505,7 +583,14 @@ class ControllerNode(Node):
         if not answered.wait(timeout):
             self._client.remove_pending_request(future)
             future.cancel()
+            now = time.monotonic()
+            if self._unanswered_since is None:
+                self._unanswered_since = now - timeout
+            silent = now - self._unanswered_since
+            if silent >= self._values["fault_latch_after"]:
+                return None, "", f"estimator unavailable: no answer for {silent:.1f} s"
             return None, "", f"estimator timeout (no answer within {timeout * 1e3:.0f} ms)"
+        self._unanswered_since = None
         response = future.result()
         if response is None:
             return None, "", "estimator failed: no response"
@@ -545,6 +630,8 @@ class ControllerNode(Node):
                 jac, estimator, problem = self._request_jacobian(positions, x, timeout)
             if problem is not None:
                 state, reason = ServoStatus.HALTED, problem
+            elif self._latched:
+                state, reason = ServoStatus.HALTED, ""
             else:
                 qdot, info = control_step(
                     jac, x, target, q[self.task.active], config, self._lower, self._upper,
@@ -560,6 +647,20 @@ class ControllerNode(Node):
             if target is not None and self._target is None:
                 # Cancelled while waiting for the estimator: idle, zero.
                 target, state, reason = None, ServoStatus.IDLE, ""
+            fault = (target is not None and state == ServoStatus.HALTED
+                     and reason.startswith(_LATCHING))
+            if not fault:
+                self._fault_since = None
+            elif self._fault_since is None:
+                self._fault_since = now
+            if (fault and not self._latched
+                    and now - self._fault_since >= self._values["fault_latch_after"]):
+                self._latched = reason
+            latched = bool(target is not None and self._latched)
+            if latched:
+                state = ServoStatus.HALTED
+                reason = (reason or f"cause cleared ({self._latched})") + _LATCH_HINT
+                info = None
             if target is not None:
                 if info is not None and not math.isnan(condition):
                     self._cond_pose, self._cond_ref = q, prev_condition
@@ -580,6 +681,7 @@ class ControllerNode(Node):
                 self._step += 1
             step = self._step
             self._log_transition(state, reason)
+        self._latched_now = latched
         if joint_index is None or not names:   # unnamed JointState: robot order
             command = full
         else:                                   # /joint_states order
@@ -629,6 +731,7 @@ class ControllerNode(Node):
         status.position = [] if x is None else x.tolist()
         status.command = command.tolist()
         status.step = step
+        status.latched = self._latched_now
         self._status_pub.publish(status)
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from uvs_core.safety import DEFAULT_LOOKAHEAD, guard_batch
 from uvs_core.sim import Simulation
 from uvs_core.tasks import Task
 
@@ -54,7 +55,8 @@ def babble(task: Task, samples: int, horizon: int = 100, seed: int = 0, dt: floa
            progress: Callable[[int, int], None] | None = None,
            velocity_limits: np.ndarray | float | None = None,
            ou_dt: float | None = None, start: np.ndarray | None = None,
-           velocity_mode: str = "scale", limit_mode: str = "clip"):
+           velocity_mode: str = "scale", limit_mode: str = "clip",
+           envelope=None, lookahead: float | None = None):
     """Collect ``samples`` (q, x) pairs by OU babbling in simulation.
 
     Trajectories of ``horizon`` samples start at ``start`` ((n,) rad; default
@@ -71,6 +73,9 @@ def babble(task: Task, samples: int, horizon: int = 100, seed: int = 0, dt: floa
     Returns a ``uvs_core.dataset.Dataset``: q (N, n) rad, x (N, m), traj (N,)
     int64, stamps (N,) int64 ns = sample index * dt, running across trajectories.
     progress: optional callable(done_samples, total_samples).
+    envelope: a uvs_core.safety.Envelope to babble inside, as the driver enforces it
+    on a real arm (joint look-ahead guard and tool-point envelope, ``lookahead`` s,
+    default 0.5); None (default) babbles freely within the joint limits.
     """
     from uvs_core.dataset import Dataset  # sibling module written separately
 
@@ -91,7 +96,14 @@ def babble(task: Task, samples: int, horizon: int = 100, seed: int = 0, dt: floa
     for t in range(horizon):
         q_all[t], x_all[t] = sim.q, x
         if t + 1 < horizon:
-            x = sim.step(ou.sample()).x
+            command = ou.sample()
+            if envelope is not None:
+                full = np.zeros((n_traj, n))
+                full[:, task.active] = command
+                full = guard_batch(task.robot, envelope, sim.q, full,
+                                   DEFAULT_LOOKAHEAD if lookahead is None else lookahead)
+                command = full[:, task.active]
+            x = sim.step(command).x
         if progress is not None:
             progress(min((t + 1) * n_traj, samples), samples)
 

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from uvs_core.safety import Envelope, envelope_from_config
+
 __all__ = ["Robot", "load_robot", "robot_config_dirs", "available_robots"]
 
 _KINDS = ("position", "pose")
@@ -90,6 +92,8 @@ class Robot:
         dh_joint: (R,) int, the joint index driving each row, -1 for fixed rows.
         task_defaults: per-task default configuration (read-only mapping).
         source: the YAML file the robot came from, if any.
+        safety: the ``safety`` section of the YAML (read-only mapping; see
+            :attr:`envelope` and uvs_core.safety), empty when absent.
         link_names: (n+2,) names of the rigid bodies, for a URDF and TF: the
             base, the body each joint moves (chain order), the flange (the
             frame after the last DH row). Default ``base_link``, ``link_1`` ..
@@ -109,6 +113,7 @@ class Robot:
     task_defaults: Mapping[str, Any] = field(default_factory=dict)
     source: str | None = None
     link_names: tuple[str, ...] = ()
+    safety: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for attr in ("lower", "upper", "velocity_limits", "home", "dh"):
@@ -123,6 +128,8 @@ class Robot:
         object.__setattr__(self, "link_names", links)
         object.__setattr__(self, "tool_offset", float(self.tool_offset))
         object.__setattr__(self, "task_defaults", MappingProxyType(dict(self.task_defaults)))
+        object.__setattr__(self, "safety", MappingProxyType(dict(self.safety or {})))
+        envelope_from_config(self.safety)  # a bad section fails at load, with the reason
         n = len(self.joint_names)
         for attr in ("lower", "upper", "continuous", "velocity_limits", "home"):
             if getattr(self, attr).shape != (n,):
@@ -285,10 +292,16 @@ class Robot:
         tasks = d.get("tasks", {}) or {}
         if not isinstance(tasks, Mapping):
             raise ValueError("'tasks' must map task names to configurations")
+        safety = d.get("safety", {}) or {}
         return cls(name=name, joint_names=tuple(joint_names), lower=lower, upper=upper,
                    continuous=continuous, velocity_limits=vel, home=home, tool_offset=tool,
                    dh=np.array(dh), dh_joint=np.array(dh_joint), task_defaults=dict(tasks),
-                   source=source, link_names=tuple(links))
+                   source=source, link_names=tuple(links), safety=safety)
+
+    @property
+    def envelope(self) -> Envelope:
+        """The tool point's safety envelope from the ``safety`` section (unbounded if none)."""
+        return envelope_from_config(self.safety)
 
     # ------------------------------------------------------------------ kinematics
 

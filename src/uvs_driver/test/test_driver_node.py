@@ -297,9 +297,9 @@ def test_bad_start_parameters_are_refused_with_the_reason(ros_context, name, val
 
 def test_defect3_the_position_guard_holds_a_joint_before_its_limit(make_graph):
     """The simulation used to run joint_2 into its limit (clipped there); the driver now
-    holds it while its position limit_lookahead s ahead would pass the limit."""
+    holds it while its position lookahead s ahead would pass the limit."""
     rate = 50.0
-    driver, probe = make_graph(rate=rate, command_timeout=5.0, limit_lookahead=0.5,
+    driver, probe = make_graph(rate=rate, command_timeout=5.0, lookahead=0.5,
                                limit_margin=0.02)
     upper = driver.robot.upper[1]
     sent = probe.send([0.0, 1.2, 0.0, 0.0, 0.0, 0.0, 0.0])
@@ -318,3 +318,117 @@ def test_rate_is_capped_for_the_simulation_too(make_graph):
     driver, _ = make_graph(rate=50.0)
     result = driver.set_parameters([Parameter("rate", value=2000.0)])[0]
     assert not result.successful and "1000" in result.reason
+
+
+# ---------------------------------------------------------------- safety (issue 12)
+
+class SafetyProbe:
+    """Records the driver's ~/safety strings."""
+
+    def __init__(self, probe, driver_name="driver"):
+        from rclpy.qos import DurabilityPolicy
+        from std_msgs.msg import String
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.messages = []
+        probe.node.create_subscription(String, f"{driver_name}/safety",
+                                       lambda m: self.messages.append(m.data), latched)
+
+
+def test_a_command_far_beyond_the_limits_is_refused_not_capped(make_graph):
+    driver, probe = make_graph(rate=50.0, command_timeout=5.0)
+    safety = SafetyProbe(probe)
+    sent = probe.send(np.full(7, 100.0))     # rad/s: a deg/s or units bug
+    assert probe.spin_until(lambda: len(probe.after(sent)) >= 5)
+    for _, _, velocity in probe.after(sent):
+        np.testing.assert_array_equal(velocity, np.zeros(7))
+    assert probe.spin_until(lambda: any(m.startswith("unit_error") for m in safety.messages))
+    message = next(m for m in safety.messages if m.startswith("unit_error"))
+    assert "100 rad/s" in message and "over 2 x its limit" in message
+    assert driver.rejected_commands >= 1
+    # 2.44 rad/s (under 2 x 1.396 on joint 1) is still scaled, not refused.
+    sent = probe.send(np.array([2.44, 0, 0, 0, 0, 0, 0]))
+    assert probe.spin_until(lambda: any(np.any(j[2]) for j in probe.after(sent)))
+
+
+def test_a_second_publisher_is_refused_while_the_first_commands(make_graph, ros_context):
+    driver, probe = make_graph(rate=50.0, command_timeout=0.5)
+    safety = SafetyProbe(probe)
+    intruder = rclpy.create_node("intruder", context=ros_context)
+    try:
+        pub = intruder.create_publisher(Float64MultiArray, "joint_velocity_command",
+                                        COMMAND_QOS)
+        probe.executor.add_node(intruder)
+        assert probe.spin_until(lambda: pub.get_subscription_count() > 0)
+        owner = QDOT * 2.0
+        start = probe.send(owner)
+        assert probe.spin_until(lambda: len(probe.after(start)) >= 2)
+        # Two sources alternating at ~100 Hz for 0.6 s: only the owner's command applies.
+        deadline = time.monotonic() + 0.6
+        mark = probe.node.get_clock().now().nanoseconds
+        while time.monotonic() < deadline:
+            probe.send(owner)
+            pub.publish(Float64MultiArray(data=[0.0] * 7))
+            probe.spin_for(0.01)
+        ticks = probe.after(mark)
+        assert len(ticks) >= 20
+        for _, _, velocity in ticks:
+            np.testing.assert_allclose(velocity, owner, rtol=1e-12)
+        assert probe.spin_until(
+            lambda: any(m.startswith("second_source") for m in safety.messages))
+        # The intruder alone does not feed the watchdog: zero after command_timeout.
+        silent = probe.node.get_clock().now().nanoseconds
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 0.3:
+            pub.publish(Float64MultiArray(data=[0.0] * 7))
+            probe.spin_for(0.01)
+        # The owner gone for command_timeout, the next source takes over.
+        probe.spin_for(0.4)
+        pub.publish(Float64MultiArray(data=list(QDOT)))
+        taken = probe.node.get_clock().now().nanoseconds
+        assert probe.spin_until(
+            lambda: any(np.allclose(j[2], QDOT) for j in probe.after(taken)))
+        assert any(np.all(j[2] == 0) for j in probe.after(silent))
+    finally:
+        probe.executor.remove_node(intruder)
+        intruder.destroy_node()
+
+
+def test_joint_lookahead_guard_stops_a_joint_before_its_limit(make_graph):
+    driver, probe = make_graph(rate=20.0, command_timeout=5.0)
+    upper = driver.robot.upper[1]            # joint_2, 2.2497 rad
+    qdot = np.zeros(7)
+    qdot[1] = 1.0
+    sent = probe.send(qdot)
+    # Stops at the first tick where q + 0.5 s * 1 rad/s would pass the limit, after the
+    # step of 0.05 rad that tick started from: q in (upper - 0.55, upper - 0.45].
+    assert probe.spin_until(
+        lambda: len(probe.after(sent)) > 5 and not np.any(probe.after(sent)[-1][2]), 5.0)
+    q = probe.joints[-1][1][1]
+    assert upper - 0.55 < q <= upper - 0.45, q
+
+
+def test_envelope_zeroes_a_command_heading_into_the_table(make_graph):
+    driver, probe = make_graph(rate=20.0, command_timeout=5.0, envelope="robot")
+    safety = SafetyProbe(probe)
+    qdot = np.array([0.0, 0.6, 0.0, 1.0, 0.0, 0.0, 0.0])
+    sent = probe.send(qdot)
+    assert probe.spin_until(
+        lambda: len(probe.after(sent)) > 5 and not np.any(probe.after(sent)[-1][2]), 5.0)
+    assert probe.spin_until(lambda: any(m.startswith("envelope") for m in safety.messages))
+    message = next(m for m in safety.messages if m.startswith("envelope"))
+    assert "into the table plane" in message
+    q = probe.joints[-1][1]
+    z = driver.robot.position(q)[2]
+    # Zeroed one look-ahead before the plane: the tool is well above it, and the whole
+    # command (both joints) stopped.
+    assert 0.3 < z < 0.7, z
+    # Lifting away is allowed.
+    up = probe.send(-qdot)
+    assert probe.spin_until(lambda: any(np.allclose(j[2], -qdot) for j in probe.after(up)))
+
+
+def test_the_sim_envelope_is_the_box_unless_asked(make_graph):
+    driver, _ = make_graph()
+    assert driver.envelope.table_normal is None
+    np.testing.assert_array_equal(driver.envelope.box_min, [-1.3, -1.3, -0.8])

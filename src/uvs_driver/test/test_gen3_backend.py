@@ -234,7 +234,11 @@ def test_wrap_to_pi_lands_in_minus_pi_exclusive_to_pi_inclusive(deg, rad):
 
 
 def test_defect3_the_guard_holds_joints_about_to_pass_a_limit():
-    from uvs_driver.backends import guard_position_limits
+    from uvs_core.safety import joint_lookahead_guard
+
+    def guard_position_limits(q, qdot, lower, upper, horizon, margin=0.0):
+        guarded, blocked = joint_lookahead_guard(q, qdot, horizon, lower, upper, margin)
+        return guarded, np.isin(np.arange(len(q)), blocked)
 
     lower = np.array([-2.0, -np.inf, -1.0])
     upper = np.array([2.0, np.inf, 1.0])

@@ -8,7 +8,8 @@ Every backend speaks the same units and order:
 - task state ``x: (m,)`` in the units of ``task_name`` (m or px), or None.
 
 The driver node limits velocities, watches for stale commands and applies
-:func:`guard_position_limits` before calling :meth:`Backend.command`. Every
+``uvs_core.safety.guard_command`` (joint look-ahead, envelope) before calling
+:meth:`Backend.command`. Every
 failure of the arm or of the link to it is a :class:`BackendError`; no other
 exception leaves a backend method for an arm-side reason.
 """
@@ -37,7 +38,6 @@ __all__ = [
     "KortexMissingError",
     "Reading",
     "SimBackend",
-    "guard_position_limits",
     "make_backend",
     "unwrap_to",
     "wrap_to_pi",
@@ -117,25 +117,6 @@ def unwrap_to(raw: np.ndarray, previous: np.ndarray | None,
         return q
     follow = previous + wrap_to_pi(q - previous)
     return np.where(continuous, follow, q)
-
-
-def guard_position_limits(q: np.ndarray, qdot: np.ndarray, lower: np.ndarray,
-                          upper: np.ndarray, horizon: float,
-                          margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """Zero the velocity of each joint that would pass a position limit within
-    ``horizon`` s at its commanded velocity (the paper's reference simulator looks
-    10 steps ahead); a joint moving away from the limit keeps its velocity.
-
-    q: (n,) rad; qdot: (n,) rad/s; lower, upper: (n,) rad (+-inf: continuous);
-    horizon: s, >= 0; margin: rad kept inside each limit.
-    Returns (qdot guarded (n,) rad/s, blocked (n,) bool).
-    """
-    q = np.asarray(q, dtype=float)
-    qdot = np.asarray(qdot, dtype=float)
-    ahead = q + qdot * float(horizon)
-    blocked = (((qdot > 0.0) & (ahead > upper - margin))
-               | ((qdot < 0.0) & (ahead < lower + margin)))
-    return np.where(blocked, 0.0, qdot), blocked
 
 
 class Backend(abc.ABC):

@@ -9,16 +9,34 @@ Topics (relative names, so a namespace applies):
   the joint state of the tick: sim, x of the task model; gen3, the tool
   position reported by the arm (task "reach");
 - subscribes ``joint_velocity_command`` (std_msgs/Float64MultiArray, rad/s,
-  ``joint_states`` order: the ros2_control forward-command convention).
+  ``joint_states`` order: the ros2_control forward-command convention);
+- publishes ``~/safety`` (std_msgs/String, reliable, transient-local depth 1):
+  ``ok``, or ``; ``-joined ``<kind>: <reason>`` for what the command path
+  refused or zeroed since the last tick, kinds ``unit_error``, ``second_source``,
+  ``joint_limit``, ``envelope``; published when the set of kinds changes.
 
 Commands with NaN/Inf, the wrong length or a nonzero velocity on a joint
 the task does not drive are refused (warning, zero velocity). Accepted
 commands are scaled as a whole vector (direction kept) so no joint exceeds
-min(``max_joint_velocity``, its own limit). A joint whose position
-``limit_lookahead`` s ahead at its velocity would pass a limit (less
-``limit_margin``) gets zero velocity. A watchdog commands zero when no
-command arrived for ``command_timeout`` s (receipt time, monotonic clock),
-checked every tick. While the arm reports a fault, zero is commanded.
+min(``max_joint_velocity``, its own limit); a command beyond
+``unit_error_factor`` times a joint's own limit is refused as a likely units
+bug (warning, zero), not capped. A watchdog commands zero when no command
+arrived for ``command_timeout`` s (receipt time, monotonic clock), checked
+every tick. While the arm reports a fault, zero is commanded.
+
+One source at a time: the first publisher (by publisher GID) whose command is
+accepted owns the command topic while its commands are fresh (within
+``command_timeout``); commands from any other publisher meanwhile are refused
+(warning, ``~/safety``) and do not feed the watchdog. Ownership passes on once
+the owner has been silent for ``command_timeout``.
+
+Every backend, every tick (uvs_core.safety.guard_command, at the last measured
+q): a joint is not moved when ``q + qdot * lookahead`` would pass a position
+limit less ``limit_margin``, and the whole command is zeroed when the tool point
+predicted ``lookahead`` s ahead (robot FK) would leave the envelope
+(``envelope``: the robot YAML's ``safety`` box and table, its box only, or off;
+``auto`` = box and table on gen3, box only on the sim, whose tasks sample
+targets below the table).
 
 Any error of the arm or of the link to it (a refusal, an RPC timeout, a broken
 socket) zeroes the command and sends Stop; the ticks go on reading and
@@ -53,21 +71,21 @@ from rclpy.executors import (
 )
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
 from uvs_core.robot import load_robot
+from uvs_core.safety import (
+    DEFAULT_LOOKAHEAD,
+    DEFAULT_UNIT_ERROR_FACTOR,
+    Envelope,
+    guard_command,
+    unit_error,
+)
 from uvs_core.sim import scale_velocity
 from uvs_core.tasks import TASK_NAMES, make_task
-from uvs_driver.backends import (
-    BACKEND_NAMES,
-    MAX_RATE,
-    BackendError,
-    Reading,
-    guard_position_limits,
-    make_backend,
-)
-from uvs_driver.qos import COMMAND_QOS, STATE_QOS
+from uvs_driver.backends import BACKEND_NAMES, MAX_RATE, BackendError, Reading, make_backend
+from uvs_driver.qos import COMMAND_READER_QOS, SAFETY_QOS, STATE_QOS
 from uvs_interfaces.msg import TaskState
 from uvs_ros import run_node
 
@@ -75,15 +93,16 @@ __all__ = ["DriverNode", "main"]
 
 # s to wait at shutdown for reliable subscribers to acknowledge the last state.
 _LAST_WORD_TIMEOUT = 0.5
-# Paper IV-A: dt = 0.05 s, joint speed cap 1.22 rad/s; its reference simulator zeroes a
-# joint that would pass a limit within 10 steps (0.5 s).
+# Paper IV-A: dt = 0.05 s, joint speed cap 1.22 rad/s.
 DEFAULT_RATE = 20.0
 DEFAULT_MAX_JOINT_VELOCITY = 1.22
-DEFAULT_LIMIT_LOOKAHEAD = 0.5
 _WARN_PERIOD = 1.0  # s between repeated warnings of one kind
 # Threads of the gen3 executor: the ticks, ~/home (blocks while the arm moves), ~/stop,
 # ~/clear_faults; each has a callback group of its own.
 _GEN3_THREADS = 4
+
+
+ENVELOPE_MODES = ("auto", "robot", "box", "off")
 
 
 def _descriptor(description: str, type_: int, read_only: bool = False,
@@ -129,18 +148,26 @@ PARAMETERS = {
         "min(this, the joint's own limit).", _DOUBLE, floats=(0.0, 10.0))),
     "home_timeout": (30.0, _descriptor(
         "Longest wait for ~/home to reach the home pose, s.", _DOUBLE, floats=(0.0, 600.0))),
-    "limit_lookahead": (DEFAULT_LIMIT_LOOKAHEAD, _descriptor(
-        "Position guard, s: a joint whose position this far ahead at its commanded velocity "
-        "would pass a limit (less limit_margin) gets zero velocity.",
-        _DOUBLE, floats=(0.0, 10.0))),
-    "limit_margin": (0.02, _descriptor(
-        "Position guard, rad kept inside each joint limit (the Gen3 firmware's limits are "
-        "about 0.01 rad inside the paper's).", _DOUBLE, floats=(0.0, 1.0))),
     "home_action": ("", _descriptor(
         "gen3: '' sends ~/home to the task's start pose (the pose the simulation homes to) "
         "with a joint-angle action; else the name of an action stored on the arm (e.g. "
         "'Home', Kinova's, which is neither the model's home nor the task's start pose).",
         _STR)),
+    "envelope": ("auto", _descriptor(
+        "Safety envelope of the tool point: robot = the robot YAML's safety box and table, "
+        "box = its box only, off = none; auto = robot on gen3, box on sim.",
+        _STR, read_only=True, choices=ENVELOPE_MODES)),
+    "lookahead": (DEFAULT_LOOKAHEAD, _descriptor(
+        "Look-ahead, s: joints that would pass a limit (less limit_margin), or a tool point "
+        "that would leave the envelope, within this time at the commanded velocity are "
+        "stopped (the paper's reference simulator: 10 steps, 0.5 s).",
+        _DOUBLE, floats=(0.0, 10.0))),
+    "limit_margin": (0.02, _descriptor(
+        "Joint guard, rad kept inside each joint limit (the Gen3 firmware's limits are "
+        "about 0.01 rad inside the paper's).", _DOUBLE, floats=(0.0, 1.0))),
+    "unit_error_factor": (DEFAULT_UNIT_ERROR_FACTOR, _descriptor(
+        "A command beyond this times a joint's own velocity limit is refused as a likely "
+        "units bug (not capped).", _DOUBLE, floats=(1.0, 100.0))),
     "robot_ip": ("192.168.1.10", _descriptor(
         "gen3: the arm's IP address.", _STR, read_only=True)),
     "tcp_port": (10000, _descriptor(
@@ -160,8 +187,9 @@ PARAMETERS = {
         "description's tool point (tool_offset along the flange z).", _BOOL, read_only=True)),
 }
 
-_POSITIVE = ("rate", "command_timeout", "max_joint_velocity", "home_timeout")
-_NON_NEGATIVE = ("limit_lookahead", "limit_margin")
+_POSITIVE = ("rate", "command_timeout", "max_joint_velocity", "home_timeout", "lookahead",
+             "unit_error_factor")
+_NON_NEGATIVE = ("limit_margin",)
 
 
 def validate_parameter(name: str, value, backend: str = "sim") -> str | None:
@@ -171,6 +199,8 @@ def validate_parameter(name: str, value, backend: str = "sim") -> str | None:
         return f"backend {value!r} unknown; choose one of {', '.join(BACKEND_NAMES)}"
     if name == "task" and value not in TASK_NAMES:
         return f"task {value!r} unknown; choose one of {', '.join(TASK_NAMES)}"
+    if name == "envelope" and value not in ENVELOPE_MODES:
+        return f"envelope {value!r} unknown; choose one of {', '.join(ENVELOPE_MODES)}"
     if name == "robot" and not str(value).strip():
         return "robot must name a robot description or a YAML path"
     if name in _POSITIVE and not (isinstance(value, float) and math.isfinite(value)
@@ -216,9 +246,17 @@ class DriverNode(Node):
         self._command_timeout = p["command_timeout"]
         self._max_joint_velocity = p["max_joint_velocity"]
         self._home_timeout = p["home_timeout"]
-        self._limit_lookahead = p["limit_lookahead"]
-        self._limit_margin = p["limit_margin"]
         self._home_action = p["home_action"]
+        self._lookahead = p["lookahead"]
+        self._limit_margin = p["limit_margin"]
+        self._unit_error_factor = p["unit_error_factor"]
+        mode = p["envelope"]
+        if mode == "auto":
+            mode = "robot" if p["backend"] == "gen3" else "box"
+        self.envelope = {"robot": self.robot.envelope,
+                         "box": self.robot.envelope.without_table(),
+                         "off": Envelope()}[mode]
+        self._envelope_mode = mode
         gen3 = {}
         if backend_name == "gen3":
             gen3 = dict(ip=p["robot_ip"], tcp_port=p["tcp_port"], udp_port=p["udp_port"],
@@ -247,6 +285,10 @@ class DriverNode(Node):
         self.arm_fault: str | None = first.fault
         if hasattr(self.backend, "on_watchdog_stop"):
             self.backend.on_watchdog_stop = self._on_backend_watchdog
+        self._source: bytes | None = None    # publisher GID owning the command topic
+        self._events: dict[str, str] = {}     # kind -> reason since the last tick
+        self._safety_kinds: tuple[str, ...] | None = None
+        self.safety_status = ""
 
         # One group each, so no service waits for another or for a tick (a real arm's
         # Home runs for seconds; Stop must be answered meanwhile).
@@ -256,8 +298,12 @@ class DriverNode(Node):
         self._clear_group = MutuallyExclusiveCallbackGroup()
         self._joint_pub = self.create_publisher(JointState, "joint_states", STATE_QOS)
         self._task_pub = self.create_publisher(TaskState, "task_state", STATE_QOS)
+        self._safety_pub = self.create_publisher(String, "~/safety", SAFETY_QOS)
+        # A deeper reader queue than COMMAND_QOS's depth 1 (compatible with it): with depth 1
+        # a second publisher's message replaces the owner's before it is read, and the
+        # intruder would starve the owner into a watchdog stop and take over.
         self._command_sub = self.create_subscription(
-            Float64MultiArray, "joint_velocity_command", self._on_command, COMMAND_QOS,
+            Float64MultiArray, "joint_velocity_command", self._on_command, COMMAND_READER_QOS,
             callback_group=self._tick_group)
         self._home_srv = self.create_service(Trigger, "~/home", self._on_home,
                                              callback_group=self._home_group)
@@ -276,8 +322,8 @@ class DriverNode(Node):
             f"{backend_name} backend, robot {self.robot.name}, task {self.task.name} "
             f"(active joints {[self.robot.joint_names[i] for i in self.task.active]}), "
             f"{self._rate:g} Hz, watchdog {self._command_timeout:g} s, "
-            f"cap {self._max_joint_velocity:g} rad/s, limit look-ahead "
-            f"{self._limit_lookahead:g} s")
+            f"cap {self._max_joint_velocity:g} rad/s, envelope {mode}, "
+            f"look-ahead {self._lookahead:g} s")
         if self.arm_fault:
             self.get_logger().warning(f"the arm reports a fault: {self.arm_fault}; call "
                                       "~/clear_faults before commanding it")
@@ -306,10 +352,12 @@ class DriverNode(Node):
                 self._max_joint_velocity = param.value
             elif param.name == "home_timeout":
                 self._home_timeout = param.value
-            elif param.name == "limit_lookahead":
-                self._limit_lookahead = param.value
+            elif param.name == "lookahead":
+                self._lookahead = param.value
             elif param.name == "limit_margin":
                 self._limit_margin = param.value
+            elif param.name == "unit_error_factor":
+                self._unit_error_factor = param.value
             elif param.name == "home_action":
                 self._home_action = param.value
 
@@ -331,20 +379,47 @@ class DriverNode(Node):
         if inactive.size:
             names = ", ".join(self.backend.joint_names[i] for i in inactive)
             return f"moves {names}, which task {self.task.name} does not drive"
+        beyond = unit_error(qdot, self.robot.velocity_limits, self._unit_error_factor)
+        if beyond:
+            worst = max(beyond, key=lambda i: abs(qdot[i]) / self.robot.velocity_limits[i])
+            return (f"asks {abs(qdot[worst]):g} rad/s of {self.backend.joint_names[worst]}, "
+                    f"over {self._unit_error_factor:g} x its limit "
+                    f"{self.robot.velocity_limits[worst]:g} rad/s (units?)")
         return None
 
-    def _on_command(self, msg: Float64MultiArray) -> None:
+    def _on_command(self, msg: Float64MultiArray, info: dict) -> None:
+        # Two parameters: rclpy passes the MessageInfo (publisher GID) along.
         qdot = np.asarray(msg.data, dtype=float)
         problem = self._command_problem(qdot)
+        gid = info.get("publisher_gid") if info else None
+        source = bytes(gid["data"]) if gid else None
         received = time.monotonic()
+        intruder = False
         with self._lock:
-            self._command_time = received
-            if problem:
-                self._command = np.zeros(self.backend.n)
+            owner_fresh = (self._command_time is not None
+                           and received - self._command_time <= self._command_timeout)
+            if (source is not None and self._source is not None and source != self._source
+                    and owner_fresh):
+                intruder = True
                 self.rejected_commands += 1
+                self._events["second_source"] = (
+                    "a second publisher on joint_velocity_command refused "
+                    f"({self.count_publishers(self._command_sub.topic_name)} publishers)")
             else:
-                self._command = qdot.copy()
-        if problem:
+                self._source = source
+                self._command_time = received
+                if problem:
+                    self._command = np.zeros(self.backend.n)
+                    self.rejected_commands += 1
+                    if problem.startswith("asks"):
+                        self._events["unit_error"] = f"command {problem}; refused"
+                else:
+                    self._command = qdot.copy()
+        if intruder:
+            self.get_logger().warning(
+                "joint_velocity_command from a second publisher refused: another source "
+                "commands the arm (one source at a time)", throttle_duration_sec=_WARN_PERIOD)
+        elif problem:
             self.get_logger().warning(f"joint_velocity_command refused, commanding zero: it "
                                    f"{problem}", throttle_duration_sec=_WARN_PERIOD)
 
@@ -368,21 +443,19 @@ class DriverNode(Node):
         return np.zeros(self.backend.n)
 
     def _guard(self, qdot: np.ndarray) -> np.ndarray:
-        """(n,) rad/s: zero for a faulted arm; else each joint about to pass a position
-        limit within limit_lookahead s held (lock held)."""
+        """(n,) rad/s: zero for a faulted arm; else the joint look-ahead guard and the
+        envelope at the last measured q (lock held)."""
         if not np.any(qdot):
             return qdot
         if self.arm_fault:
             return np.zeros_like(qdot)
-        guarded, blocked = guard_position_limits(
-            self._q, qdot, self.robot.lower, self.robot.upper, self._limit_lookahead,
-            self._limit_margin)
-        if np.any(blocked):
-            names = ", ".join(self.backend.joint_names[i] for i in np.flatnonzero(blocked))
-            self.get_logger().info(
-                f"holding {names}: within {self._limit_lookahead:g} s of a position limit",
-                throttle_duration_sec=_WARN_PERIOD)
-        return guarded
+        verdict = guard_command(self.robot, self.envelope, self._q, qdot, self._lookahead,
+                                margin=self._limit_margin)
+        if verdict.modified:
+            kind = "envelope" if verdict.reason.startswith("envelope") else "joint_limit"
+            self._events[kind] = verdict.reason
+            self.get_logger().warning(verdict.reason, throttle_duration_sec=_WARN_PERIOD)
+        return verdict.qdot
 
     def _on_backend_error(self, what: str, exc: BackendError) -> None:
         """An error of the arm or its link (lock held): zero the command and send Stop."""
@@ -408,19 +481,22 @@ class DriverNode(Node):
         with self._lock:
             if self._closed:
                 return
-            if not self._homing:
-                commanded = self._guard(self._fresh_command(now))
-                try:
-                    self.backend.command(commanded)
-                except BackendError as exc:
-                    self._on_backend_error("command", exc)
-                self.backend.step(1.0 / self._rate)
             try:
-                reading = self.backend.read_state()
-            except BackendError as exc:
-                # Nothing to publish: the arm's state is unknown this tick.
-                self._on_backend_error("reading the arm", exc)
-                return
+                if not self._homing:
+                    commanded = self._guard(self._fresh_command(now))
+                    try:
+                        self.backend.command(commanded)
+                    except BackendError as exc:
+                        self._on_backend_error("command", exc)
+                    self.backend.step(1.0 / self._rate)
+                try:
+                    reading = self.backend.read_state()
+                except BackendError as exc:
+                    # Nothing to publish: the arm's state is unknown this tick.
+                    self._on_backend_error("reading the arm", exc)
+                    return
+            finally:
+                events, self._events = self._events, {}
             self._q = reading.q
             if reading.fault != self.arm_fault:
                 if reading.fault:
@@ -431,6 +507,16 @@ class DriverNode(Node):
                 self.arm_fault = reading.fault
             stamp = self.get_clock().now().to_msg()
         self._publish_state(reading, stamp)
+        self._publish_safety(events)
+
+    def _publish_safety(self, events: dict[str, str]) -> None:
+        """Publish ~/safety when the set of kinds changed since the last publication."""
+        kinds = tuple(sorted(events))
+        if kinds == self._safety_kinds:
+            return
+        self._safety_kinds = kinds
+        self.safety_status = "; ".join(f"{k}: {events[k]}" for k in kinds) or "ok"
+        self._safety_pub.publish(String(data=self.safety_status))
 
     def _publish_state(self, reading: Reading, stamp) -> None:
         """Publish joint_states (position rad, velocity rad/s as read) and task_state."""

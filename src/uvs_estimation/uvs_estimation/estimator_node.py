@@ -23,6 +23,15 @@ Parameters:
   means that default.
 - ``models.<name>`` for each learned estimator: its model directory; empty
   means ``<model_dir>/<task>/<name>``.
+
+Parameters that belong together (``estimator`` with ``models.<name>`` and
+``model_dir``) are validated and applied as one when given in one call: ``ros2
+param load /jacobian_estimator file.yaml``, a ``--params-file`` at start, or
+``set_parameters_atomically``. ``ros2 param set`` sets one at a time; then a
+refused ``models.<name>`` (a missing or mismatched model) is remembered as the
+model asked for, and selecting ``estimator <name>`` next tries that model again
+rather than silently serving the default one: it serves it (and
+``models.<name>`` then reads its path) or is refused with the reason.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParameters
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_services_default
 from std_srvs.srv import Trigger
 
@@ -109,7 +119,11 @@ class JacobianEstimatorNode(Node):
         # group) and from in-process callers at once; each is validated and
         # committed as a whole.
         self._param_lock = threading.Lock()
+        # name -> (path, reason): a models.<name> refused, the model last asked for.
+        self._refused_models: dict[str, tuple[str, str]] = {}
+        self._adopt: dict[str, str] = {}   # models.<name> values to set after a commit
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._after_set_parameters)
 
         # One exclusive group: estimate and reset never interleave (an online
         # estimator's state is one sequence), while parameter changes, in the
@@ -189,6 +203,13 @@ class JacobianEstimatorNode(Node):
             key.removeprefix("models."): value
             for key, value in values.items() if key.startswith("models.")
         }
+        # `estimator <name>` alone after `models.<name>` was refused: the model asked for
+        # is that one, not the default (issue 12); try it again.
+        asked = None
+        if ("estimator" in values and name in self._refused_models
+                and name not in changed_models):
+            asked = self._refused_models[name][0]
+            changed_models[name] = asked
         config = self._models.with_changes(model_dir=model_dir, models=changed_models)
         task_name = self._task.name
 
@@ -207,9 +228,20 @@ class JacobianEstimatorNode(Node):
                     build_estimator(other, self._task, config)
         except EstimatorSetupError as exc:
             reason = f"rejected, '{self._service.name}' keeps serving: {exc}"
+            if asked is not None:
+                reason += (f" (models.{name} = {asked!r}, asked for before and refused; "
+                           f"set models.{name} again, '' for the default model, or both "
+                           "in one call)")
+            for other, value in changed_models.items():
+                if other != name or asked is None:
+                    self._refused_models[other] = (value, str(exc))
             self.get_logger().warning(reason)
             return SetParametersResult(successful=False, reason=reason)
 
+        for other in changed_models:
+            self._refused_models.pop(other, None)
+        if asked is not None:
+            self._adopt[name] = asked
         self._models = config
         if candidate is not None:
             estimator, path = candidate
@@ -217,6 +249,13 @@ class JacobianEstimatorNode(Node):
             self.get_logger().info(
                 f"estimator '{old}' -> '{name}'" + (f" (model {path})" if path else ""))
         return SetParametersResult(successful=True)
+
+    def _after_set_parameters(self, params) -> None:
+        """Make models.<name> read the model adopted from a refused request."""
+        adopt, self._adopt = self._adopt, {}
+        if adopt:
+            self.set_parameters([Parameter(f"models.{name}", value=path)
+                                 for name, path in adopt.items()])
 
     def _on_estimate(self, request, response):
         try:

@@ -45,6 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OU mean reversion (default: the protocol's, 0.15)")
     parser.add_argument("--sigma", type=float,
                         help="OU noise scale (default: the protocol's, paper 1.0, design 0.2)")
+    parser.add_argument("--envelope", choices=("off", "box", "robot"), default="off",
+                        help="babble inside the robot YAML's safety envelope, as the driver "
+                             "enforces it on a real arm: robot = box and table, box = box "
+                             "only, off = joint limits only (default)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bag")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
 
@@ -71,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
         options["theta"] = args.theta
     if args.sigma is not None:
         options["sigma"] = args.sigma
+    if args.envelope != "off":
+        options["envelope"] = (robot.envelope if args.envelope == "robot"
+                               else robot.envelope.without_table())
     if not (options["sigma"] >= 0 and options["theta"] >= 0):
         return fail(f"--sigma and --theta must be >= 0, got {options['sigma']}, "
                     f"{options['theta']}")
