@@ -13,12 +13,13 @@ The estimator-killed and stale-states faults (sim) run the real ``controller`` a
 
 For each fault: ``stop_s``, the time from the fault to a zero command reaching the arm
 (sim: the first ``joint_states`` whose velocity, the command the simulation applied that
-tick, is all zero and stays so; gen3: the first ``Base.Stop`` or all-zero ``SendJointSpeedsCommand`` in
-the double's log, or the firmware's own stop, whichever came first); ``state_hz``, the
-joint_states rate in the second after the stop (after SIGCONT for the frozen driver);
-``moving_at_end`` (the fault still in place, the probe still commanding where it was);
-and PASS when the stop came within ``bound_s`` (2 driver ticks + ``command_timeout``,
-unless the row says otherwise), the state kept publishing and the arm was left still.
+tick, is all zero and stays so; gen3: the first ``Base.Stop`` or all-zero
+``SendJointSpeedsCommand`` in the double's log, or the firmware's own stop, whichever came
+first); ``state_hz``, the joint_states rate in the second after the bound (after SIGCONT
+for the frozen driver); ``moving_at_end`` (the fault still in place, the probe still
+commanding where it was); and PASS when the stop came within ``bound_s`` (2 driver ticks +
+``command_timeout``, unless the row says otherwise), the state kept publishing and the arm
+was left still.
 
 This is a measurement: it exits 0 whatever the figures, 1 when something fails to run.
 Run from the repository root after ``make setup`` and ``. ./activate``:
@@ -62,7 +63,7 @@ from std_srvs.srv import Trigger  # noqa: E402
 
 from uvs_bringup.graph import GraphOptions, config_dir, servo_graph  # noqa: E402
 from uvs_interfaces.msg import ServoStatus  # noqa: E402
-from uvs_interfaces.srv import SetTarget  # noqa: E402
+from uvs_interfaces.srv import EstimateJacobian, SetTarget  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ROOT / "install"
@@ -89,19 +90,21 @@ SAFETY_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
 
 # name: (backends, what is injected)
 FAULTS = {
+    # In run order. The controller and estimator processes come up for the last sim
+    # rows: once up, the controller owns the command topic (one source at a time).
     "controller_killed": (("sim", "gen3"), "the commanding process SIGKILLed"),
-    "estimator_killed": (("sim",), "jacobian_estimator SIGKILLed under the real controller"),
     "driver_frozen": (("sim", "gen3"), "SIGSTOP of the driver process (then SIGCONT)"),
-    "stale_joint_states": (("sim", "gen3"), "sim: the controller's joint_states cut off; "
-                           "gen3: feedback datagrams lost (3 ticks)"),
     "nan_command": (("sim", "gen3"), "a command with NaN"),
     "wrong_length_command": (("sim", "gen3"), "a command of 6 velocities for 7 joints"),
     "over_limit_command": (("sim", "gen3"), "a command of 100 rad/s (a units bug)"),
     "second_publisher": (("sim", "gen3"), "a second node commands the same topic"),
-    "out_of_envelope_target": (("sim",), "controller/set_target at z = -10 m"),
     "envelope_breach": (("sim", "gen3"), "a command driving the tool into the table"),
     "hung_rpc": (("gen3",), "Base.SendJointSpeedsCommand never answered"),
     "arm_fault": (("gen3",), "the arm faults mid-motion"),
+    "stale_joint_states": (("sim", "gen3"), "sim: the controller's joint_states cut off; "
+                           "gen3: feedback datagrams lost (3 ticks)"),
+    "out_of_envelope_target": (("sim",), "controller/set_target at z = -10 m"),
+    "estimator_killed": (("sim",), "jacobian_estimator SIGKILLed under the real controller"),
     # Last: the driver cannot command the arm again without a restart.
     "broken_socket": (("gen3",), "the TCP connection breaks (BrokenPipeError)"),
 }
@@ -237,8 +240,10 @@ class Probe:
                                                      STATE_QOS)
         self.stop_client = node.create_client(Trigger, "driver/stop")
         self.clear_client = node.create_client(Trigger, "driver/clear_faults")
+        self.home_client = node.create_client(Trigger, "driver/home")
         self.set_target = node.create_client(SetTarget, "controller/set_target")
         self.cancel = node.create_client(Trigger, "controller/cancel")
+        self.estimator = node.create_client(EstimateJacobian, "estimate_jacobian")
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(node)
         self.executor.add_node(self.intruder)
@@ -352,7 +357,9 @@ class Bench:
         self.specs = specs
         args = specs["driver"].ros_args(self.config)
         args += ["-p", f"backend:={backend}", "-p", f"rate:={RATE!r}",
-                 "-p", f"command_timeout:={COMMAND_TIMEOUT!r}"]
+                 "-p", f"command_timeout:={COMMAND_TIMEOUT!r}",
+                 # The robot's box and table on both backends (auto: no table on the sim).
+                 "-p", "envelope:=robot"]
         if backend == "gen3":
             args += ["-p", "robot_ip:=10.0.0.7", "-p",
                      f"connection_inactivity_timeout:={int(CONNECTION_INACTIVITY * 1000)}"]
@@ -560,6 +567,10 @@ class Bench:
         self.observe(t_report, row.bound_s)
         row = self.finish(row, t_report)
         row.note = f"reported {t_report - t0:.2f} s after motion began; stop from the report"
+        self.probe.command = None
+        response = self.probe.call(self.probe.home_client, Trigger.Request())
+        if not response.success:
+            raise BenchmarkError(f"driver/home failed: {response.message}")
         return row
 
     def _hung_rpc(self, row: Row) -> Row:
@@ -642,7 +653,6 @@ class Bench:
         row.note = (("refused: " + response.message) if not response.success
                     else "accepted") + ("; the arm moved" if moved else "; the arm stayed still")
         row.passed = not response.success and not moved and row.state_hz >= 0.5 * RATE
-        self._stop_controller()
         return row
 
     # -- the controller graph (sim)
@@ -657,21 +667,29 @@ class Bench:
                 process = Process(name, args, self.log_dir / f"{name}.log")
                 process.start(self.env)
                 self.others.append(process)
-            if not _wait(lambda: self.probe.set_target.service_is_ready(), START_TIMEOUT, 0.05):
+            # A target set before the estimator serves would latch an "unavailable" halt.
+            if not _wait(lambda: self.probe.set_target.service_is_ready()
+                         and self.probe.estimator.service_is_ready(), START_TIMEOUT, 0.05):
                 raise BenchmarkError("controller not up:\n" + "\n".join(
                     p.tail() for p in self.others))
-        # A target far enough along joint 1 that the arm is still servoing when the fault
-        # comes (the controller's x is the tool position of the single_point task).
+        # A target far enough that the arm is still servoing when the fault comes (the
+        # controller's x is the tool position of the single_point task).
         from uvs_core.robot import load_robot
         from uvs_core.tasks import make_task
 
         task = make_task("single_point", load_robot("gen3"))
         q = np.asarray(task.q_fixed, dtype=float).copy()
-        q[0] += 1.2
+        q[1] += 0.8
         target = [float(v) for v in np.asarray(task.x_from_q(q)).reshape(-1)]
-        response = self.probe.call(self.probe.set_target, SetTarget.Request(target=target))
-        if not response.success:
-            raise BenchmarkError(f"set_target refused: {response.message}")
+        for _ in range(3):
+            # A halt latched by the row before may latch again on a cycle that was under
+            # way when the new target came (seen in the controller's log): set it again.
+            response = self.probe.call(self.probe.set_target,
+                                       SetTarget.Request(target=target))
+            if not response.success:
+                raise BenchmarkError(f"set_target refused: {response.message}")
+            if _wait(self.probe.moving, 3.0, 0.02):
+                break
         if not _wait(self.probe.moving, START_TIMEOUT, 0.02):
             raise BenchmarkError("the controller does not move the arm:\n" + "\n".join(
                 p.tail() for p in self.others))
