@@ -407,6 +407,8 @@ class Bench:
         if self.backend == "gen3":
             self.driver.request("clear")
         self.check_alive()
+        if any(p.name == "controller" and p.alive() for p in self.others):
+            self.probe.call(self.probe.cancel, Trigger.Request())
         self.probe.call(self.probe.stop_client, Trigger.Request())
         if not _wait(lambda: not self.probe.moving(), 5.0, 0.02):
             raise BenchmarkError(f"{self.backend}: the arm does not come to rest")
@@ -640,7 +642,8 @@ class Bench:
         return row
 
     def _out_of_envelope_target(self, row: Row) -> Row:
-        self._start_controller()
+        self._start_controller(move=False)
+        self.probe.call(self.probe.cancel, Trigger.Request())
         t0 = time.monotonic()
         response = self.probe.call(self.probe.set_target, SetTarget.Request(
             target=[0.3, 0.0, -10.0]))
@@ -656,7 +659,7 @@ class Bench:
         return row
 
     # -- the controller graph (sim)
-    def _start_controller(self) -> None:
+    def _start_controller(self, move: bool = True) -> None:
         if not any(p.name == "controller" for p in self.others):
             for name in ("jacobian_estimator", "controller"):
                 spec = self.specs[name]
@@ -672,6 +675,8 @@ class Bench:
                          and self.probe.estimator.service_is_ready(), START_TIMEOUT, 0.05):
                 raise BenchmarkError("controller not up:\n" + "\n".join(
                     p.tail() for p in self.others))
+        if not move:
+            return
         # A target far enough that the arm is still servoing when the fault comes (the
         # controller's x is the tool position of the single_point task).
         from uvs_core.robot import load_robot
