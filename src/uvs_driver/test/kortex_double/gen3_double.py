@@ -335,8 +335,10 @@ class Gen3Double:
                 self._drop[name] -= 1
                 entry.outcome = "dropped"
                 return
-            conn.last_rx = now
+            # What happened before this request first (a connection inactivity timeout
+            # that ran out while the client was frozen), then this request counts.
             self._advance()
+            conn.last_rx = now
             try:
                 forced = self._refuse.get(name)
                 if forced is not None:
