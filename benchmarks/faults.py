@@ -589,7 +589,10 @@ class Bench:
         restarts = sum(1 for _, what, v in self.driver.request("events", since=t0)
                        if what == "speeds" and np.any(v))
         row = self.finish(row, t0)
-        row.note = f"{restarts} joint-speed commands executed after the fault"
+        row.note = (f"{restarts} joint-speed commands executed after the fault; commands "
+                    "latched off until ~/clear_faults")
+        self.driver.request("clear")
+        self.probe.call(self.probe.clear_client, Trigger.Request())
         return row
 
     def _broken_socket(self, row: Row) -> Row:

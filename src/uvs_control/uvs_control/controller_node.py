@@ -187,11 +187,12 @@ PARAMETERS = {
         "Longest wait for the estimator's answer, s; must be shorter than the period "
         "1/rate. No answer in time: zero command, HALTED.", _DOUBLE, floats=(0.0, 10.0),
         constraints="> 0 and < 1/rate")),
-    "jacobian_hold": (0.05, _descriptor(
+    "jacobian_hold": (0.075, _descriptor(
         "When the estimator misses its deadline, servo on with its last answer (of the "
         "current target) if it is at most this old, s; else zero command, HALTED. 0 = halt "
-        "at the first miss. The default bridges one late answer at 20 Hz (a loaded "
-        "machine) and still stops within two cycles when the estimator is gone.",
+        "at the first miss. The default (1.5 periods at 20 Hz) bridges one late answer on "
+        "a loaded machine and still halts at the second miss in a row: a dead estimator "
+        "stops the arm within estimator_timeout + 2 periods.",
         _DOUBLE, floats=(0.0, 1.0))),
     "state_timeout": (0.25, _descriptor(
         "joint_states / task_state older than this (s, receipt time) are stale: zero "

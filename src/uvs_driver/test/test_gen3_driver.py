@@ -311,3 +311,30 @@ def test_the_driver_refuses_to_start_when_the_arm_cannot_be_reached(kortex, arm,
     arm.unreachable()
     with pytest.raises(BackendError, match="connection failed"):
         DriverNode(context=ros_context, parameter_overrides=[Parameter("backend", value="gen3")])
+
+
+def test_a_failed_command_latches_commands_off_until_an_operator_clears(arm, graph):
+    """A command RPC that hung leaves the arm's state in doubt: the driver stops it and
+    refuses the commands that keep coming (a controller does not know) until
+    ~/clear_faults; then the arm moves again."""
+    g = graph()
+    g.drive(QDOT)
+    _moving(arm)
+    injected = time.monotonic()
+    arm.hang("Base.SendJointSpeedsCommand")
+    assert g.wait(lambda: arm.stop_reached(injected) is not None, 2.0), "no Stop reached"
+    assert g.wait(lambda: g.driver.command_latch is not None, 2.0)
+    assert "~/clear_faults" in g.driver.command_latch
+    arm.clear_injections()
+    stopped = time.monotonic()
+    time.sleep(0.6)                      # the controller commands on meanwhile
+    moved = [e for e in arm.entries("Base.SendJointSpeedsCommand", "ok")
+             if e.t > stopped and any(s.value for s in e.payload.joint_speeds)]
+    assert moved == [], f"{len(moved)} joint-speed commands reached a latched arm"
+    assert g.wait(lambda: "backend_error" in g.driver.safety_status, 2.0), g.driver.safety_status
+    assert g.call("driver/clear_faults").success
+    assert g.driver.command_latch is None
+    cleared = time.monotonic()
+    assert g.wait(lambda: any(e.t > cleared and any(s.value for s in e.payload.joint_speeds)
+                              for e in arm.entries("Base.SendJointSpeedsCommand", "ok")), 2.0)
+    g.release()

@@ -13,7 +13,9 @@ Topics (relative names, so a namespace applies):
 - publishes ``~/safety`` (std_msgs/String, reliable, transient-local depth 1):
   ``ok``, or ``; ``-joined ``<kind>: <reason>`` for what the command path
   refused or zeroed since the last tick, kinds ``unit_error``, ``second_source``,
-  ``joint_limit``, ``envelope``; published when the set of kinds changes.
+  ``joint_limit``, ``envelope``, ``backend_error`` (commands latched off after a
+  failed command until ``~/clear_faults`` or ``~/home``); published when the set
+  of kinds changes.
 
 Commands with NaN/Inf, the wrong length or a nonzero velocity on a joint
 the task does not drive are refused (warning, zero velocity). Accepted
@@ -280,6 +282,9 @@ class DriverNode(Node):
         self._homing = False
         self.rejected_commands = 0
         self.backend_error: str | None = None
+        # A failed command (an RPC that timed out, a broken socket) leaves the arm's state
+        # in doubt: commands are refused until an operator calls ~/clear_faults or ~/home.
+        self.command_latch: str | None = None
         first = self.backend.read_state()
         self._q = first.q                    # rad, latest reading (the guard looks ahead of it)
         self.arm_fault: str | None = first.fault
@@ -430,7 +435,11 @@ class DriverNode(Node):
         self._watchdog_tripped = True
 
     def _fresh_command(self, now: float) -> np.ndarray:
-        """(n,) rad/s: the latest command, capped, or zero when it is stale (lock held)."""
+        """(n,) rad/s: the latest command, capped, or zero when it is stale or commands
+        are latched off after a failed command (lock held)."""
+        if self.command_latch is not None:
+            self._events["backend_error"] = self.command_latch
+            return np.zeros(self.backend.n)
         fresh = (self._command_time is not None
                  and now - self._command_time <= self._command_timeout)
         if fresh:
@@ -463,6 +472,10 @@ class DriverNode(Node):
         self._clear_command()
         self.get_logger().error(f"{what}: {exc}; commanding zero and Stop",
                                 throttle_duration_sec=_WARN_PERIOD)
+        if what == "command" and self.command_latch is None:
+            self.command_latch = (f"a command failed ({exc}); commands refused until "
+                                  f"~/clear_faults or ~/home")
+            self.get_logger().error(f"latched: {self.command_latch}")
         try:
             self.backend.stop()
         except BackendError as stop_exc:
@@ -570,6 +583,7 @@ class DriverNode(Node):
             self.get_logger().error(f"home failed: {exc}")
             return response
         response.success, response.message = True, "at home"
+        self._unlatch("homed")
         self.get_logger().info("homed")
         return response
 
@@ -596,8 +610,16 @@ class DriverNode(Node):
             self.get_logger().error(f"clear_faults failed: {exc}")
             return response
         response.success, response.message = True, "faults cleared; the arm takes commands"
+        self._unlatch("faults cleared")
         self.get_logger().info("faults cleared")
         return response
+
+    def _unlatch(self, why: str) -> None:
+        """An operator acted: commands are taken again (a new one is needed to move)."""
+        with self._lock:
+            if self.command_latch is not None:
+                self.get_logger().info(f"{why}: commands accepted again")
+            self.command_latch = None
 
     # ------------------------------------------------------------------ shutdown
 
