@@ -20,6 +20,7 @@ from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 from launch import LaunchDescription
 from uvs_bringup.graph import (
@@ -108,7 +109,9 @@ def _actions(context):
         from uvs_core.robot import load_robot
         from uvs_core.urdf import robot_urdf
 
-        description = robot_urdf(load_robot(_robot_model(params_dir)))
+        # value_type=str: a URDF is text, never to be read as YAML (ros2_kortex does the same)
+        description = ParameterValue(robot_urdf(load_robot(_robot_model(params_dir))),
+                                     value_type=str)
         actions.append(Node(package="robot_state_publisher",
                             executable="robot_state_publisher", name="robot_state_publisher",
                             parameters=[{"robot_description": description}], output="screen",
