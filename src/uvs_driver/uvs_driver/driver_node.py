@@ -192,6 +192,9 @@ PARAMETERS = {
 _POSITIVE = ("rate", "command_timeout", "max_joint_velocity", "home_timeout", "lookahead",
              "unit_error_factor")
 _NON_NEGATIVE = ("limit_margin",)
+# Parameters applied at run time as the node attribute "_<name>" (rate restarts the timer).
+_RUNTIME = ("command_timeout", "max_joint_velocity", "home_timeout", "lookahead",
+            "limit_margin", "unit_error_factor", "home_action")
 
 
 def validate_parameter(name: str, value, backend: str = "sim") -> str | None:
@@ -245,13 +248,8 @@ class DriverNode(Node):
         self.task = make_task(p["task"], self.robot)
         self._backend_name = backend_name
         self._rate = p["rate"]
-        self._command_timeout = p["command_timeout"]
-        self._max_joint_velocity = p["max_joint_velocity"]
-        self._home_timeout = p["home_timeout"]
-        self._home_action = p["home_action"]
-        self._lookahead = p["lookahead"]
-        self._limit_margin = p["limit_margin"]
-        self._unit_error_factor = p["unit_error_factor"]
+        for name in _RUNTIME:
+            setattr(self, "_" + name, p[name])
         mode = p["envelope"]
         if mode == "auto":
             mode = "robot" if p["backend"] == "gen3" else "box"
@@ -351,20 +349,8 @@ class DriverNode(Node):
                     self.destroy_timer(self._timer)
                     self._timer = self.create_timer(1.0 / self._rate, self._tick,
                                                     callback_group=self._tick_group)
-            elif param.name == "command_timeout":
-                self._command_timeout = param.value
-            elif param.name == "max_joint_velocity":
-                self._max_joint_velocity = param.value
-            elif param.name == "home_timeout":
-                self._home_timeout = param.value
-            elif param.name == "lookahead":
-                self._lookahead = param.value
-            elif param.name == "limit_margin":
-                self._limit_margin = param.value
-            elif param.name == "unit_error_factor":
-                self._unit_error_factor = param.value
-            elif param.name == "home_action":
-                self._home_action = param.value
+            elif param.name in _RUNTIME:
+                setattr(self, "_" + param.name, param.value)
 
     # ------------------------------------------------------------------ commands
 

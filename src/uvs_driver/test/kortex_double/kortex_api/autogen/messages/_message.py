@@ -117,15 +117,15 @@ def _check_scalar(kind: str, value, where: str):
     raise AssertionError(f"unknown field kind {kind!r}")
 
 
-class RepeatedScalar:
-    """A repeated scalar field: append, extend, index, iterate, delete slices."""
+class _Repeated:
+    """What both repeated fields share: a list behind extend, len, iteration (over a
+    copy), indexing, deletion and equality, as protobuf's repeated containers."""
 
-    def __init__(self, kind: str) -> None:
-        self._kind = kind
+    def __init__(self) -> None:
         self._items: list = []
 
     def append(self, value) -> None:
-        self._items.append(_check_scalar(self._kind, value, "repeated field"))
+        raise NotImplementedError
 
     def extend(self, values) -> None:
         for value in values:
@@ -150,12 +150,23 @@ class RepeatedScalar:
         return repr(self._items)
 
 
-class RepeatedComposite:
+class RepeatedScalar(_Repeated):
+    """A repeated scalar field: append, extend, index, iterate, delete slices."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self._kind = kind
+
+    def append(self, value) -> None:
+        self._items.append(_check_scalar(self._kind, value, "repeated field"))
+
+
+class RepeatedComposite(_Repeated):
     """A repeated message field: ``add(**fields)`` appends and returns a new element."""
 
     def __init__(self, message_type: type) -> None:
+        super().__init__()
         self._type = message_type
-        self._items: list = []
 
     def add(self, **fields):
         element = self._type(**fields)
@@ -166,28 +177,6 @@ class RepeatedComposite:
         if not isinstance(message, self._type):
             raise TypeError(f"expected {self._type.__name__}, got {type(message).__name__}")
         self._items.append(message._copy())
-
-    def extend(self, messages) -> None:
-        for message in messages:
-            self.append(message)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __iter__(self):
-        return iter(list(self._items))
-
-    def __getitem__(self, index):
-        return self._items[index]
-
-    def __delitem__(self, index) -> None:
-        del self._items[index]
-
-    def __eq__(self, other) -> bool:
-        return list(self) == list(other)
-
-    def __repr__(self) -> str:
-        return repr(self._items)
 
 
 class Message:
