@@ -165,7 +165,7 @@ def _eval_job(task_name: str, robot: str, name: str, model: str | None, params: 
     t0 = time.perf_counter()
     task = _task(task_name, robot)
     est = _estimator(task_name, robot, name, model, params)
-    options = protocol(task_name, variant).rollout_options()
+    options = protocol(task_name, variant).rollout_options(task.robot.n)
     options.update(steps=steps, joint_limits=joint_limits)
     goals = task.sample_targets(np.random.default_rng(seed), targets)
     r = rollout(task, est, goals, **options)
@@ -259,7 +259,7 @@ def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
 
         with progress_bar("babbling", res["samples"], "samples",
                           enabled=show_progress) as update:
-            options = proto.babble_options()
+            options = proto.babble_options(task.robot.n)
             dataset = babble(task, res["samples"], progress=update, **options)
         data_info = {"source": "babble", **{k: (v.tolist() if isinstance(v, np.ndarray)
                                                else v) for k, v in options.items()}}

@@ -82,7 +82,13 @@ from visualization_msgs.msg import MarkerArray
 
 from uvs_control.markers import servo_markers
 from uvs_control.qos import COMMAND_QOS, MARKER_QOS, STATE_QOS, STATUS_QOS, TARGET_QOS
-from uvs_core.control import ControlConfig, ServoMonitor, control_step, task_rank
+from uvs_core.control import (
+    JOINT_LIMIT_POLICIES,
+    ControlConfig,
+    ServoMonitor,
+    control_step,
+    task_rank,
+)
 from uvs_core.robot import load_robot
 from uvs_core.safety import Envelope
 from uvs_core.tasks import TASK_NAMES, cond_thresholds, make_task
@@ -168,10 +174,15 @@ PARAMETERS = {
         "(paper 1.22). Each joint's own limit applies too.", _DOUBLE, floats=(0.0, 10.0),
         constraints="> 0")),
     "joint_limit_margin": (_DEFAULT.joint_limit_margin, _descriptor(
-        "rad kept free before each position limit: a command that would enter the margin "
-        "within one period zeroes the whole arm (continuous joints exempt).",
+        "rad kept free before each position limit; what a command that would enter the "
+        "margin within one period does is joint_limit_policy's (continuous joints exempt).",
         _DOUBLE, floats=(0.0, 1.0))),
-    "nullspace_gain": (_DEFAULT.nullspace_gain, _descriptor(
+    "joint_limit_policy": ("lock", _descriptor(
+        "lock: lock the joints that would enter the margin and solve the task with the "
+        "others (the redundant arm's way round a limit); HALTED with 'joint limit' only when "
+        "that would not reduce the error. halt: zero the whole arm at once (the paper's "
+        "evaluation).", _STR, constraints=f"one of {', '.join(JOINT_LIMIT_POLICIES)}")),
+    "nullspace_gain": (3.0, _descriptor(
         "Weight of Eq. 1's (I - J+ J) y term pulling limited joints to mid-range; 0 = off "
         "(paper).", _DOUBLE, floats=(0.0, 100.0))),
     "convergence_tolerance": (0.0, _descriptor(
@@ -212,7 +223,7 @@ PARAMETERS = {
 }
 
 _CONTROL_FIELDS = ("gain", "damping", "cond_slowdown", "cond_halt", "max_joint_velocity",
-                   "joint_limit_margin", "nullspace_gain")
+                   "joint_limit_margin", "nullspace_gain", "joint_limit_policy")
 
 
 def _control_config(values: dict) -> ControlConfig:
@@ -231,6 +242,9 @@ def validate_parameters(values: dict) -> str | None:
         return f"task {values['task']!r} unknown; choose one of {', '.join(TASK_NAMES)}"
     if not str(values["robot"]).strip():
         return "robot must name a robot description or a YAML path"
+    if values["joint_limit_policy"] not in JOINT_LIMIT_POLICIES:
+        return (f"joint_limit_policy {values['joint_limit_policy']!r} unknown; choose one of "
+                f"{', '.join(JOINT_LIMIT_POLICIES)}")
     for name in ("rate", "estimator_timeout", "state_timeout", "fault_latch_after"):
         value = values[name]
         if not (math.isfinite(value) and value > 0):

@@ -35,8 +35,11 @@ def test_trajectories_start_at_home_and_x_matches_q(single, gen3):
     data = babble(single, 1000, horizon=100)
     starts = np.flatnonzero(np.diff(data.traj, prepend=-1))
     np.testing.assert_array_equal(starts, np.arange(0, 1000, 100))
-    np.testing.assert_array_equal(data.q[starts], np.zeros((10, 7)))
-    np.testing.assert_allclose(data.x[starts], np.broadcast_to(gen3.position(gen3.home), (10, 3)))
+    # the task's start pose (gen3.yaml: the paper's, not the straight robot home)
+    np.testing.assert_array_equal(data.q[starts], np.broadcast_to(
+        [0.0, 0.5, 0.0, -0.5, 0.0, 0.5, 0.0], (10, 7)))
+    np.testing.assert_allclose(data.x[starts], np.broadcast_to(
+        gen3.position(single.home), (10, 3)))
     np.testing.assert_allclose(data.x, single.x_from_q(data.q), atol=1e-15)
 
 

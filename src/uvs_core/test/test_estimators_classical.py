@@ -192,9 +192,9 @@ def test_broyden_fit_initialises_from_data_near_home(tasks, data):
     qa, x, traj = data["single_point"]
     est = make_estimator("broyden", task)
     est.fit(qa, x, traj)
-    home = task.select(task.robot.home)
+    home = task.home_active
     j_true = task.jacobian(home)
-    # All trajectories start at home, so the 256 nearest samples sit within
+    # All trajectories start at the task's home, so the 256 nearest samples sit within
     # a few hundredths of a rad of it: the affine fit is within ~5 % of J(home).
     rel = np.linalg.norm(est.estimate(home) - j_true) / np.linalg.norm(j_true)
     assert rel < 0.05
@@ -225,8 +225,8 @@ def test_local_linear_ignores_offset_and_handles_degenerate():
 def test_llknn_at_home_despite_duplicates(tasks, data):
     task = tasks["single_point"]
     qa, x, traj = data["single_point"]
-    home = task.select(task.robot.home)
-    # Every trajectory starts at home: 40 exact copies here. A neighbourhood
+    home = task.home_active
+    # Every trajectory starts at the task's home: 40 exact copies here. A neighbourhood
     # of copies would give J = 0; distinct samples give J close to J(home).
     assert (np.abs(qa - home).max(axis=1) == 0).sum() >= 40
     est = make_estimator("llknn", task, neighbors=32)

@@ -10,6 +10,7 @@ from uvs_core.control import ControlConfig, control_step, task_rank
 from uvs_core.estimators import make_estimator
 from uvs_core.estimators.classical import Broyden
 from uvs_core.evaluation import (
+    DESIGN_START,
     PAPER_START,
     PROTOCOL_VARIANTS,
     PROTOCOLS,
@@ -156,12 +157,13 @@ def test_batched_broyden_equals_per_instance(single):
 def test_rollout_with_tj_matches_a_step_by_step_loop(single):
     targets = single.sample_targets(np.random.default_rng(7), 4)
     tj = make_estimator("tj", single)
-    r = rollout(single, tj, targets, steps=100)
+    straight = np.zeros(7)
+    r = rollout(single, tj, targets, steps=100, start=straight)
     config = ControlConfig.paper(dt=0.05)
     limits = single.robot.velocity_limits[single.active]
     for i, goal in enumerate(targets):
         sim = Simulation(single, dt=0.05)
-        x = sim.reset()[0]
+        x = sim.reset(straight)[0]
         for t in range(100):
             assert np.linalg.norm(goal - x) == pytest.approx(r.distance[i, t], abs=1e-12)
             qa = sim.qa[0]
@@ -207,7 +209,10 @@ def test_protocol_variants():
         (200, PAPER_START, "clip", "mask")
     assert (paper.ou_sigma, paper.ou_dt) == (1.0, 1.0)
     assert (design.steps, design.start, design.velocity_mode, design.joint_limits) == \
-        (100, None, "scale", "clip")
+        (100, DESIGN_START, "scale", "clip")
+    assert DESIGN_START == (0.0,) * 7
+    # The Gen3's start poses do not apply to an arm with another number of joints.
+    assert design.start_for(6) is None and design.start_for(7).tolist() == [0.0] * 7
     assert (design.ou_sigma, design.ou_dt) == (0.2, None)
     for a, b in ((paper, design),
                  (protocol("multi_point"), protocol("multi_point", "design"))):

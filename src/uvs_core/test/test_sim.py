@@ -6,9 +6,12 @@ import pytest
 from uvs_core.sim import Simulation, scale_velocity
 from uvs_core.tasks import make_task
 
+# These tests start at the straight arm, q = 0 (gen3.yaml's single_point starts bent).
+STRAIGHT = {"home": [0.0] * 7}
+
 
 def test_step_moves_q_by_dt_qdot(gen3):
-    task = make_task("single_point", gen3)
+    task = make_task("single_point", gen3, STRAIGHT)
     sim = Simulation(task, dt=0.05)
     q0 = np.array([0.1, 0.2, -0.3, 0.4, 0.5, -0.6, 0.7])
     np.testing.assert_allclose(sim.reset(q0), gen3.position(q0)[None])
@@ -22,7 +25,7 @@ def test_step_moves_q_by_dt_qdot(gen3):
 
 
 def test_over_limit_command_scaled_as_whole_vector(gen3):
-    task = make_task("single_point", gen3)
+    task = make_task("single_point", gen3, STRAIGHT)
     sim = Simulation(task, dt=0.1)
     lim = gen3.velocity_limits
     qdot = np.array([2.0, 0.5, -1.0, 0.0, 0.3, -0.9, 0.1]) * lim     # joint 1 at 2x its limit
@@ -47,14 +50,14 @@ def test_scale_velocity_function():
 
 
 def test_custom_velocity_cap(gen3):
-    task = make_task("single_point", gen3)
+    task = make_task("single_point", gen3, STRAIGHT)
     sim = Simulation(task, velocity_limits=1.22)            # the paper's cap
     result = sim.step(np.full(7, 2.44))
     np.testing.assert_allclose(result.qdot, np.full((1, 7), 1.22))
 
 
 def test_joint_limits_clip_and_report(gen3):
-    task = make_task("single_point", gen3)
+    task = make_task("single_point", gen3, STRAIGHT)
     sim = Simulation(task, dt=0.05)
     sim.reset(np.array([0.0, 2.24, 0.0, -2.57, 0.0, 0.0, 3.1]))
     result = sim.step(np.array([1.0, 1.0, 0.0, -1.0, 0.0, 0.5, 1.0]))
@@ -69,7 +72,7 @@ def test_joint_limits_clip_and_report(gen3):
 
 def test_per_joint_velocity_clip_changes_direction(gen3):
     """velocity_mode "clip" (the paper's simulator): each joint clipped on its own."""
-    task = make_task("single_point", gen3)
+    task = make_task("single_point", gen3, STRAIGHT)
     sim = Simulation(task, dt=0.05, velocity_limits=1.22, velocity_mode="clip")
     qdot = np.array([2.44, -3.0, 0.6, 0.0, -1.22, 1.0, -0.1])
     result = sim.step(qdot)
@@ -87,7 +90,7 @@ def test_per_joint_velocity_clip_changes_direction(gen3):
 def test_joint_limit_mask_zeroes_joints_ten_steps_from_a_limit(gen3):
     """limit_mode "mask" (the paper's simulator): qdot_j = 0 when q_j + 10 qdot_j dt
     would reach a limit; the other joints move; a joint moving away is free."""
-    task = make_task("single_point", gen3)
+    task = make_task("single_point", gen3, STRAIGHT)
     sim = Simulation(task, dt=0.05, limit_mode="mask")
     q0 = np.array([0.0, 2.0, 0.0, -2.4, 0.0, 1.5, 3.1])
     sim.reset(q0)
@@ -110,7 +113,7 @@ def test_joint_limit_mask_zeroes_joints_ten_steps_from_a_limit(gen3):
 
 
 def test_batch_of_arms(gen3):
-    task = make_task("single_point", gen3)
+    task = make_task("single_point", gen3, STRAIGHT)
     sim = Simulation(task, dt=0.05, batch=3)
     assert sim.q.shape == (3, 7) and sim.x.shape == (3, 3)
     qdot = np.array([[0.1] * 7, [-0.2] * 7, [0.0] * 6 + [5.0]])

@@ -31,12 +31,15 @@ import numpy as np
 
 __all__ = [
     "ControlConfig", "ControlInfo", "control_step", "pseudo_inverse", "condition_number",
-    "task_rank", "midrange_gradient", "ServoMonitor",
+    "task_rank", "midrange_gradient", "ServoMonitor", "JOINT_LIMIT_POLICIES",
     "HALT_NONE", "HALT_NONFINITE_JACOBIAN", "HALT_NONFINITE_STATE", "HALT_SINGULAR",
     "HALT_JOINT_LIMIT", "HALT_REASONS",
 ]
 
 # Reason codes of ControlInfo.reason (int8 per trajectory).
+#: ControlConfig.joint_limit_policy choices
+JOINT_LIMIT_POLICIES = ("halt", "lock")
+
 HALT_NONE = 0
 HALT_NONFINITE_JACOBIAN = 1
 HALT_NONFINITE_STATE = 2
@@ -73,6 +76,11 @@ class ControlConfig:
     nullspace_gain: weight of Eq. 1's (I - J+ J) y term, y the gradient that pulls
         limited joints to the middle of their range; 0 = off (paper).
     dt: s, control period, used to predict joint-limit crossings.
+    joint_limit_policy: what a command that would take a joint past limit - margin
+        within dt does. "halt": zero the whole command (reason joint limit; the
+        paper's evaluation and earlier uvs). "lock": lock those joints and solve the
+        task again with the others (the redundant Gen3 usually still has a way);
+        halt only when the locked solution would not reduce the error.
     """
 
     gain: float = 1.0
@@ -83,9 +91,15 @@ class ControlConfig:
     joint_limit_margin: float = 0.05
     nullspace_gain: float = 0.0
     dt: float = 0.05
+    joint_limit_policy: str = "halt"
 
     def __post_init__(self) -> None:
+        if self.joint_limit_policy not in JOINT_LIMIT_POLICIES:
+            raise ValueError(f"joint_limit_policy must be one of "
+                             f"{', '.join(JOINT_LIMIT_POLICIES)}, got {self.joint_limit_policy!r}")
         for f in fields(self):
+            if f.name == "joint_limit_policy":
+                continue
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ValueError(f"{f.name} must be a number, got {value!r}")
@@ -341,16 +355,6 @@ def control_step(
     else:
         s_cond = s
     condition = np.where(finite_j, _condition_from_svd(s_cond, r), np.nan)
-    j_inv = _inverse_from_svd(u, s, vt, config.damping)            # (B, k, m)
-    qdot = (j_inv @ ez[:, :, None])[:, :, 0]
-    if config.nullspace_gain > 0.0 and qa_b is not None and lower is not None \
-            and upper is not None:
-        y = config.nullspace_gain * midrange_gradient(
-            np.where(ok[:, None], qa_b, 0.0), lower, upper)
-        projector = np.eye(k) - j_inv @ jz
-        qdot = qdot + (projector @ y[:, :, None])[:, :, 0]
-    qdot = config.gain * qdot
-
     # Condition-number slowdown: 1 below cond_slowdown, linear to 0 at cond_halt.
     with np.errstate(invalid="ignore"):
         if math.isinf(config.cond_halt):
@@ -370,25 +374,67 @@ def control_step(
             singular &= ~free
     cond_scale = np.where(ok, cond_scale, 0.0)
     singular &= ok
-    qdot = qdot * cond_scale[:, None]
 
     limits = np.full(k, config.max_joint_velocity)
     if velocity_limits is not None:
         limits = np.minimum(limits, np.broadcast_to(np.asarray(velocity_limits, float), (k,)))
-    # Whole-vector cap (direction kept), as uvs_core.sim.scale_velocity.
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.abs(qdot) / limits
-    ratio = np.maximum(np.max(np.where(np.isnan(ratio), 0.0, ratio), axis=1, initial=0.0), 1.0)
-    velocity_scale = 1.0 / ratio
-    qdot = qdot * velocity_scale[:, None]
-
-    limit_joints = np.zeros((b, k), dtype=bool)
-    if qa_b is not None and lower is not None and upper is not None:
+    checks_limits = qa_b is not None and lower is not None and upper is not None
+    if checks_limits:
+        qa_ok = np.where(ok[:, None], qa_b, 0.0)
         lo = np.broadcast_to(np.asarray(lower, float), (b, k)) + config.joint_limit_margin
         hi = np.broadcast_to(np.asarray(upper, float), (b, k)) - config.joint_limit_margin
-        q_next = np.where(ok[:, None], qa_b, 0.0) + config.dt * qdot
-        limit_joints = ((q_next > hi) & (qdot > 0)) | ((q_next < lo) & (qdot < 0))
+        y = None
+        if config.nullspace_gain > 0.0:
+            y = config.nullspace_gain * midrange_gradient(qa_ok, lower, upper)
+
+    def command(locked: np.ndarray | None):
+        """qdot (B, k) and its velocity scale with the `locked` joints' columns out."""
+        if locked is None:
+            uu, ss, vv, jl = u, s, vt, jz
+        else:
+            jl = np.where(locked[:, None, :], 0.0, jz)
+            uu, ss, vv = _svd(jl)
+        j_inv = _inverse_from_svd(uu, ss, vv, config.damping)      # (B, k, m)
+        qd = (j_inv @ ez[:, :, None])[:, :, 0]
+        if checks_limits and y is not None:
+            yl = y if locked is None else np.where(locked, 0.0, y)
+            projector = np.eye(k) - j_inv @ jl
+            qd = qd + (projector @ yl[:, :, None])[:, :, 0]
+        qd = config.gain * qd * cond_scale[:, None]
+        # Whole-vector cap (direction kept), as uvs_core.sim.scale_velocity.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.abs(qd) / limits
+        ratio = np.maximum(np.max(np.where(np.isnan(ratio), 0.0, ratio), axis=1,
+                                  initial=0.0), 1.0)
+        return qd / ratio[:, None], 1.0 / ratio
+
+    def passing(qd: np.ndarray) -> np.ndarray:
+        """(B, k) joints that qd takes past limit - margin within dt."""
+        if not checks_limits:
+            return np.zeros((b, k), dtype=bool)
+        q_next = qa_ok + config.dt * qd
+        return ((q_next > hi) & (qd > 0)) | ((q_next < lo) & (qd < 0))
+
+    qdot, velocity_scale = command(None)
+    limit_joints = passing(qdot)
     at_limit = np.any(limit_joints, axis=1) & ok & ~singular
+    if config.joint_limit_policy == "lock" and np.any(at_limit):
+        # Lock the joints that would pass a limit and solve again with the rest, until
+        # no unlocked joint would (at most k rounds; a locked joint's command is 0).
+        locked = limit_joints & at_limit[:, None]
+        for _ in range(k):
+            qd, vs = command(locked)
+            more = passing(qd) & ~locked & at_limit[:, None]
+            if not np.any(more):
+                break
+            locked |= more
+        # The locked solution counts when it still moves x towards x*: (J qd) . e > 0.
+        progress = np.einsum("bm,bmk,bk->b", ez, jz, qd) > 0.0
+        moves = at_limit & progress & ~np.any(passing(qd), axis=1)
+        qdot = np.where(moves[:, None], qd, qdot)
+        velocity_scale = np.where(moves, vs, velocity_scale)
+        limit_joints = np.where(at_limit[:, None], locked, limit_joints)
+        at_limit &= ~moves
 
     reason = np.full(b, HALT_NONE, dtype=np.int8)
     reason[at_limit] = HALT_JOINT_LIMIT

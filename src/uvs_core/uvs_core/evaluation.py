@@ -31,7 +31,7 @@ from uvs_core.control import (
 from uvs_core.sim import Simulation
 
 __all__ = [
-    "PROTOCOLS", "PROTOCOL_VARIANTS", "PAPER_START", "protocol", "PAPER_TABLES",
+    "PROTOCOLS", "PROTOCOL_VARIANTS", "PAPER_START", "DESIGN_START", "protocol", "PAPER_TABLES",
     "PAPER_LABELS", "Protocol", "Rollout", "BatchedBroyden",
     "batched", "task_distance", "threshold_success", "bin_indices", "binned_success",
     "positive_definite", "rollout", "summarize", "QUANTILES", "SINGULAR_CONDITION",
@@ -99,33 +99,44 @@ class Protocol:
         count = int(round((stop - start) / step)) + 1
         return start + step * np.arange(count)
 
-    def babble_options(self) -> dict:
-        """Keyword arguments of uvs_core.babble.babble for this protocol's data."""
+    def start_for(self, n: int | None = None) -> np.ndarray | None:
+        """(n,) rad start pose, or None (the task's home): also None when ``start`` is
+        the Gen3's and the robot has another number of joints ``n``."""
+        if self.start is None or (n is not None and len(self.start) != n):
+            return None
+        return np.asarray(self.start, dtype=float)
+
+    def babble_options(self, n: int | None = None) -> dict:
+        """Keyword arguments of uvs_core.babble.babble for this protocol's data (n: the
+        robot's joint count, see start_for)."""
         return {"horizon": self.horizon, "seed": self.data_seed, "dt": self.dt,
                 "theta": self.ou_theta, "sigma": self.ou_sigma, "ou_dt": self.ou_dt,
-                "start": None if self.start is None else np.asarray(self.start),
+                "start": self.start_for(n),
                 "velocity_limits": self.velocity_cap, "velocity_mode": self.velocity_mode,
                 "limit_mode": "mask" if self.joint_limits == "mask" else "clip"}
 
-    def rollout_options(self) -> dict:
-        """Keyword arguments of :func:`rollout` for this protocol."""
+    def rollout_options(self, n: int | None = None) -> dict:
+        """Keyword arguments of :func:`rollout` for this protocol (n: see start_for)."""
         return {"steps": self.steps, "dt": self.dt, "joint_limits": self.joint_limits,
                 "distance": self.distance, "alt_distance": self.alt_distance,
-                "start": None if self.start is None else np.asarray(self.start),
+                "start": self.start_for(n),
                 "velocity_cap": self.velocity_cap, "velocity_mode": self.velocity_mode}
 
 
 #: The reference code's start pose (KinovaEnv.reset), rad
 PAPER_START = (0.0, 0.5, 0.0, -0.5, 0.0, 0.5, 0.0)
 
+#: DESIGN.md's summary's start pose: the straight Gen3 (all joints zero), rad
+DESIGN_START = (0.0,) * 7
+
 _DESIGN = {
     "single_point": Protocol("single_point", 100_000, 30, (0.001, 0.1, 0.001),
-                             (0.0, 0.5, 1.0, 1.5, 2.0)),
+                             (0.0, 0.5, 1.0, 1.5, 2.0), start=DESIGN_START),
     # The sum of the 4 point distances, with the Euclidean norm of the stacked
     # 12-vector beside it.
     "multi_point": Protocol("multi_point", 200_000, 40, (0.001, 0.25, 0.001),
                             (0.0, 1.0, 2.0, 3.0, 4.0), distance="sum_of_points",
-                            alt_distance="euclidean"),
+                            alt_distance="euclidean", start=DESIGN_START),
     # No paper protocol in simulation (Table III is on the real arm): 1..100 px
     # thresholds and 100 px bins over the 640x480 image.
     "visual_servo": Protocol("visual_servo", 10_000, 30, (1.0, 100.0, 1.0),

@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     task = make_task(args.task, robot)
     if not (args.dt > 0 and args.dt < 10):
         return fail(f"--dt must be in (0, 10) s, got {args.dt}")
-    options = protocol(args.task, args.protocol).babble_options()
+    options = protocol(args.task, args.protocol).babble_options(robot.n)
     options.update(horizon=args.horizon, seed=args.seed, dt=args.dt)
     if args.theta is not None:
         options["theta"] = args.theta
@@ -81,10 +81,6 @@ def run(args: argparse.Namespace) -> int:
     if not (options["sigma"] >= 0 and options["theta"] >= 0):
         return fail(f"--sigma and --theta must be >= 0, got {options['sigma']}, "
                     f"{options['theta']}")
-    if options["start"] is not None and len(options["start"]) != robot.n:
-        # The paper's start pose is the Gen3's; another arm starts at its home.
-        options["start"] = None
-
     start = time.perf_counter()
     with progress_bar("babbling", args.samples, "samples") as update:
         dataset = babble(task, args.samples, progress=update, **options)
