@@ -72,6 +72,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -803,6 +804,18 @@ def _rates(text: str) -> list[float]:
     return rates
 
 
+@contextmanager
+def _killing(processes: list[subprocess.Popen]):
+    """Kill `processes` (the --load busy loops) on the way out, whatever happens."""
+    try:
+        yield
+    finally:
+        for proc in processes:
+            proc.kill()
+        for proc in processes:
+            proc.wait(timeout=10)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description="Rate of the servo loop with the estimator service in the loop (period "
@@ -829,14 +842,16 @@ def main(argv=None) -> int:
     parser.add_argument("--plot", type=Path, help="PNG: period histograms and RSS over time")
     parser.add_argument("--no-reference", action="store_true",
                         help="do not run the bare rclpy timer process beside the graph")
+    parser.add_argument("--load", type=int, default=0,
+                        help="busy-loop processes to run beside the graph (default 0)")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--serve-reference", type=float, metavar="RATE",
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_reference:
         return serve_reference(args.serve_reference)
-    if args.duration <= 0 or args.soak < 0 or args.rss_interval <= 0:
-        parser.error("--duration and --rss-interval must be > 0, --soak >= 0")
+    if args.duration <= 0 or args.soak < 0 or args.rss_interval <= 0 or args.load < 0:
+        parser.error("--duration and --rss-interval must be > 0, --soak and --load >= 0")
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     from uvs_core.robot import load_robot
@@ -855,12 +870,15 @@ def main(argv=None) -> int:
                          "duration_s": args.duration, "soak_s": args.soak,
                          "target_timeout": args.target_timeout, "seed": args.seed,
                          "cpus": os.cpu_count(), "nodes": [s.name for s in specs],
+                         "load_processes": args.load,
                          "load_avg_start": [round(v, 2) for v in os.getloadavg()],
                          "domain_ids": []},
               "runs": [], "soak": None}
     done: list[Run] = []
     soak_run: Run | None = None
-    with tempfile.TemporaryDirectory(prefix="uvs-servo-loop-") as tmp:
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(args.load)]
+    with tempfile.TemporaryDirectory(prefix="uvs-servo-loop-") as tmp, _killing(hogs):
         log_root = args.logs or Path(tmp)
         try:
             for index, (label, rate, duration) in enumerate(plan):

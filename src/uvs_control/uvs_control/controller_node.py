@@ -320,7 +320,11 @@ class ControllerNode(Node):
         # The last good answer of this target's run: (J (m, k), estimator name, monotonic).
         self._last_jacobian: tuple[np.ndarray, str, float] | None = None
         self.held_cycles = 0                 # cycles servoed on a held J (since start)
+        self.dropped_cycles = 0              # cycles dropped for a target changed mid-cycle
         self._fault_since: float | None = None       # monotonic, start of the fault halt run
+        # Counts operator targets (~/set_target, a far move, ~/cancel, ~/resume): a cycle
+        # that waited for the estimator across one describes the old target and is dropped.
+        self._target_gen = 0
         self._latched_now = False   # whether this cycle's status is a latched halt
         # Direction of the condition check (see control_step's prev_condition): the
         # condition number at the last pose seen, the pose, and the reference it was
@@ -469,6 +473,8 @@ class ControllerNode(Node):
         if (restart or self._anchor is None
                 or np.linalg.norm(target - self._anchor) > self.tolerance):
             self._unlatch("new target")
+            self._target_gen += 1
+            self._fault_since = None
             self._anchor = target.copy()
             self._last_jacobian = None
             self._step = 0
@@ -512,6 +518,8 @@ class ControllerNode(Node):
         with self._lock:
             latched = self._latched
             self._unlatch("~/resume")
+            self._target_gen += 1
+            self._fault_since = None
             self._monitor.reset()
             self._cond_last = self._cond_ref = math.nan
         response.success = True
@@ -529,6 +537,8 @@ class ControllerNode(Node):
         """Drop the target and command zero once."""
         with self._lock:
             self._unlatch("~/cancel")
+            self._target_gen += 1
+            self._fault_since = None
             self._target = self._anchor = None
             self._step = 0
             self._monitor.reset()
@@ -652,6 +662,7 @@ class ControllerNode(Node):
         stamp = self.get_clock().now().to_msg()
         with self._lock:
             target = None if self._target is None else self._target.copy()
+            generation = self._target_gen
             q, x, positions, names, problem = self._read_inputs(now)
             config, timeout = self._config, self._values["estimator_timeout"]
             if q is not None and self._cond_pose is not None \
@@ -686,6 +697,12 @@ class ControllerNode(Node):
             if target is not None and self._target is None:
                 # Cancelled while waiting for the estimator: idle, zero.
                 target, state, reason = None, ServoStatus.IDLE, ""
+            elif target is not None and generation != self._target_gen:
+                # A new target, ~/resume or ~/cancel came while this cycle waited for the
+                # estimator: its outcome (a fault, a latch) belongs to the old one. The
+                # next cycle starts within a period; the driver holds this one's gap.
+                self.dropped_cycles += 1
+                return
             fault = (target is not None and state == ServoStatus.HALTED
                      and reason.startswith(_LATCHING))
             if not fault:
