@@ -42,8 +42,11 @@ from uvs_core.tasks import make_task
 STARTS = {"straight": (0.0,) * 7, "paper": (0.0, 0.5, 0.0, -0.5, 0.0, 0.5, 0.0)}
 
 
-def servo(task, targets: np.ndarray, start, config: ControlConfig, steps: int) -> dict:
-    """tj servo of every target from `start`; outcome counts (percent of targets)."""
+def servo(task, targets: np.ndarray, start, config: ControlConfig, steps: int,
+          stall: bool) -> dict:
+    """tj servo of every target from `start`; outcome counts (percent of targets). With
+    `stall`, a trajectory stops for good when the controller's stall rule fires (error
+    down by less than 5 % in 20 cycles), as the node does."""
     b = len(targets)
     lower, upper = task.robot.lower[task.active], task.robot.upper[task.active]
     sim = Simulation(task, dt=config.dt, batch=b, velocity_limits=1.22)
@@ -52,21 +55,25 @@ def servo(task, targets: np.ndarray, start, config: ControlConfig, steps: int) -
     monitor = ServoMonitor(tolerance=tolerance, batch=b)
     prev = np.full(b, np.nan)
     reason = np.zeros(b, dtype=int)
+    stopped = np.zeros(b, dtype=bool)
     for _ in range(steps):
         qdot, info = control_step(task.jacobian(sim.qa), x, targets, sim.qa, config, lower,
                                   upper, prev_condition=prev, rank=task_rank(task),
                                   condition_transform=task.condition_transform)
         prev = info.condition
-        converged, _ = monitor.update(info.error_norm)
-        qdot[converged] = 0.0
-        reason = np.where(converged, HALT_NONE, info.reason)
+        converged, stalled = monitor.update(info.error_norm)
+        if stall:
+            stopped |= stalled & ~converged
+        qdot[converged | stopped] = 0.0
+        reason = np.where(converged | stopped, HALT_NONE, info.reason)
         x = sim.step(qdot).x
     final = np.linalg.norm(targets - x, axis=1)
     done = final < tolerance
     return {"converged": 100.0 * np.mean(done),
             "joint_limit_halt": 100.0 * np.mean(~done & (reason == HALT_JOINT_LIMIT)),
             "singular_halt": 100.0 * np.mean(~done & (reason == HALT_SINGULAR)),
-            "moving": 100.0 * np.mean(~done & (reason == HALT_NONE))}
+            "moving": 100.0 * np.mean(~done & ~stopped & (reason == HALT_NONE)),
+            "stalled": 100.0 * np.mean(~done & stopped)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--targets", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--steps", type=int, default=200, help="0.05 s steps (200 = 10 s)")
-    parser.add_argument("--gains", default="0,1,3,10", help="null-space gains, comma-separated")
+    parser.add_argument("--gains", default="0,3", help="null-space gains, comma-separated")
+    parser.add_argument("--lookaheads", default="0,0.5",
+                        help="joint-limit look-aheads of the lock policy, s (0 = one step)")
+    parser.add_argument("--no-stall", dest="stall", action="store_false",
+                        help="do not stop trajectories at the controller's stall rule")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.targets < 1 or args.steps < 1:
@@ -84,32 +95,35 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         gains = [float(g) for g in args.gains.split(",")]
+        lookaheads = [float(v) for v in args.lookaheads.split(",")]
     except ValueError:
-        print(f"error: --gains must be numbers, got {args.gains!r}", file=sys.stderr)
+        print("error: --gains and --lookaheads must be comma-separated numbers",
+              file=sys.stderr)
         return 2
 
     task = make_task(args.task, load_robot("gen3"))
     targets = task.sample_targets(np.random.default_rng(args.seed), args.targets)
     rows = []
     for start_name, start in STARTS.items():
-        for policy in ("halt", "lock"):
+        for policy, lookahead in [("halt", 0.0)] + [("lock", v) for v in lookaheads]:
             for gain in gains:
                 config = ControlConfig.for_task(task, joint_limit_policy=policy,
-                                                nullspace_gain=gain)
-                rows.append({"start": start_name, "policy": policy, "nullspace_gain": gain,
-                             **servo(task, targets, start, config, args.steps)})
+                                                nullspace_gain=gain, limit_lookahead=lookahead)
+                rows.append({"start": start_name, "policy": policy, "lookahead": lookahead,
+                             "nullspace_gain": gain,
+                             **servo(task, targets, start, config, args.steps, args.stall)})
     if args.json:
         print(json.dumps({"task": args.task, "targets": args.targets, "seed": args.seed,
                           "steps": args.steps, "rows": rows}, indent=2))
         return 0
     print(f"{args.task}: tj, {args.targets} targets (seed {args.seed}), {args.steps} steps "
           f"of 0.05 s; % of targets")
-    print(f"{'start':<9} {'policy':<6} {'ns gain':>7} {'converged':>9} {'limit':>6} "
-          f"{'singular':>8} {'moving':>6}")
+    print(f"{'start':<9} {'policy':<6} {'ahead s':>7} {'ns gain':>7} {'converged':>9} "
+          f"{'limit':>6} {'singular':>8} {'moving':>6} {'stalled':>7}")
     for r in rows:
-        print(f"{r['start']:<9} {r['policy']:<6} {r['nullspace_gain']:>7g} "
+        print(f"{r['start']:<9} {r['policy']:<6} {r['lookahead']:>7g} {r['nullspace_gain']:>7g} "
               f"{r['converged']:>9.1f} {r['joint_limit_halt']:>6.1f} "
-              f"{r['singular_halt']:>8.1f} {r['moving']:>6.1f}")
+              f"{r['singular_halt']:>8.1f} {r['moving']:>6.1f} {r['stalled']:>7.1f}")
     return 0
 
 

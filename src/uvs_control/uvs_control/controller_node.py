@@ -182,6 +182,11 @@ PARAMETERS = {
         "others (the redundant arm's way round a limit); HALTED with 'joint limit' only when "
         "that would not reduce the error. halt: zero the whole arm at once (the paper's "
         "evaluation).", _STR, constraints=f"one of {', '.join(JOINT_LIMIT_POLICIES)}")),
+    "joint_limit_lookahead": (0.5, _descriptor(
+        "s over which joint limits are predicted (0 = one period). As long as the driver's "
+        "look-ahead guard (its `lookahead`, 0.5 s), so the driver's guard, which zeroes a "
+        "joint without re-solving the task, is not what keeps the arm off its limits.",
+        _DOUBLE, floats=(0.0, 5.0))),
     "nullspace_gain": (3.0, _descriptor(
         "Weight of Eq. 1's (I - J+ J) y term pulling limited joints to mid-range; 0 = off "
         "(paper).", _DOUBLE, floats=(0.0, 100.0))),
@@ -224,12 +229,15 @@ PARAMETERS = {
 
 _CONTROL_FIELDS = ("gain", "damping", "cond_slowdown", "cond_halt", "max_joint_velocity",
                    "joint_limit_margin", "nullspace_gain", "joint_limit_policy")
+# parameter name -> ControlConfig field, where they differ
+_CONTROL_RENAMED = {"joint_limit_lookahead": "limit_lookahead"}
 
 
 def _control_config(values: dict) -> ControlConfig:
     """The ControlConfig of a complete set of parameter values (valid task name); a
     condition threshold of 0 takes the task's default (uvs_core.tasks.cond_thresholds)."""
     fields = {name: values[name] for name in _CONTROL_FIELDS}
+    fields.update({field: values[name] for name, field in _CONTROL_RENAMED.items()})
     for name, by_task in zip(("cond_slowdown", "cond_halt"), cond_thresholds(values["task"])):
         if fields[name] == 0.0:
             fields[name] = by_task

@@ -470,20 +470,27 @@ def test_joint_limit_lock_goes_round_limits_that_halt_stops_at(gen3):
 
 def test_joint_limit_lock_halts_when_no_joint_is_left():
     """A 1x2 task whose only useful joint is at its limit: lock finds no way and halts
-    with the joint-limit reason; a target reachable by the free joint is served by it."""
+    with the joint-limit reason; a target reachable by the free joint is served by it;
+    a joint short of its limit moves at the speed that reaches it at the look-ahead."""
     jac = np.array([[1.0, 0.0]])       # x = q0 only
     config = ControlConfig(joint_limit_policy="lock", cond_slowdown=math.inf,
                            cond_halt=math.inf, joint_limit_margin=0.0)
     lower, upper = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
-    qdot, info = control_step(jac, np.array([0.99]), np.array([2.0]), np.array([0.99, 0.0]),
+    qdot, info = control_step(jac, np.array([1.0]), np.array([2.0]), np.array([1.0, 0.0]),
                               config, lower, upper)
     assert info.halted and info.reason == HALT_JOINT_LIMIT
     np.testing.assert_array_equal(qdot, [0.0, 0.0])
     np.testing.assert_array_equal(info.limit_joints, [True, False])
     jac2 = np.array([[1.0, 1.0]])      # x = q0 + q1: q1 can do q0's share
-    qdot, info = control_step(jac2, np.array([0.99]), np.array([1.5]), np.array([0.99, 0.0]),
+    qdot, info = control_step(jac2, np.array([1.0]), np.array([1.5]), np.array([1.0, 0.0]),
                               config, lower, upper)
     assert not info.halted and qdot[0] == 0.0 and qdot[1] > 0.0
+    np.testing.assert_array_equal(info.limit_joints, [True, False])
+    # 0.01 rad short of the limit with a 0.05 s look-ahead: joint 0 moves at 0.2 rad/s,
+    # joint 1 takes the rest of the 0.5 task velocity (gain 1, error 0.5: 0.5 - 0.2).
+    qdot, info = control_step(jac2, np.array([0.99]), np.array([1.49]), np.array([0.99, 0.0]),
+                              config, lower, upper)
+    np.testing.assert_allclose(qdot, [0.2, 0.3], atol=1e-12)
     np.testing.assert_array_equal(info.limit_joints, [True, False])
     with pytest.raises(ValueError, match="joint_limit_policy"):
         ControlConfig(joint_limit_policy="ignore")

@@ -77,10 +77,15 @@ class ControlConfig:
         limited joints to the middle of their range; 0 = off (paper).
     dt: s, control period, used to predict joint-limit crossings.
     joint_limit_policy: what a command that would take a joint past limit - margin
-        within dt does. "halt": zero the whole command (reason joint limit; the
-        paper's evaluation and earlier uvs). "lock": lock those joints and solve the
-        task again with the others (the redundant Gen3 usually still has a way);
-        halt only when the locked solution would not reduce the error.
+        within limit_lookahead does. "halt": zero the whole command (reason joint
+        limit; the paper's evaluation and earlier uvs). "lock": that joint moves at the
+        fastest speed that keeps it inside within the look-ahead (0 once in the margin)
+        and the others solve the rest of the task (saturation in the null space; the
+        redundant Gen3 usually still has a way); halt only when that solution would not
+        reduce the error.
+    limit_lookahead: s over which joint limits are predicted; 0 = dt. The driver's
+        guard zeroes a joint that would pass its limit within its own look-ahead (0.5 s):
+        the controller predicts as far, so the driver's guard is not what stops it.
     """
 
     gain: float = 1.0
@@ -92,6 +97,7 @@ class ControlConfig:
     nullspace_gain: float = 0.0
     dt: float = 0.05
     joint_limit_policy: str = "halt"
+    limit_lookahead: float = 0.0
 
     def __post_init__(self) -> None:
         if self.joint_limit_policy not in JOINT_LIMIT_POLICIES:
@@ -107,13 +113,14 @@ class ControlConfig:
             object.__setattr__(self, f.name, value)
             if math.isnan(value):
                 raise ValueError(f"{f.name} must not be NaN")
-        finite = ("gain", "damping", "joint_limit_margin", "nullspace_gain", "dt")
+        finite = ("gain", "damping", "joint_limit_margin", "nullspace_gain", "dt",
+                  "limit_lookahead")
         for name in finite:
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be finite")
         if not self.gain > 0:
             raise ValueError(f"gain must be > 0, got {self.gain}")
-        for name in ("damping", "joint_limit_margin", "nullspace_gain"):
+        for name in ("damping", "joint_limit_margin", "nullspace_gain", "limit_lookahead"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not self.dt > 0:
@@ -151,7 +158,8 @@ class ControlInfo(NamedTuple):
     halted: bool, the command was zeroed.
     reason: int8 code (HALT_*; HALT_REASONS maps it to text).
     error_norm: |x* - x| in task units (NaN when x or x* is not finite).
-    limit_joints: (..., k) bool, joints that would have passed limit - margin.
+    limit_joints: (..., k) bool, joints that would have passed limit - margin within
+        the look-ahead (under the lock policy: the joints held at their bound).
     """
 
     condition: np.ndarray
@@ -379,29 +387,43 @@ def control_step(
     if velocity_limits is not None:
         limits = np.minimum(limits, np.broadcast_to(np.asarray(velocity_limits, float), (k,)))
     checks_limits = qa_b is not None and lower is not None and upper is not None
+    horizon = config.limit_lookahead or config.dt
+    y = None
     if checks_limits:
         qa_ok = np.where(ok[:, None], qa_b, 0.0)
         lo = np.broadcast_to(np.asarray(lower, float), (b, k)) + config.joint_limit_margin
         hi = np.broadcast_to(np.asarray(upper, float), (b, k)) - config.joint_limit_margin
-        y = None
+        # The fastest each joint may move and still be inside limit - margin in `horizon`
+        # (continuous joints: unbounded); 0 for a joint already in its margin.
+        with np.errstate(invalid="ignore"):
+            v_hi = np.maximum((hi - qa_ok) / horizon, 0.0)
+            v_lo = np.minimum((lo - qa_ok) / horizon, 0.0)
         if config.nullspace_gain > 0.0:
             y = config.nullspace_gain * midrange_gradient(qa_ok, lower, upper)
 
-    def command(locked: np.ndarray | None):
-        """qdot (B, k) and its velocity scale with the `locked` joints' columns out."""
-        if locked is None:
-            uu, ss, vv, jl = u, s, vt, jz
+    def command(fixed: np.ndarray | None, values: np.ndarray | None):
+        """qdot (B, k) and its velocity scale; the `fixed` joints move at `values` (rad/s,
+        before the cap) and the others serve the rest of the task velocity."""
+        if fixed is None:
+            uu, ss, vv, jl, e_rest = u, s, vt, jz, ez
         else:
-            jl = np.where(locked[:, None, :], 0.0, jz)
+            jl = np.where(fixed[:, None, :], 0.0, jz)
             uu, ss, vv = _svd(jl)
+            # what the fixed joints already do, in error units (gain and slowdown undone)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                per = np.where(cond_scale > 0, 1.0 / (config.gain * cond_scale), 0.0)
+            e_rest = ez - per[:, None] * (jz @ np.where(fixed, values, 0.0)[:, :, None])[..., 0]
         j_inv = _inverse_from_svd(uu, ss, vv, config.damping)      # (B, k, m)
-        qd = (j_inv @ ez[:, :, None])[:, :, 0]
-        if checks_limits and y is not None:
-            yl = y if locked is None else np.where(locked, 0.0, y)
+        qd = (j_inv @ e_rest[:, :, None])[:, :, 0]
+        if y is not None:
+            yl = y if fixed is None else np.where(fixed, 0.0, y)
             projector = np.eye(k) - j_inv @ jl
             qd = qd + (projector @ yl[:, :, None])[:, :, 0]
         qd = config.gain * qd * cond_scale[:, None]
-        # Whole-vector cap (direction kept), as uvs_core.sim.scale_velocity.
+        if fixed is not None:
+            qd = np.where(fixed, values, qd)
+        # Whole-vector cap (direction kept), as uvs_core.sim.scale_velocity; the fixed
+        # joints' bounds hold under it (it only shrinks towards 0).
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.abs(qd) / limits
         ratio = np.maximum(np.max(np.where(np.isnan(ratio), 0.0, ratio), axis=1,
@@ -409,31 +431,35 @@ def control_step(
         return qd / ratio[:, None], 1.0 / ratio
 
     def passing(qd: np.ndarray) -> np.ndarray:
-        """(B, k) joints that qd takes past limit - margin within dt."""
+        """(B, k) joints that qd takes past limit - margin within the horizon."""
         if not checks_limits:
             return np.zeros((b, k), dtype=bool)
-        q_next = qa_ok + config.dt * qd
-        return ((q_next > hi) & (qd > 0)) | ((q_next < lo) & (qd < 0))
+        return ((qd > v_hi) & (qd > 0)) | ((qd < v_lo) & (qd < 0))
 
-    qdot, velocity_scale = command(None)
+    qdot, velocity_scale = command(None, None)
     limit_joints = passing(qdot)
     at_limit = np.any(limit_joints, axis=1) & ok & ~singular
     if config.joint_limit_policy == "lock" and np.any(at_limit):
-        # Lock the joints that would pass a limit and solve again with the rest, until
-        # no unlocked joint would (at most k rounds; a locked joint's command is 0).
-        locked = limit_joints & at_limit[:, None]
+        # Saturation in the null space (after Flacco et al.'s SNS): a joint that would
+        # pass its limit - margin within the horizon moves at the fastest speed that does
+        # not (0 once in the margin), and the others solve the rest of the task; repeat
+        # while another would (at most k rounds).
+        fixed = limit_joints & at_limit[:, None]
+        uncapped = qdot / velocity_scale[:, None]
+        values = np.clip(uncapped, v_lo, v_hi)
         for _ in range(k):
-            qd, vs = command(locked)
-            more = passing(qd) & ~locked & at_limit[:, None]
+            qd, vs = command(fixed, values)
+            more = passing(qd) & ~fixed & at_limit[:, None]
             if not np.any(more):
                 break
-            locked |= more
-        # The locked solution counts when it still moves x towards x*: (J qd) . e > 0.
+            values = np.where(more, np.clip(qd / vs[:, None], v_lo, v_hi), values)
+            fixed |= more
+        # The saturated solution counts when it still moves x towards x*: (J qd) . e > 0.
         progress = np.einsum("bm,bmk,bk->b", ez, jz, qd) > 0.0
         moves = at_limit & progress & ~np.any(passing(qd), axis=1)
         qdot = np.where(moves[:, None], qd, qdot)
         velocity_scale = np.where(moves, vs, velocity_scale)
-        limit_joints = np.where(at_limit[:, None], locked, limit_joints)
+        limit_joints = np.where(at_limit[:, None], fixed, limit_joints)
         at_limit &= ~moves
 
     reason = np.full(b, HALT_NONE, dtype=np.int8)
