@@ -17,6 +17,7 @@ from pathlib import Path
 
 ROBOTS = ("sim", "gen3")
 TASKS = ("single_point", "multi_point", "visual_servo")
+BABBLE_MODES = ("ou", "servo")   # uvs_core.babble.BABBLE_MODES (no import of the core here)
 CAMERAS = ("sim", "webcam", "topic")
 # Where the controller's target comes from: ~/set_target or the target topic (an operator,
 # `uvs servo`), or a second tracked marker in the camera image (the paper's set-up).
@@ -174,9 +175,11 @@ class BabbleOptions:
     task: str = "single_point"
     trajectories: int = 10
     bag: str = "bags/babble"
+    mode: str = "ou"
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (("robot", self.robot, ROBOTS), ("task", self.task, TASKS)):
+        for name, value, allowed in (("robot", self.robot, ROBOTS), ("task", self.task, TASKS),
+                                     ("mode", self.mode, BABBLE_MODES)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
         if self.trajectories < 1:
@@ -184,8 +187,8 @@ class BabbleOptions:
 
 
 def babble_graph(options: BabbleOptions) -> list[NodeSpec]:
-    """Driver and babbler: OU babbling from home, written as a bag of the `uvs collect`
-    schema by the babbler itself (the driver's task_state is what it records)."""
+    """Driver and babbler: OU or servo babbling from home, written as a bag of the `uvs
+    collect` schema by the babbler itself (the driver's task_state is what it records)."""
     driver_params = {"backend": options.robot, "task": options.task}
     if options.robot == "gen3":
         driver_params["robot_ip"] = options.robot_ip
@@ -194,7 +197,7 @@ def babble_graph(options: BabbleOptions) -> list[NodeSpec]:
                  "driver.yaml", driver_params),
         NodeSpec("babbler", "uvs_driver", "babbler", "uvs_driver.babbler_node:BabblerNode",
                  "babbler.yaml", {"task": options.task, "trajectories": options.trajectories,
-                                  "output": options.bag}),
+                                  "output": options.bag, "mode": options.mode}),
     ]
 
 
