@@ -5,6 +5,7 @@ installed; optionally RViz and a rosbag2 recording.
     ros2 launch uvs_bringup servo.launch.py
     ros2 launch uvs_bringup servo.launch.py robot:=gen3 robot_ip:=192.168.1.10 estimator:=nk_tanh
     ros2 launch uvs_bringup servo.launch.py task:=visual_servo camera:=webcam video_device:=0
+    ros2 launch uvs_bringup servo.launch.py task:=visual_servo target_source:=marker
 
 The node list comes from uvs_bringup.graph.servo_graph, the same definition `uvs servo`
 runs in one process where ros2 launch is not installed. Every argument is checked
@@ -26,6 +27,7 @@ from launch import LaunchDescription
 from uvs_bringup.graph import (
     CAMERAS,
     ROBOTS,
+    TARGET_SOURCES,
     TASKS,
     GraphOptions,
     estimator_choices,
@@ -53,6 +55,9 @@ ARGUMENTS = [
     ("camera", "sim", "visual_servo image source: sim render, a webcam, or an image topic",
      CAMERAS),
     ("video_device", "0", "webcam device index (camera:=webcam)", None),
+    ("target_source", "service", "visual_servo target: service (controller/set_target or "
+     "the target topic) or marker (a second, green marker tracked in the image by "
+     "target_tracker; the sim camera draws it at its target_point topic)", TARGET_SOURCES),
     ("rviz", "false", "start RViz with config/uvs.rviz (needs rviz2)", ("true", "false")),
     ("record", "false", "record the servo topics: ros2 bag record (MCAP), or uvs's own "
      "MCAP recorder where ros2 bag is not installed", ("true", "false")),
@@ -71,7 +76,7 @@ def _options(arg) -> GraphOptions:
     try:
         return GraphOptions(robot=arg("robot"), robot_ip=arg("robot_ip"), task=arg("task"),
                             estimator=arg("estimator"), camera=arg("camera"),
-                            video_device=device)
+                            video_device=device, target_source=arg("target_source"))
     except ValueError as exc:
         raise LaunchArgumentError(str(exc)) from None
 

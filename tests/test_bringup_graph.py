@@ -17,7 +17,12 @@ OPTION_SETS = [
     GraphOptions(task="visual_servo", camera="sim"),
     GraphOptions(robot="gen3", task="visual_servo", camera="webcam", video_device=2),
     GraphOptions(robot="gen3", robot_ip="10.0.0.5", task="single_point"),
+    GraphOptions(task="visual_servo", camera="sim", target_source="marker"),
 ]
+
+
+def _ids(o: GraphOptions) -> str:
+    return f"{o.robot}-{o.task}-{o.camera}-{o.target_source}"
 
 
 def test_point_tasks_start_driver_estimator_controller():
@@ -38,8 +43,43 @@ def test_visual_servo_adds_camera_and_tracker_and_keeps_model_x_as_ground_truth(
     assert "/ground_truth/task_state" in recorded_topics(GraphOptions(task="visual_servo"))
 
 
+def test_marker_target_adds_a_second_tracker_feeding_the_controller_target():
+    specs = {s.name: s for s in servo_graph(GraphOptions(task="visual_servo",
+                                                         target_source="marker"))}
+    assert list(specs) == ["driver", "jacobian_estimator", "controller", "sim_camera",
+                           "hue_tracker", "target_tracker"]
+    target = specs["target_tracker"]
+    assert (target.executable, target.params_file) == ("hue_tracker", "hue_tracker.yaml")
+    assert target.remappings == (("task_state", "target"),)
+    assert specs["hue_tracker"].remappings == ()
+    assert specs["sim_camera"].parameters["target_marker"] is True
+    assert specs["controller"].parameters["target_timeout"] == 0.5
+    # Its own colour: the sim camera's green target ring, not the red tool marker.
+    params = yaml.safe_load((config_dir() / "hue_tracker.yaml").read_text())
+    green = params["target_tracker"]["ros__parameters"]
+    red = params["hue_tracker"]["ros__parameters"]
+    assert (green["hue_low"], green["hue_high"]) == (45, 75)
+    assert (red["hue_low"], red["hue_high"]) == (170, 10)
+    assert "sim_camera" not in servo_graph(GraphOptions(task="visual_servo", camera="topic",
+                                                        target_source="marker"))
+    plain = {s.name: s for s in servo_graph(GraphOptions(task="visual_servo"))}
+    assert "target_timeout" not in plain["controller"].parameters
+    assert "target_marker" not in plain["sim_camera"].parameters
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"task": "single_point", "target_source": "marker"}, "needs task 'visual_servo'"),
+    ({"robot": "gen3", "task": "visual_servo", "camera": "webcam",
+      "target_source": "marker"}, "camera:=topic"),
+])
+def test_marker_target_needs_a_camera_both_trackers_can_share(options, match):
+    with pytest.raises(ValueError, match=match):
+        GraphOptions(**options)
+
+
 @pytest.mark.parametrize(("field", "value"), [("robot", "ur5"), ("task", "reach_far"),
-                                              ("camera", "kinect")])
+                                              ("camera", "kinect"),
+                                              ("target_source", "laser")])
 def test_bad_options_are_rejected_with_the_allowed_values(field, value):
     with pytest.raises(ValueError, match=f"{field} must be one of"):
         GraphOptions(**{field: value})
@@ -55,7 +95,7 @@ def test_gen3_options_reach_the_driver():
     assert "backend:=gen3" in args and "robot_ip:=10.0.0.5" in args
 
 
-@pytest.mark.parametrize("options", OPTION_SETS, ids=lambda o: f"{o.robot}-{o.task}-{o.camera}")
+@pytest.mark.parametrize("options", OPTION_SETS, ids=_ids)
 def test_every_node_class_params_file_and_executable_exists(options):
     from rclpy.node import Node
 
@@ -75,7 +115,7 @@ def test_launch_file_declares_the_documented_arguments_and_uses_the_shared_graph
                      and getattr(node.targets[0], "id", "") == "ARGUMENTS")
     names = [element.elts[0].value for element in arguments.elts]
     assert names == ["robot", "robot_ip", "task", "estimator", "camera", "video_device",
-                     "rviz", "record", "bag", "params_dir"]
+                     "target_source", "rviz", "record", "bag", "params_dir"]
     calls = {node.func.id for node in ast.walk(tree)
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
     assert "servo_graph" in calls and "GraphOptions" in calls
@@ -94,7 +134,8 @@ def _launch_nodes(options: GraphOptions) -> list[tuple]:
     context = LaunchContext()
     values = {"robot": options.robot, "robot_ip": options.robot_ip, "task": options.task,
               "estimator": options.estimator, "camera": options.camera,
-              "video_device": str(options.video_device)}
+              "video_device": str(options.video_device),
+              "target_source": options.target_source}
     for entity in description.entities:
         if entity.__class__.__name__ == "DeclareLaunchArgument":
             context.launch_configurations[entity.name] = values.get(
@@ -111,7 +152,7 @@ def _launch_nodes(options: GraphOptions) -> list[tuple]:
     return found
 
 
-@pytest.mark.parametrize("options", OPTION_SETS, ids=lambda o: f"{o.robot}-{o.task}-{o.camera}")
+@pytest.mark.parametrize("options", OPTION_SETS, ids=_ids)
 def test_launch_file_node_list_equals_the_runner(options):
     try:
         import launch_ros  # noqa: F401

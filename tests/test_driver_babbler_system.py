@@ -128,3 +128,43 @@ def test_babbler_shut_down_early_writes_what_it_has(ros_context, tmp_path):
     assert len(data) == babbler.samples
     assert data.traj[0] == 0 and data.traj[-1] >= 1
     assert np.all(data.traj[:HORIZON] == 0)
+
+
+def test_servo_mode_bag_holds_the_servo_law_with_noise_on_five_percent(ros_context, tmp_path):
+    """mode servo (the paper's real-arm data): every command in the bag is the true-Jacobian
+    law toward the recorded target from the recorded (q, x), but ~5 % that carry
+    N(0, 0.1) noise; each trajectory starts at home and heads for its target."""
+    from uvs_core.babble import servo_law
+
+    horizon, trajectories = 60, 8
+    driver, babbler, output = _run(
+        ros_context, tmp_path, "single_point",
+        {"mode": "servo", "horizon": horizon, "trajectories": trajectories},
+        deadline_s=60.0)
+    assert babbler.error is None
+    data = read_bag(output)
+    model = driver.task
+    assert len(data) == horizon * trajectories
+    assert data.commands is not None and data.targets is not None
+    sent = np.all(np.isfinite(data.commands), axis=1)
+    assert sent.sum() == (horizon - 1) * trajectories       # none after a trajectory's last
+    inactive = np.setdiff1d(np.arange(model.robot.n), model.active)
+    assert np.all(data.commands[sent][:, inactive] == 0.0)
+
+    residual = np.array([
+        model.select(command) - servo_law(model, q, x, target)
+        for q, x, target, command in zip(data.q[sent], data.x[sent], data.targets[sent],
+                                         data.commands[sent])])
+    noisy = np.linalg.norm(residual, axis=1) > 1e-9
+    assert noisy.sum() == babbler.noisy_commands
+    # 5 % of 472 commands: 23.6 expected, binomial sd 4.7
+    assert 0.025 <= noisy.mean() <= 0.085, f"{noisy.sum()} of {noisy.size} commands noisy"
+    assert 0.05 < residual[noisy].std() < 0.2               # N(0, 0.1) per joint
+    envelope = model.robot.envelope.without_table()
+    for t in range(trajectories):
+        rows = data.traj == t
+        np.testing.assert_array_equal(data.q[rows][0], model.home)
+        target = data.targets[rows][0]
+        assert envelope.target_problem(target, "m") is None
+        error = np.linalg.norm(data.x[rows] - data.targets[rows], axis=1)
+        assert error.min() < 0.8 * error[0]                   # it servoed toward it

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import rclpy
 from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PointStamped
 from rcl_interfaces.srv import SetParameters
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
@@ -175,6 +176,61 @@ def test_sim_camera_to_tracker_reads_back_the_task_state(graph):
     assert (info.width, info.height) == (cam.width, cam.height)
     np.testing.assert_allclose(info.k, [cam.fx, 0, cam.cx, 0, cam.fy, cam.cy, 0, 0, 1])
     assert info.header.frame_id == "camera_optical_frame"
+
+
+def test_sim_camera_renders_a_target_marker_a_second_tracker_reads_as_target(graph):
+    """Two trackers on the sim camera's images, over DDS: the red one reads the tool
+    marker (task_state), the green one, its task_state remapped to `target`, the target
+    marker moved by target_point; a NaN point hides it and its tracker says invalid."""
+    executor, make = graph
+    task = make_task("visual_servo", load_robot("gen3"))
+    camera = make(SimCameraNode, parameter_overrides=_overrides(rate=30.0,
+                                                                target_marker=True))
+    tool_tracker = make(HueTrackerNode)
+    target_tracker = make(HueTrackerNode, "target_tracker",
+                          parameter_overrides=_overrides(hue_low=45, hue_high=75),
+                          cli_args=["--ros-args", "-r", "task_state:=target"])
+    probe = make(rclpy.create_node, "vision_target_probe")
+    joint_pub = probe.create_publisher(JointState, "joint_states", 10)
+    point_pub = probe.create_publisher(PointStamped, "target_point", 10)
+    tools: list[TaskState] = []
+    targets: list[TaskState] = []
+    probe.create_subscription(TaskState, "task_state", tools.append, RELIABLE_100)
+    probe.create_subscription(TaskState, "target", targets.append, RELIABLE_100)
+    for node in (camera, tool_tracker, target_tracker, probe):
+        executor.add_node(node)
+    assert _wait_for_subscriber(point_pub)
+
+    qa = np.array([0.3, 1.2])
+    joints = JointState(name=list(task.robot.joint_names), position=task.expand(qa).tolist())
+    point = task.robot.position(task.expand(np.array([-0.4, 1.6])))   # (3,) m, base frame
+    expected_target = task.camera.project(point)
+    msg = PointStamped()
+    msg.header.frame_id = "base_link"
+    msg.point.x, msg.point.y, msg.point.z = point.tolist()
+
+    def newest_target_at(uv):
+        return bool(targets) and targets[-1].valid and np.linalg.norm(
+            np.asarray(targets[-1].position) - uv) < 1.0
+
+    def publish():
+        joint_pub.publish(joints)
+        point_pub.publish(msg)
+
+    assert _spin_until(executor, lambda: newest_target_at(expected_target), every=publish), \
+        f"target tracker never read {expected_target}; last {targets[-1:]}"
+    assert _spin_until(executor, lambda: bool(tools) and tools[-1].valid)
+    np.testing.assert_allclose(tools[-1].position, task.x(qa), atol=1.0)
+    np.testing.assert_allclose(targets[-1].position, expected_target, atol=1.0)
+    assert list(camera.get_parameter("target_position").value) == pytest.approx(point)
+    assert np.linalg.norm(expected_target - task.x(qa)) > 50.0      # two distinct markers
+    # Only the tool marker on task_state, only the target on target.
+    assert all(len(s.position) == 2 for s in tools + targets if s.valid)
+
+    msg.point.x = msg.point.y = msg.point.z = math.nan
+    assert _spin_until(executor, lambda: bool(targets) and not targets[-1].valid,
+                       every=publish), "hiding the target marker did not make it invalid"
+    assert _spin_until(executor, lambda: tools[-1].valid)      # the tool marker stays
 
 
 # ------------------------------------------------------------------ 3. parameters

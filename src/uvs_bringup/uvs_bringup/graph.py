@@ -17,7 +17,14 @@ from pathlib import Path
 
 ROBOTS = ("sim", "gen3")
 TASKS = ("single_point", "multi_point", "visual_servo")
+BABBLE_MODES = ("ou", "servo")   # uvs_core.babble.BABBLE_MODES (no import of the core here)
 CAMERAS = ("sim", "webcam", "topic")
+# Where the controller's target comes from: ~/set_target or the target topic (an operator,
+# `uvs servo`), or a second tracked marker in the camera image (the paper's set-up).
+TARGET_SOURCES = ("service", "marker")
+# A tracked target older than this halts the controller ("target stale"), s: the tracker
+# publishes every frame (30 Hz), so this is 15 frames without one.
+MARKER_TARGET_TIMEOUT = 0.5
 
 # Topics the servo loop exchanges; what `record` writes to the bag.
 SERVO_TOPICS = (
@@ -41,6 +48,7 @@ TOPIC_TYPES = {
     "/controller/markers": "visualization_msgs/msg/MarkerArray",
     "/image_raw": "sensor_msgs/msg/Image",
     "/hue_tracker/debug_image": "sensor_msgs/msg/Image",
+    "/target_point": "geometry_msgs/msg/PointStamped",
 }
 
 
@@ -84,12 +92,14 @@ class GraphOptions:
     estimator: str = "nk_tanh"
     camera: str = "sim"
     video_device: int = 0
+    target_source: str = "service"
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
             ("robot", self.robot, ROBOTS),
             ("task", self.task, TASKS),
             ("camera", self.camera, CAMERAS),
+            ("target_source", self.target_source, TARGET_SOURCES),
         ):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
@@ -99,6 +109,15 @@ class GraphOptions:
                              f"got {self.estimator!r}")
         if self.task == "visual_servo" and self.robot == "sim" and self.camera == "webcam":
             raise ValueError("camera 'webcam' needs robot 'gen3': a webcam cannot see the sim arm")
+        if self.target_source == "marker":
+            if self.task != "visual_servo":
+                raise ValueError("target_source 'marker' needs task 'visual_servo': the target "
+                                 "marker is tracked in the camera image")
+            if self.camera == "webcam":
+                raise ValueError(
+                    "target_source 'marker' with camera 'webcam': two trackers cannot both "
+                    "open the webcam; run a camera driver that publishes image_raw (e.g. "
+                    "v4l2_camera, usb_cam) and use camera:=topic, so both see the same frames")
 
 
 def servo_graph(options: GraphOptions) -> list[NodeSpec]:
@@ -119,13 +138,17 @@ def servo_graph(options: GraphOptions) -> list[NodeSpec]:
                  {"task": options.task, "estimator": options.estimator}),
         NodeSpec("controller", "uvs_control", "controller",
                  "uvs_control.controller_node:ControllerNode", "controller.yaml",
-                 {"task": options.task}),
+                 {"task": options.task, **({"target_timeout": MARKER_TARGET_TIMEOUT}
+                                           if options.target_source == "marker" else {})}),
     ]
     if options.task == "visual_servo":
         if options.camera == "sim":
+            camera_params = {"task": options.task}
+            if options.target_source == "marker":
+                camera_params["target_marker"] = True
             nodes.append(NodeSpec("sim_camera", "uvs_vision", "sim_camera",
                                   "uvs_vision.sim_camera_node:SimCameraNode", "sim_camera.yaml",
-                                  {"task": options.task}))
+                                  camera_params))
         source = "webcam" if options.camera == "webcam" else "topic"
         tracker_params = {"source": source}
         if source == "webcam":
@@ -133,6 +156,13 @@ def servo_graph(options: GraphOptions) -> list[NodeSpec]:
         nodes.append(NodeSpec("hue_tracker", "uvs_vision", "hue_tracker",
                               "uvs_vision.hue_tracker_node:HueTrackerNode", "hue_tracker.yaml",
                               tracker_params))
+        if options.target_source == "marker":
+            # A second tracker instance (its own colour, hue_tracker.yaml's target_tracker)
+            # on the same images; what it tracks is the controller's target.
+            nodes.append(NodeSpec("target_tracker", "uvs_vision", "hue_tracker",
+                                  "uvs_vision.hue_tracker_node:HueTrackerNode",
+                                  "hue_tracker.yaml", {"source": "topic"},
+                                  (("task_state", "target"),)))
     return nodes
 
 
@@ -145,9 +175,11 @@ class BabbleOptions:
     task: str = "single_point"
     trajectories: int = 10
     bag: str = "bags/babble"
+    mode: str = "ou"
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (("robot", self.robot, ROBOTS), ("task", self.task, TASKS)):
+        for name, value, allowed in (("robot", self.robot, ROBOTS), ("task", self.task, TASKS),
+                                     ("mode", self.mode, BABBLE_MODES)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
         if self.trajectories < 1:
@@ -155,8 +187,8 @@ class BabbleOptions:
 
 
 def babble_graph(options: BabbleOptions) -> list[NodeSpec]:
-    """Driver and babbler: OU babbling from home, written as a bag of the `uvs collect`
-    schema by the babbler itself (the driver's task_state is what it records)."""
+    """Driver and babbler: OU or servo babbling from home, written as a bag of the `uvs
+    collect` schema by the babbler itself (the driver's task_state is what it records)."""
     driver_params = {"backend": options.robot, "task": options.task}
     if options.robot == "gen3":
         driver_params["robot_ip"] = options.robot_ip
@@ -165,7 +197,7 @@ def babble_graph(options: BabbleOptions) -> list[NodeSpec]:
                  "driver.yaml", driver_params),
         NodeSpec("babbler", "uvs_driver", "babbler", "uvs_driver.babbler_node:BabblerNode",
                  "babbler.yaml", {"task": options.task, "trajectories": options.trajectories,
-                                  "output": options.bag}),
+                                  "output": options.bag, "mode": options.mode}),
     ]
 
 
@@ -186,6 +218,8 @@ def recorded_topics(options: GraphOptions) -> list[str]:
     topics = list(SERVO_TOPICS)
     if options.task == "visual_servo":
         topics += list(VISION_TOPICS) + ["/image_raw", "/hue_tracker/debug_image"]
+    if options.target_source == "marker" and options.camera == "sim":
+        topics.append("/target_point")
     return topics
 
 

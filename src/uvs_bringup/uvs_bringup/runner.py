@@ -14,12 +14,15 @@ own in any case.
 It starts exactly the nodes of `uvs_bringup.graph.servo_graph` (same classes, same
 parameter files, same overrides and remappings as servo.launch.py), plus an operator
 node that homes the arm, sets targets and watches the controller's status, and
-optionally the built-in bag recorder.
+optionally the built-in bag recorder. With ``target_source="marker"`` the operator
+sets targets the way the paper's set-up did: it moves the sim camera's target marker
+(``target_point``), and the target tracker's reading of it is the controller's target.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
+from geometry_msgs.msg import PointStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.context import Context
 from rclpy.exceptions import ParameterException
@@ -98,6 +102,12 @@ class Operator(Node):
         self.set_target = self.create_client(SetTarget, "controller/set_target",
                                              callback_group=group)
         self.cancel = self.create_client(Trigger, "controller/cancel", callback_group=group)
+        # Where the sim camera draws the target marker (target_source marker); reliable
+        # depth 1 like its subscription, so a point sent once arrives.
+        self.target_point = self.create_publisher(
+            PointStamped, "target_point",
+            QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                       reliability=ReliabilityPolicy.RELIABLE))
         self._lock = threading.Lock()
         self._statuses: list[ServoStatus] = []
         self.create_subscription(ServoStatus, "controller/status", self._on_status, STATUS_QOS,
@@ -280,17 +290,75 @@ class ServoGraph:
         response = op.call(op.set_target, SetTarget.Request(target=[float(v) for v in target]))
         if not response.success:
             raise GraphError(f"set_target rejected: {response.message}")
+        target_arr = np.asarray(target, dtype=float)
+
+        def ours(status) -> bool:
+            # Statuses published before set_target still describe the previous target.
+            return len(status.target) == len(target_arr) and np.allclose(status.target,
+                                                                          target_arr)
+
+        return self._follow(target, ours, timeout, progress, halt_grace)
+
+    def servo_to_marker(self, point, timeout: float, home: bool = True, progress=None,
+                        halt_grace: float = 1.0, pixel_tolerance: float = 3.0) -> TargetResult:
+        """Servo to the target marker moved to ``point`` ((3,) m, base frame), as the
+        paper's visual servoing did: the sim camera draws it, the target tracker reads its
+        pixel, the controller takes that as x* (graph with target_source "marker").
+
+        The marker is hidden while the arm homes (the controller halts: target lost), then
+        shown at ``point``; statuses count once their target is within ``pixel_tolerance``
+        px of the point's projection. TargetResult.target is that projection (u, v) px.
+        """
+        if self.options.target_source != "marker":
+            raise GraphError("servo_to_marker needs a graph with target_source 'marker'")
+        from uvs_core.robot import load_robot
+        from uvs_core.tasks import make_task
+
+        op = self.operator
+        expected = make_task(self.options.task, load_robot("gen3")).camera.project(
+            np.asarray(point, dtype=float))
+        if home:
+            self._show_target(None)
+            # Home only once the controller holds the arm: homing while it still servos
+            # to the old marker would move the arm off the home pose at once.
+            self._wait_status(lambda s: s.state == ServoStatus.IDLE or (
+                s.state == ServoStatus.HALTED and s.reason.startswith("target lost")),
+                timeout=5.0, what="the controller to stop on the hidden target marker")
+            response = op.call(op.home, Trigger.Request())
+            if not response.success:
+                raise GraphError(f"driver/home failed: {response.message}")
+            self._wait_controller_sees(self._home_x(), timeout=5.0)
+        op.call(op.reset, Trigger.Request())
+        op.take_statuses()
+        self._show_target(point)
+
+        def ours(status) -> bool:
+            return (len(status.target) == 2
+                    and np.linalg.norm(np.asarray(status.target) - expected) <= pixel_tolerance)
+
+        return self._follow(expected, ours, timeout, progress, halt_grace)
+
+    def _show_target(self, point) -> None:
+        """Move the sim camera's target marker to ``point`` (3,) m, base frame; None hides
+        it (a NaN point)."""
+        msg = PointStamped()
+        msg.header.frame_id = "base_link"
+        msg.header.stamp = self.operator.get_clock().now().to_msg()
+        x, y, z = (math.nan,) * 3 if point is None else (float(v) for v in point)
+        msg.point.x, msg.point.y, msg.point.z = x, y, z
+        self.operator.target_point.publish(msg)
+
+    def _follow(self, target, ours, timeout: float, progress, halt_grace: float):
+        """Collect the statuses ``ours`` accepts until an outcome or ``timeout`` s."""
+        op = self.operator
         start = time.monotonic()
         times, errors = [], []
         outcome, reason, steps = "timeout", "", 0
         halted_since = None
-        target_arr = np.asarray(target, dtype=float)
         while outcome == "timeout" and time.monotonic() - start < timeout:
             time.sleep(0.01)
             for status in op.take_statuses():
-                # Statuses published before set_target still describe the previous target.
-                if len(status.target) != len(target_arr) or not np.allclose(
-                        status.target, target_arr):
+                if not ours(status):
                     continue
                 now = time.monotonic() - start
                 times.append(now)
@@ -317,6 +385,15 @@ class ServoGraph:
             steps=steps, seconds=time.monotonic() - start, outcome=outcome,
             reason=reason if outcome != "converged" else "", times=times, errors=errors,
         )
+
+    def _wait_status(self, predicate, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        self.operator.take_statuses()
+        while time.monotonic() < deadline:
+            if any(predicate(s) for s in self.operator.take_statuses()):
+                return
+            time.sleep(0.01)
+        raise GraphError(f"timed out after {timeout:.0f} s waiting for {what}")
 
     def _home_x(self) -> np.ndarray:
         from uvs_core.robot import load_robot

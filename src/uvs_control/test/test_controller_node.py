@@ -378,11 +378,56 @@ def test_converges_and_follows_a_moving_target_topic(harness):
                               since=t0)
     assert status.state == ServoStatus.SERVOING and status.step <= 3
     np.testing.assert_allclose(status.command, h.expected_command(moved)[0], atol=1e-12)
-    # Invalid targets on the topic are ignored.
+    # Malformed targets on the topic are ignored.
     h.target_pub.publish(TaskState(task="single_point", position=[1.0, 2.0], valid=True))
-    h.target_pub.publish(TaskState(task="single_point", position=[9.0, 9.0, 9.0], valid=False))
     _, status = h.wait_status(lambda s: s.step >= 5, since=time.monotonic())
     np.testing.assert_allclose(status.target, moved)
+    assert status.state == ServoStatus.SERVOING
+
+
+def test_a_lost_or_stale_topic_target_stops_the_arm_until_it_is_back(ros_context):
+    """A tracked target marker out of sight (valid=false) or silent for target_timeout:
+    zero command and HALTED, unlatched; servoing resumes with the next valid target."""
+    h = Harness(ros_context, overrides=[Parameter("target_timeout", value=0.3)])
+    try:
+        goal = h.x + np.array([0.0, 0.06, 0.0])
+
+        def send(valid=True):
+            h.target_pub.publish(TaskState(task="single_point", position=goal.tolist(),
+                                           valid=valid))
+
+        send()
+        h.wait_status(_servoing)
+        t0 = time.monotonic()
+        send(valid=False)
+        _, status = h.wait_status(lambda s: s.state == ServoStatus.HALTED, since=t0)
+        assert status.reason.startswith("target lost") and not status.latched
+        h.wait_command(lambda c: np.all(c == 0), since=t0)
+        time.sleep(0.2)      # any cycle while lost: still zero
+        assert all(np.all(c == 0) for t, c in h.commands if t > t0 + 0.1)
+        send()
+        h.wait_status(_servoing, since=time.monotonic())
+
+        # Silence: one valid target, then nothing for target_timeout (0.3 s).
+        t_sent = time.monotonic()
+        send()
+        t_halt, status = h.wait_status(
+            lambda s: s.state == ServoStatus.HALTED and s.reason.startswith("target stale"),
+            since=t_sent)
+        assert 0.3 <= t_halt - t_sent < 0.3 + 0.2
+        h.wait_command(lambda c: np.all(c == 0), since=t_halt)
+        send()
+        h.wait_status(_servoing, since=time.monotonic())
+
+        # A target set by the service never goes stale, and an invalid message on the
+        # topic does not take it away.
+        assert h.set_target(goal).success
+        t0 = time.monotonic()
+        send(valid=False)
+        _, status = h.wait_status(lambda s: s.step >= 12, since=t0)   # 0.6 s > 0.3 s
+        assert status.state == ServoStatus.SERVOING
+    finally:
+        h.close()
 
 
 def test_markers_draw_arm_tool_target_and_error(harness):

@@ -34,7 +34,11 @@ Topics (relative names, so a namespace applies):
   best-effort depth 1 (matches reliable and sensor-data publishers);
 - subscribes ``target`` (uvs_interfaces/TaskState): each message updates x*
   (a moving target); the convergence bookkeeping restarts only when the
-  target moved by more than ``convergence_tolerance``;
+  target moved by more than ``convergence_tolerance``. A target from this
+  topic can be lost: a message with valid=false (a tracked target marker out
+  of sight), or no message for ``target_timeout`` s (when > 0), commands zero
+  and reports HALTED ``target lost`` / ``target stale`` until a valid target
+  arrives (no latch); a target set by ``~/set_target`` never goes stale;
 - publishes ``joint_velocity_command`` (std_msgs/Float64MultiArray, rad/s,
   one per joint in /joint_states order, zero for joints the task does not
   drive), every cycle, zero when idle, halted or converged;
@@ -210,6 +214,11 @@ PARAMETERS = {
         "a loaded machine and still halts at the second miss in a row: a dead estimator "
         "stops the arm within estimator_timeout + 2 periods.",
         _DOUBLE, floats=(0.0, 1.0))),
+    "target_timeout": (0.0, _descriptor(
+        "A target from the target topic older than this (s, receipt time) is stale: zero "
+        "command, HALTED until the next one. 0 = topic targets never go stale (one-shot "
+        "targets); a tracked target marker publishes every frame (servo.launch.py "
+        "target_source:=marker sets 0.5).", _DOUBLE, floats=(0.0, 60.0))),
     "state_timeout": (0.25, _descriptor(
         "joint_states / task_state older than this (s, receipt time) are stale: zero "
         "command, HALTED.", _DOUBLE, floats=(0.0, 60.0), constraints="> 0")),
@@ -260,6 +269,8 @@ def validate_parameters(values: dict) -> str | None:
     if not values["estimator_timeout"] < 1.0 / values["rate"]:
         return (f"estimator_timeout {values['estimator_timeout']:g} s must be shorter than "
                 f"the period 1/rate = {1.0 / values['rate']:g} s")
+    if not (math.isfinite(values["target_timeout"]) and values["target_timeout"] >= 0):
+        return "target_timeout must be >= 0 (0: topic targets never go stale)"
     if not (math.isfinite(values["convergence_tolerance"])
             and values["convergence_tolerance"] >= 0):
         return "convergence_tolerance must be >= 0 (0: by task units)"
@@ -322,6 +333,10 @@ class ControllerNode(Node):
         self._task_time = -math.inf
         self._target: np.ndarray | None = None
         self._anchor: np.ndarray | None = None   # target when bookkeeping last restarted
+        # Where x* came from: its receipt time (monotonic) when from the target topic,
+        # None when from ~/set_target; and whether the topic has since said it is lost.
+        self._target_time: float | None = None
+        self._target_lost = False
         self._step = 0
         self._latched = ""          # the fault that latched the halt; "" when not latched
         self._unanswered_since: float | None = None  # monotonic, first unanswered request
@@ -474,10 +489,13 @@ class ControllerNode(Node):
             return f"{outside}: outside the safety envelope"
         return None
 
-    def _set_target(self, target: np.ndarray, restart: bool = False) -> None:
+    def _set_target(self, target: np.ndarray, restart: bool = False,
+                    received: float | None = None) -> None:
         """Take a new x* (lock held). Bookkeeping restarts, and a latched halt clears, when
         it moved beyond the tolerance or ``restart`` (an operator's ~/set_target); a small
-        move (a moving target's next sample) only updates x*."""
+        move (a moving target's next sample) only updates x*. ``received``: monotonic
+        receipt time of a target from the topic (it can go stale), None for the service."""
+        self._target_time, self._target_lost = received, False
         if (restart or self._anchor is None
                 or np.linalg.norm(target - self._anchor) > self.tolerance):
             self._unlatch("new target")
@@ -493,14 +511,25 @@ class ControllerNode(Node):
         self._target = target.copy()
 
     def _on_target(self, msg: TaskState) -> None:
+        if not msg.valid:
+            with self._lock:
+                from_topic = self._target is not None and self._target_time is not None
+                if from_topic:
+                    # The topic's target is gone (its marker out of sight): stop, not
+                    # servo on to where it was.
+                    self._target_lost = True
+            if not from_topic:
+                self.get_logger().warning("target topic: ignored, target is marked invalid",
+                                          throttle_duration_sec=_WARN_PERIOD)
+            return
         target = np.asarray(msg.position, dtype=float)
-        problem = "target is marked invalid" if not msg.valid else self._target_problem(target)
+        problem = self._target_problem(target)
         if problem:
             self.get_logger().warning(f"target topic: ignored, {problem}",
                                       throttle_duration_sec=_WARN_PERIOD)
             return
         with self._lock:
-            self._set_target(target)
+            self._set_target(target, received=time.monotonic())
 
     def _on_set_target(self, request: SetTarget.Request, response: SetTarget.Response):
         target = np.asarray(request.target, dtype=float)
@@ -547,7 +576,8 @@ class ControllerNode(Node):
             self._unlatch("~/cancel")
             self._target_gen += 1
             self._fault_since = None
-            self._target = self._anchor = None
+            self._target = self._anchor = self._target_time = None
+            self._target_lost = False
             self._step = 0
             self._monitor.reset()
             order = self._joint_order
@@ -612,6 +642,13 @@ class ControllerNode(Node):
         if x is None:
             return q, x, positions, names, \
                 f"task state has {len(ts.position)} values, expected {self.task.m}"
+        if self._target_lost:
+            return q, x, positions, names, "target lost (the target topic says invalid)"
+        target_timeout = self._values["target_timeout"]
+        if (self._target_time is not None and target_timeout > 0
+                and now - self._target_time > target_timeout):
+            return q, x, positions, names, \
+                f"target stale ({now - self._target_time:.2f} s old)"
         return q, x, positions, names, None
 
     def _request_jacobian(self, positions: np.ndarray, x: np.ndarray, timeout: float):

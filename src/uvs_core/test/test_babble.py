@@ -5,6 +5,7 @@ import pytest
 
 from uvs_core.babble import OUProcess, babble
 from uvs_core.dataset import Dataset
+from uvs_core.robot import load_robot
 from uvs_core.tasks import make_task
 
 
@@ -123,3 +124,56 @@ def test_paper_code_babbling(single, gen3):
 def test_100k_samples_make_1000_trajectories(single):
     data = babble(single, 100_000)
     assert len(data) == 100_000 and data.traj[-1] == 999
+
+
+def test_servo_law_is_the_capped_true_jacobian_inverse():
+    from uvs_core.babble import servo_law
+
+    task = make_task("single_point", load_robot("gen3"))
+    q = np.array([0.3, 0.6, -0.2, 1.2, 0.1, 0.8, 0.2])
+    x = task.x_from_q(q)
+    near = x + np.array([0.01, -0.02, 0.005])
+    qdot = servo_law(task, q, x, near)
+    np.testing.assert_allclose(task.jacobian_from_q(q) @ qdot, near - x, atol=1e-12)
+    far = servo_law(task, q, x, x + np.array([3.0, 0.0, 0.0]))
+    assert np.max(np.abs(far)) == pytest.approx(1.22)          # whole-vector cap
+    unc = np.linalg.pinv(task.jacobian_from_q(q)) @ np.array([3.0, 0.0, 0.0])
+    np.testing.assert_allclose(far / np.linalg.norm(far), unc / np.linalg.norm(unc))
+
+
+def test_servo_babbler_adds_noise_to_five_percent_of_commands():
+    from uvs_core.babble import ServoBabbler, servo_law
+
+    task = make_task("single_point", load_robot("gen3"))
+    envelope = task.robot.envelope.without_table()
+    babbler = ServoBabbler(task, envelope=envelope, rng=3)
+    rng = np.random.default_rng(0)
+    residuals, flags = [], []
+    for _ in range(20000):
+        q = task.robot.sample(rng, 1)[0]
+        x = task.x_from_q(q)
+        qdot, noisy = babbler.command(q, x)
+        residual = qdot - servo_law(task, q, x, babbler.target)
+        assert (np.linalg.norm(residual) > 0) == noisy
+        residuals.append(residual)
+        flags.append(noisy)
+    flags = np.array(flags)
+    assert abs(flags.mean() - 0.05) < 0.006                  # 5 % (binomial sd 0.0015)
+    noise = np.array(residuals)[flags]
+    assert noise.std() == pytest.approx(0.1, rel=0.05)        # N(0, 0.1) per joint
+    assert abs(noise.mean()) < 0.01
+    # Targets: x of joint samples, inside the envelope; a new one per reset.
+    first = babbler.target.copy()
+    assert envelope.target_problem(babbler.reset(), "m") is None
+    assert not np.allclose(babbler.target, first)
+
+
+def test_servo_babbler_draws_a_new_target_when_the_current_one_is_reached():
+    from uvs_core.babble import ServoBabbler
+
+    task = make_task("single_point", load_robot("gen3"))
+    babbler = ServoBabbler(task, noise_fraction=0.0, rng=1)
+    reached = babbler.target.copy()
+    q = task.home
+    qdot, noisy = babbler.command(q, reached + 0.001)          # within 0.01 m
+    assert not noisy and not np.allclose(babbler.target, reached)

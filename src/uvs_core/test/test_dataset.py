@@ -122,6 +122,23 @@ def test_round_trip_keeps_non_consecutive_trajectory_ids(tmp_path):
     np.testing.assert_array_equal(back.traj, data.traj)
 
 
+def test_round_trip_keeps_commands_and_targets(tmp_path):
+    """The babbler's /babble/command (NaN rows: none sent) and /babble/target."""
+    data = make_dataset()
+    rng = np.random.default_rng(3)
+    data.commands = rng.normal(size=data.q.shape)
+    data.commands[49] = np.nan                      # a trajectory's last sample
+    data.targets = rng.normal(size=data.x.shape)
+    back = read_bag(write_bag(tmp_path / "b", data))
+    np.testing.assert_array_equal(back.commands, data.commands)
+    np.testing.assert_array_equal(back.targets, data.targets)
+    plain = read_bag(write_bag(tmp_path / "c", make_dataset()))
+    assert plain.commands is None and plain.targets is None
+    with pytest.raises(ValueError, match="commands must have shape"):
+        Dataset(q=data.q, x=data.x, traj=data.traj, stamps=data.stamps,
+                joint_names=data.joint_names, task=data.task, commands=data.q[:, :2])
+
+
 def test_progress_reports_reach_total(tmp_path, data):
     writes, reads = [], []
     path = write_bag(tmp_path / "b", data, progress=lambda d, t: writes.append((d, t)))

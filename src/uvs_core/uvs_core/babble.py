@@ -1,7 +1,15 @@
-"""Ornstein-Uhlenbeck joint-velocity babbling from home (paper IV).
+"""Joint-velocity babbling from home (paper IV): Ornstein-Uhlenbeck noise, or the
+paper's real-arm mode, a servo controller toward random targets with noise.
 
-Every trajectory starts at the task's home with the OU state at ``mu`` and
-runs ``horizon`` samples; all trajectories are simulated at once.
+OU (:func:`babble`, :class:`OUProcess`): every trajectory starts at the task's
+home with the OU state at ``mu`` and runs ``horizon`` samples; all trajectories
+are simulated at once.
+
+Servo (:class:`ServoBabbler`, :func:`servo_law`): "commands with the true
+Jacobian inverse Jacobian controller perturbed by small Gaussian noise
+qdot + eps (eps ~ N(0, 0.1)) for 5 % of commands" (paper IV, the 7-DOF Kinova
+data). The paper's N(0, 0.1) is read as a standard deviation of 0.1 rad/s per
+joint.
 """
 
 from __future__ import annotations
@@ -15,7 +23,9 @@ from uvs_core.safety import DEFAULT_LOOKAHEAD, guard_batch
 from uvs_core.sim import Simulation
 from uvs_core.tasks import Task
 
-__all__ = ["OUProcess", "babble"]
+__all__ = ["OUProcess", "ServoBabbler", "babble", "servo_law", "BABBLE_MODES"]
+
+BABBLE_MODES = ("ou", "servo")
 
 
 class OUProcess:
@@ -114,3 +124,75 @@ def babble(task: Task, samples: int, horizon: int = 100, seed: int = 0, dt: floa
     return Dataset(q=q, x=x, traj=traj, stamps=stamps,
                    joint_names=list(task.robot.joint_names), task=task.name,
                    labels=list(task.labels), robot=task.robot.name)
+
+
+def servo_law(task: Task, q: np.ndarray, x: np.ndarray, target: np.ndarray,
+              gain: float = 1.0, max_speed: float = 1.22) -> np.ndarray:
+    """The servo babbler's noise-free command: the true-Jacobian law of Eq. 1.
+
+    q: (n,) rad, all joints; x: (m,) task state; target: (m,) x*, task units.
+    -> (k,) rad/s for the task's active joints: gain * pinv(J(q)) (x* - x), scaled
+    as a whole vector (direction kept) so that no joint exceeds ``max_speed`` rad/s
+    (the paper's 1.22 cap).
+    """
+    jac = task.jacobian_from_q(np.asarray(q, dtype=float))
+    qdot = gain * (np.linalg.pinv(jac) @ (np.asarray(target, float) - np.asarray(x, float)))
+    peak = float(np.max(np.abs(qdot))) if qdot.size else 0.0
+    if peak > max_speed:
+        qdot = qdot * (max_speed / peak)
+    return qdot
+
+
+class ServoBabbler:
+    """The paper's real-arm babbling, one command at a time.
+
+    Each trajectory servos toward a random target x* (``task.sample_targets``: x of
+    uniform joint samples; a point target outside ``envelope`` is drawn again); a
+    new target is drawn at :meth:`reset` and whenever |x* - x| < ``reach_tolerance``
+    (task units). Each command is :func:`servo_law`; with probability
+    ``noise_fraction`` it gets eps ~ N(0, noise_std^2) per joint added.
+
+    rng: a numpy Generator or a seed. envelope: a uvs_core.safety.Envelope or None.
+    """
+
+    def __init__(self, task: Task, gain: float = 1.0, max_speed: float = 1.22,
+                 noise_fraction: float = 0.05, noise_std: float = 0.1,
+                 reach_tolerance: float = 0.01, envelope=None,
+                 rng: np.random.Generator | int | None = None) -> None:
+        if not 0.0 <= noise_fraction <= 1.0:
+            raise ValueError(f"noise_fraction must be in [0, 1], got {noise_fraction}")
+        if not (noise_std >= 0 and gain > 0 and max_speed > 0 and reach_tolerance >= 0):
+            raise ValueError("noise_std and reach_tolerance must be >= 0, gain and max_speed > 0")
+        self.task = task
+        self.gain, self.max_speed = float(gain), float(max_speed)
+        self.noise_fraction, self.noise_std = float(noise_fraction), float(noise_std)
+        self.reach_tolerance = float(reach_tolerance)
+        self.envelope = envelope
+        self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        self.target = self._draw_target()
+
+    def _draw_target(self) -> np.ndarray:
+        """(m,) a random target inside the envelope (point tasks)."""
+        for _ in range(1000):
+            target = self.task.sample_targets(self.rng, 1)[0]
+            if self.envelope is None or self.envelope.target_problem(
+                    target, self.task.units) is None:
+                return target
+        raise ValueError(f"{self.task.name}: no random target inside the safety envelope "
+                         "in 1000 draws; check the envelope")
+
+    def reset(self) -> np.ndarray:
+        """Start a trajectory: draw a new target; -> (m,) x*."""
+        self.target = self._draw_target()
+        return self.target
+
+    def command(self, q: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, bool]:
+        """q: (n,) rad, x: (m,) the state just read -> ((k,) rad/s command, whether noise
+        was added). Draws a new target first when x has reached the current one."""
+        if np.linalg.norm(self.target - np.asarray(x, float)) < self.reach_tolerance:
+            self.target = self._draw_target()
+        qdot = servo_law(self.task, q, x, self.target, self.gain, self.max_speed)
+        noisy = bool(self.rng.random() < self.noise_fraction)
+        if noisy:
+            qdot = qdot + self.noise_std * self.rng.standard_normal(qdot.shape)
+        return qdot, noisy

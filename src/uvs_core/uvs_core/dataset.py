@@ -13,6 +13,11 @@ Bag schema (one sample = two messages with the same ``header.stamp``):
   labels, valid (messages with ``valid == False`` are skipped on reading).
 - ``/babble/trajectory_start`` ``std_msgs/msg/UInt32``: the trajectory index,
   logged at the stamp of the trajectory's first sample.
+- optional, written by the babbler node: ``/babble/command``
+  ``std_msgs/msg/Float64MultiArray``, the joint velocity command (rad/s, robot
+  joint order) sent in answer to the sample logged at the same time, and
+  ``/babble/target`` ``uvs_interfaces/msg/TaskState``, the target the servo
+  babbler was steering to at that sample (same header stamp).
 
 Bag log timestamps equal the sample stamps.
 """
@@ -49,10 +54,13 @@ __all__ = [
 JOINT_STATES_TOPIC = "/joint_states"
 TASK_STATE_TOPIC = "/task_state"
 TRAJECTORY_START_TOPIC = "/babble/trajectory_start"
+COMMAND_TOPIC = "/babble/command"
+TARGET_TOPIC = "/babble/target"
 
 JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
 TASK_STATE_TYPE = "uvs_interfaces/msg/TaskState"
 UINT32_TYPE = "std_msgs/msg/UInt32"
+ARRAY_TYPE = "std_msgs/msg/Float64MultiArray"
 
 # Copy of src/uvs_interfaces/msg/TaskState.msg (comments stripped). The core
 # must not need the generated interface package, so the definition lives here;
@@ -88,6 +96,9 @@ class Dataset:
         task: task name (see ``uvs_core.tasks.TASK_NAMES``).
         labels: (m,) names of the columns of x (may be empty).
         robot: robot name the data was recorded on.
+        commands: optional (N, n) rad/s, the command sent after each sample (robot
+            joint order); NaN rows where none was (a trajectory's last sample).
+        targets: optional (N, m), the servo babbler's target at each sample.
     """
 
     q: np.ndarray
@@ -98,6 +109,8 @@ class Dataset:
     task: str
     labels: list[str] = field(default_factory=list)
     robot: str = "gen3"
+    commands: np.ndarray | None = None
+    targets: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.q = np.asarray(self.q, dtype=np.float64)
@@ -120,6 +133,14 @@ class Dataset:
             )
         if self.labels and len(self.labels) != self.x.shape[1]:
             raise ValueError(f"{len(self.labels)} labels for {self.x.shape[1]} columns of x")
+        for name, width in (("commands", self.q.shape[1]), ("targets", self.x.shape[1])):
+            value = getattr(self, name)
+            if value is not None:
+                value = np.asarray(value, dtype=np.float64)
+                if value.shape != (count, width):
+                    raise ValueError(f"{name} must have shape ({count}, {width}), "
+                                     f"got {value.shape}")
+                setattr(self, name, value)
 
     def __len__(self) -> int:
         return int(self.q.shape[0])
@@ -236,6 +257,8 @@ def _write_messages(writer_cls, storage_plugin, bag_dir: Path, dataset: Dataset,
     joint_state_t = types[JOINT_STATE_TYPE]
     task_state_t = types[TASK_STATE_TYPE]
     uint32_t = types[UINT32_TYPE]
+    array_t = types[ARRAY_TYPE]
+    layout_t = types["std_msgs/msg/MultiArrayLayout"]
 
     count = len(dataset)
     names = list(dataset.joint_names)
@@ -261,6 +284,11 @@ def _write_messages(writer_cls, storage_plugin, bag_dir: Path, dataset: Dataset,
         start_conn = writer.add_connection(TRAJECTORY_START_TOPIC, UINT32_TYPE, typestore=store)
         joint_conn = writer.add_connection(JOINT_STATES_TOPIC, JOINT_STATE_TYPE, typestore=store)
         task_conn = writer.add_connection(TASK_STATE_TOPIC, TASK_STATE_TYPE, typestore=store)
+        command_conn = target_conn = None
+        if dataset.commands is not None:
+            command_conn = writer.add_connection(COMMAND_TOPIC, ARRAY_TYPE, typestore=store)
+        if dataset.targets is not None:
+            target_conn = writer.add_connection(TARGET_TOPIC, TASK_STATE_TYPE, typestore=store)
         write = writer.write
         serialize = store.serialize_cdr
         # One pair of message objects reused for every sample: only the
@@ -290,6 +318,13 @@ def _write_messages(writer_cls, storage_plugin, bag_dir: Path, dataset: Dataset,
             task_msg.header = header
             task_msg.position = x[i]
             write(task_conn, stamp, serialize(task_msg, TASK_STATE_TYPE))
+            if command_conn is not None and np.all(np.isfinite(dataset.commands[i])):
+                command = array_t(layout=layout_t(dim=[], data_offset=0),
+                                  data=np.ascontiguousarray(dataset.commands[i]))
+                write(command_conn, stamp, serialize(command, ARRAY_TYPE))
+            if target_conn is not None:
+                task_msg.position = np.ascontiguousarray(dataset.targets[i])
+                write(target_conn, stamp, serialize(task_msg, TASK_STATE_TYPE))
             if progress is not None and (i + 1) % _PROGRESS_EVERY == 0:
                 progress(i + 1, count)
     if progress is not None:
@@ -462,6 +497,8 @@ def read_bag(path: str | os.PathLike, progress: Progress | None = None) -> Datas
             "joint": _pick_topic(topics, JOINT_STATES_TOPIC, JOINT_STATE_TYPE),
             "task": _pick_topic(topics, TASK_STATE_TOPIC, TASK_STATE_TYPE),
             "start": _pick_topic(topics, TRAJECTORY_START_TOPIC, UINT32_TYPE),
+            "command": _pick_topic(topics, COMMAND_TOPIC, ARRAY_TYPE),
+            "target": _pick_topic(topics, TARGET_TOPIC, TASK_STATE_TYPE),
         }
         missing = [
             f"{topic} ({msgtype})"
@@ -512,6 +549,7 @@ class _Collector:
         self.invalid = 0
         self.start_stamps: list[int] = []
         self.start_ids: list[int] = []
+        self.extras: dict[str, dict[int, np.ndarray]] = {}   # "command"/"target": stamp -> row
         self.names: list[str] | None = None
         self.task: str | None = None
         self.labels: list[str] = []
@@ -548,6 +586,13 @@ class _Collector:
                 stamp = msg.header.stamp
                 self.task_stamps.append(stamp.sec * _NS + stamp.nanosec)
                 self.task_pos.append(msg.position)
+        elif topic == chosen["command"]:
+            msg = self.deserialize(raw, ARRAY_TYPE)
+            self.extras.setdefault("command", {})[timestamp] = np.asarray(msg.data, float)
+        elif topic == chosen["target"]:
+            msg = self.deserialize(raw, TASK_STATE_TYPE)
+            stamp = msg.header.stamp.sec * _NS + msg.header.stamp.nanosec
+            self.extras.setdefault("target", {})[stamp] = np.asarray(msg.position, float)
         else:
             msg = self.deserialize(raw, UINT32_TYPE)
             self.start_stamps.append(timestamp)
@@ -595,6 +640,16 @@ class _Collector:
             )
         q = self._stack(self.joint_pos, "JointState")[ji]
         x = self._stack(self.task_pos, "TaskState")[ti]
+        extras = {}
+        for key, width in (("command", q.shape[1]), ("target", x.shape[1])):
+            rows = self.extras.get(key)
+            if rows:
+                table = np.full((common.size, width), np.nan)
+                for i, stamp in enumerate(common.tolist()):
+                    row = rows.get(stamp)
+                    if row is not None and row.shape == (width,):
+                        table[i] = row
+                extras[key + "s"] = table
         return Dataset(
             q=q,
             x=x,
@@ -604,6 +659,7 @@ class _Collector:
             task=self.task or "",
             labels=self.labels,
             robot=robot,
+            **extras,
         )
 
     def _trajectories(self, stamps: np.ndarray) -> np.ndarray:

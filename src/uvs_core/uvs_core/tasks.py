@@ -406,7 +406,14 @@ class VisualServoTask(Task):
                 & (x[..., 1] >= 0) & (x[..., 1] < self.camera.height))
 
     def sample_targets(self, rng: np.random.Generator, count: int) -> np.ndarray:
-        """Pixel targets of uniform samples of the active joints whose marker is in view."""
+        """Pixel targets of uniform samples of the active joints whose marker is in view.
+        -> (count, 2) px; the projections of :meth:`sample_target_points` (same draws)."""
+        return self.camera.project(self.sample_target_points(rng, count))
+
+    def sample_target_points(self, rng: np.random.Generator, count: int) -> np.ndarray:
+        """Tool points of uniform samples of the active joints (the rest at q_fixed) that
+        the camera sees: where a target marker can be put so that the task joints can
+        reach its pixel. -> (count, 3) m, base frame."""
         count = int(count)
         out: list[np.ndarray] = []
         have = 0
@@ -415,9 +422,9 @@ class VisualServoTask(Task):
                 break
             q = self.expand(self.select(self.robot.sample(rng, max(count - have, 16))))
             keep = self.in_view_q(q)
-            x = self.x_from_q(q[keep])[: count - have]
-            out.append(x)
-            have += len(x)
+            p = self.robot.position(q[keep])[: count - have]
+            out.append(p)
+            have += len(p)
         if have < count:
             raise ValueError("visual_servo: could not sample targets in view; check the camera")
         return np.concatenate(out, axis=0)

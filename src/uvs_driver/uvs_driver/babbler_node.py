@@ -1,13 +1,21 @@
-"""Node ``babbler``: Ornstein-Uhlenbeck joint-velocity babbling through the driver (paper IV).
+"""Node ``babbler``: joint-velocity babbling through the driver (paper IV).
 
 For each of ``trajectories`` trajectories: command zero, call the driver's
 home service (``home_service``), then record ``horizon`` samples (q, x),
-answering each with the next OU velocity on ``joint_velocity_command``
-(the task's active joints; zeros elsewhere). Sample t is the state before
-the t-th command, as in ``uvs_core.babble``. When done it commands zero and
-writes the samples with ``uvs_core.dataset.write_bag`` to ``output`` (the
-``uvs collect`` schema: /joint_states, /task_state, /babble/trajectory_start);
-on an early shutdown it writes what it has.
+answering each with the next command on ``joint_velocity_command`` (the task's
+active joints; zeros elsewhere). ``mode`` chooses the commands:
+- ``ou``: Ornstein-Uhlenbeck noise (theta, sigma), the paper's simulation data;
+- ``servo``: the paper's real-arm data, the true-Jacobian servo law toward a
+  random target per trajectory (a new one when reached), with Gaussian noise
+  N(0, noise_std^2) added to a ``noise_fraction`` of the commands
+  (uvs_core.babble.ServoBabbler; targets of point tasks inside ``envelope``).
+Either way the driver guards every command (joint look-ahead, safety envelope).
+Sample t is the state before the t-th command, as in ``uvs_core.babble``. When
+done it commands zero and writes the samples with ``uvs_core.dataset.write_bag``
+to ``output`` (the ``uvs collect`` schema: /joint_states, /task_state,
+/babble/trajectory_start; plus /babble/command, the command answering each
+sample, and in servo mode /babble/target); on an early shutdown it writes what
+it has.
 
 Topics (relative): subscribes ``joint_states`` and ``task_state`` (a sample
 is a pair with identical header stamps), publishes ``joint_velocity_command``.
@@ -33,7 +41,7 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
-from uvs_core.babble import OUProcess
+from uvs_core.babble import BABBLE_MODES, OUProcess, ServoBabbler
 from uvs_core.dataset import Dataset, DatasetError, write_bag
 from uvs_core.robot import load_robot
 from uvs_core.tasks import TASK_NAMES, make_task
@@ -75,10 +83,32 @@ PARAMETERS = {
         floats=(0.0, 1000.0))),
     "horizon": (100, _descriptor("Samples per trajectory.", _INT, ints=(1, 1_000_000))),
     "trajectories": (10, _descriptor("Trajectories to record.", _INT, ints=(1, 1_000_000))),
-    "seed": (0, _descriptor("Seed of the OU noise.", _INT, ints=(0, 2**31 - 1))),
+    "mode": ("ou", _descriptor(
+        "Commands: ou (Ornstein-Uhlenbeck noise) or servo (the true-Jacobian law toward "
+        "random targets, noise on noise_fraction of them; the paper's real-arm data). "
+        f"One of: {', '.join(BABBLE_MODES)}.", _STR)),
+    "seed": (0, _descriptor("Seed of the OU noise, or of the servo mode's targets and "
+                            "noise.", _INT, ints=(0, 2**31 - 1))),
     "theta": (0.15, _descriptor("OU mean reversion, 1/s.", _DOUBLE, floats=(0.0, 100.0))),
     "sigma": (0.2, _descriptor("OU noise scale, rad/s/sqrt(s).", _DOUBLE,
                                floats=(0.0, 100.0))),
+    "gain": (1.0, _descriptor("servo: gain of the law, 1/s.", _DOUBLE, floats=(0.0, 100.0))),
+    "max_joint_velocity": (1.22, _descriptor(
+        "servo: the law is scaled (direction kept) so no joint exceeds this, rad/s.",
+        _DOUBLE, floats=(0.0, 10.0))),
+    "noise_fraction": (0.05, _descriptor(
+        "servo: fraction of commands that get Gaussian noise (paper 5 %).", _DOUBLE,
+        floats=(0.0, 1.0))),
+    "noise_std": (0.1, _descriptor(
+        "servo: standard deviation of that noise, rad/s per joint (paper N(0, 0.1)).",
+        _DOUBLE, floats=(0.0, 10.0))),
+    "reach_tolerance": (0.01, _descriptor(
+        "servo: a new target is drawn when |x* - x| falls below this, task units (m, px).",
+        _DOUBLE, floats=(0.0, 1000.0))),
+    "envelope": ("box", _descriptor(
+        "servo: envelope the targets of point tasks must lie in: robot (the robot YAML's "
+        "safety box and table), box (its box only), off. Commands are guarded by the "
+        "driver's own envelope in both modes.", _STR)),
     "output": ("bags/babble", _descriptor("Bag directory to write (rosbag2, MCAP).", _STR)),
     "overwrite": (False, _descriptor("Replace an existing bag at output.", _BOOL)),
     "home_service": ("driver/home", _descriptor(
@@ -94,7 +124,9 @@ PARAMETERS = {
         _DOUBLE, read_only=False, floats=(0.0, 3600.0))),
 }
 
-_POSITIVE = ("rate", "service_timeout", "home_timeout", "sample_timeout")
+_POSITIVE = ("rate", "service_timeout", "home_timeout", "sample_timeout", "gain",
+             "max_joint_velocity")
+_ENVELOPES = ("robot", "box", "off")
 
 
 def validate_parameter(name: str, value) -> str | None:
@@ -104,7 +136,12 @@ def validate_parameter(name: str, value) -> str | None:
     if name in _POSITIVE and not (isinstance(value, float) and math.isfinite(value)
                                   and value > 0.0):
         return f"{name} must be a finite number > 0, got {value!r}"
-    if name in ("theta", "sigma") and not (math.isfinite(value) and value >= 0.0):
+    if name == "mode" and value not in BABBLE_MODES:
+        return f"mode {value!r} unknown; choose one of {', '.join(BABBLE_MODES)}"
+    if name == "envelope" and value not in _ENVELOPES:
+        return f"envelope {value!r} unknown; choose one of {', '.join(_ENVELOPES)}"
+    if name in ("theta", "sigma", "noise_std", "reach_tolerance") and not (
+            math.isfinite(value) and value >= 0.0):
         return f"{name} must be a finite number >= 0, got {value!r}"
     if name == "output" and not str(value).strip():
         return "output must be a bag directory path"
@@ -137,8 +174,19 @@ class BabblerNode(Node):
         self._overwrite = p["overwrite"]
         self._deadlines = {name: p[name] for name in
                            ("service_timeout", "home_timeout", "sample_timeout")}
+        self.mode = p["mode"]
         self._ou = OUProcess(self.task.k, theta=p["theta"], sigma=p["sigma"],
                              dt=1.0 / p["rate"], rng=p["seed"])
+        self._servo: ServoBabbler | None = None
+        if self.mode == "servo":
+            envelope = {"robot": self.robot.envelope,
+                        "box": self.robot.envelope.without_table(),
+                        "off": None}[p["envelope"]]
+            self._servo = ServoBabbler(
+                self.task, gain=p["gain"], max_speed=p["max_joint_velocity"],
+                noise_fraction=p["noise_fraction"], noise_std=p["noise_std"],
+                reach_tolerance=p["reach_tolerance"], envelope=envelope, rng=p["seed"])
+        self.noisy_commands = 0     # servo: commands that got noise
 
         # The home future's done callback may run beside the subscriptions
         # (MultiThreadedExecutor); every state transition holds this lock.
@@ -152,6 +200,10 @@ class BabblerNode(Node):
         self._q: list[np.ndarray] = []
         self._x: list[np.ndarray] = []
         self._traj: list[int] = []
+        # The command answering each sample, (n,) rad/s robot order (NaN: none sent), and
+        # the servo target at it (m,).
+        self._commands: list[np.ndarray] = []
+        self._targets: list[np.ndarray] = []
         self._task_name: str | None = None
         self._labels: list[str] = list(self.task.labels)
 
@@ -181,8 +233,12 @@ class BabblerNode(Node):
         self.get_logger().info(
             f"babbling task {self.task.name} on {self.robot.name}: {self.trajectories} "
             f"trajectories x {self.horizon} samples at {p['rate']:g} Hz "
-            f"(OU theta {p['theta']:g}, sigma {p['sigma']:g}, seed {p['seed']}) -> "
-            f"{self.output}")
+            + (f"(OU theta {p['theta']:g}, sigma {p['sigma']:g}, seed {p['seed']})"
+               if self.mode == "ou" else
+               f"(servo toward random targets, gain {p['gain']:g}, noise N(0, "
+               f"{p['noise_std']:g}^2) on {p['noise_fraction']:.0%} of commands, seed "
+               f"{p['seed']})")
+            + f" -> {self.output}")
 
     # ------------------------------------------------------------------ parameters
 
@@ -249,6 +305,8 @@ class BabblerNode(Node):
             # States stamped after this answer were read after the driver homed.
             self._home_stamp = self.get_clock().now().nanoseconds
             self._ou.reset()
+            if self._servo is not None:
+                self._servo.reset()
             self._step = 0
             self._last_sample = time.monotonic()
             self._state = "recording"
@@ -294,9 +352,21 @@ class BabblerNode(Node):
         self._traj.append(self._traj_index)
         self._step += 1
         self._last_sample = time.monotonic()
+        command = np.full(self.robot.n, np.nan)
+        if self._servo is not None:
+            self._targets.append(self._servo.target.copy())
         if self._step < self.horizon:
-            self._publish(self._ou.sample())
+            if self._servo is not None:
+                velocities, noisy = self._servo.command(q, x)
+                self.noisy_commands += int(noisy)
+            else:
+                velocities = self._ou.sample()
+            command[:] = 0.0
+            command[self.task.active] = velocities
+            self._commands.append(command)
+            self._publish(velocities)
             return
+        self._commands.append(command)
         self._publish()
         self._traj_index += 1
         self.get_logger().info(f"trajectory {self._traj_index}/{self.trajectories} recorded "
@@ -327,7 +397,9 @@ class BabblerNode(Node):
         dataset = Dataset(
             q=np.array(self._q), x=np.array(self._x), traj=np.array(self._traj),
             stamps=np.array(self._stamps), joint_names=list(self.robot.joint_names),
-            task=self._task_name or self.task.name, labels=self._labels, robot=self.robot.name)
+            task=self._task_name or self.task.name, labels=self._labels, robot=self.robot.name,
+            commands=np.array(self._commands),
+            targets=np.array(self._targets) if self._servo is not None else None)
         try:
             self.bag_path = write_bag(self.output, dataset, overwrite=self._overwrite)
         except (DatasetError, ValueError) as exc:

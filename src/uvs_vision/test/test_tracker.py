@@ -277,3 +277,35 @@ def test_render_config_validation(bad):
 def test_renderer_needs_a_camera(task):
     with pytest.raises(ValueError, match="no camera"):
         MarkerRenderer(make_task("single_point", task.robot))
+
+
+def test_target_ring_and_tool_marker_are_tracked_apart_and_survive_overlap(task):
+    """The target ring (green) at a base-frame point and the tool disc (red): each colour's
+    tracker reads its own marker's projection; the disc sitting in the ring (arrival)
+    leaves the ring's centroid where it was."""
+    renderer = MarkerRenderer(task, RenderConfig(noise_std=2.0))
+    red = HueTracker(TrackerConfig())
+    green = HueTracker(TrackerConfig(hue_low=45, hue_high=75))
+    arrive = task.expand(np.array([0.5, 1.0]))
+    point = task.robot.position(arrive)                     # (3,) m, base frame
+    target_uv = task.camera.project(point)
+    for q, overlap in ((task.home, False), (arrive, True)):
+        image = renderer.render(q, point)
+        tool, ring = red.detect(image), green.detect(image)
+        assert tool.found and ring.found
+        np.testing.assert_allclose(tool.centroids[0], task.x_from_q(q), atol=0.3)
+        np.testing.assert_allclose(ring.centroids[0], target_uv, atol=0.3)
+        assert (np.linalg.norm(tool.centroids[0] - ring.centroids[0]) < 1.0) == overlap
+    # The ring's band: about pi (R^2 - r^2) px.
+    expected = np.pi * (18.0 ** 2 - 14.0 ** 2)
+    assert abs(ring.areas[0] - expected) < 0.1 * expected
+    # No target point, or one out of view: no ring.
+    assert not green.detect(renderer.render(arrive)).found
+    assert not green.detect(renderer.render(arrive, [0.0, -5.0, 0.3])).found   # behind
+
+
+def test_render_config_rejects_a_ring_wider_than_its_radius():
+    with pytest.raises(ValueError, match="target_ring_px"):
+        RenderConfig(target_radius_px=5.0, target_ring_px=6.0)
+    with pytest.raises(ValueError, match="target_color"):
+        RenderConfig(target_color=(0, 300, 0))

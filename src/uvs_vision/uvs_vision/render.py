@@ -1,4 +1,4 @@
-"""Renders the simulated end-effector marker through a task's pinhole camera (pure).
+"""Renders the simulated markers through a task's pinhole camera (pure).
 
 The marker is a filled disc centred on the tool point's projection
 ``task.camera.project(robot.position(q))``, so a perfect tracker reads back
@@ -8,6 +8,14 @@ point's depth (f * R / z). Disc edges are anti-aliased by supersampling, so
 the disc's centre is sub-pixel accurate. It sits on a background that is a
 solid colour, a gradient, or a gradient with a checker texture (desaturated,
 so it is not mistaken for the marker), with optional seeded Gaussian noise.
+
+An optional second marker shows a target: a ring (``target_color``, outer radius
+``target_radius_px``, band ``target_ring_px``) centred on the projection of a
+point in the base frame, as the paper's real visual-servoing set-up showed a
+green target beside the tracked marker. It is a ring, drawn under the
+end-effector disc, so that a disc sitting on the target (convergence) leaves the
+ring whole and its centroid where it was: a target disc would be covered by the
+end-effector marker just as the servo arrives, and the target lost.
 """
 
 from __future__ import annotations
@@ -19,7 +27,8 @@ import numpy as np
 
 from uvs_core.tasks import PinholeCamera, Task
 
-__all__ = ["BACKGROUNDS", "RenderConfig", "MarkerRenderer", "draw_disc", "make_background"]
+__all__ = ["BACKGROUNDS", "RenderConfig", "MarkerRenderer", "draw_disc", "draw_ring",
+           "make_background"]
 
 BACKGROUNDS = ("solid", "gradient", "textured")
 
@@ -44,6 +53,10 @@ class RenderConfig:
     background_color: (B, G, R) 0..255, mean colour of the background.
     noise_std: Gaussian pixel noise, standard deviation in intensity levels, >= 0.
     seed: seed of the noise generator.
+    target_color: (B, G, R) 0..255 of the target ring.
+    target_radius_px: px, outer radius of the target ring; > 0.
+    target_ring_px: px, width of the ring's band; 0 < width <= target_radius_px
+        (equal: a filled disc).
     """
 
     marker_color: tuple[int, int, int] = (40, 40, 220)
@@ -53,6 +66,9 @@ class RenderConfig:
     background_color: tuple[int, int, int] = (120, 115, 110)
     noise_std: float = 2.0
     seed: int = 0
+    target_color: tuple[int, int, int] = (40, 200, 40)
+    target_radius_px: float = 18.0
+    target_ring_px: float = 4.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "marker_color", _colour(self.marker_color, "marker_color"))
@@ -67,6 +83,13 @@ class RenderConfig:
                              f"{', '.join(BACKGROUNDS)}")
         if not (math.isfinite(self.noise_std) and self.noise_std >= 0):
             raise ValueError(f"noise_std must be >= 0, got {self.noise_std}")
+        object.__setattr__(self, "target_color", _colour(self.target_color, "target_color"))
+        if not (math.isfinite(self.target_radius_px) and self.target_radius_px > 0):
+            raise ValueError(f"target_radius_px must be > 0 px, got {self.target_radius_px}")
+        if not (math.isfinite(self.target_ring_px)
+                and 0 < self.target_ring_px <= self.target_radius_px):
+            raise ValueError(f"target_ring_px must be > 0 and <= target_radius_px "
+                             f"({self.target_radius_px:g}) px, got {self.target_ring_px}")
 
 
 def make_background(width: int, height: int, kind: str,
@@ -90,12 +113,14 @@ def make_background(width: int, height: int, kind: str,
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def draw_disc(image: np.ndarray, centre, radius: float, colour, samples: int = 4) -> None:
+def draw_disc(image: np.ndarray, centre, radius: float, colour, samples: int = 4,
+              inner_radius: float = 0.0) -> None:
     """Fill a disc into ``image`` (H, W, 3) uint8 in place, anti-aliased.
 
     centre: (u, v) px, pixel centres at integers; radius: px. Each pixel is
     blended with ``colour`` by the fraction of its ``samples`` x ``samples``
     sub-pixel grid inside the disc. Parts outside the image are clipped.
+    inner_radius: px; > 0 leaves the disc of that radius out (a ring).
     """
     height, width = image.shape[:2]
     u, v = float(centre[0]), float(centre[1])
@@ -108,7 +133,10 @@ def draw_disc(image: np.ndarray, centre, radius: float, colour, samples: int = 4
     offsets = (np.arange(samples, dtype=np.float64) + 0.5) / samples - 0.5
     xs = (np.arange(u0, u1)[:, None] + offsets[None, :]).ravel() - u      # (Wb * s,)
     ys = (np.arange(v0, v1)[:, None] + offsets[None, :]).ravel() - v      # (Hb * s,)
-    inside = (ys[:, None] ** 2 + xs[None, :] ** 2) <= radius * radius
+    r2 = ys[:, None] ** 2 + xs[None, :] ** 2
+    inside = r2 <= radius * radius
+    if inner_radius > 0:
+        inside &= r2 > inner_radius * inner_radius
     coverage = inside.reshape(v1 - v0, samples, u1 - u0, samples).mean(axis=(1, 3))
     if not coverage.any():
         return
@@ -116,6 +144,13 @@ def draw_disc(image: np.ndarray, centre, radius: float, colour, samples: int = 4
     alpha = coverage[..., None].astype(np.float32)
     patch = (1.0 - alpha) * patch + alpha * np.asarray(colour, dtype=np.float32)
     image[v0:v1, u0:u1] = np.clip(np.rint(patch), 0, 255).astype(np.uint8)
+
+
+def draw_ring(image: np.ndarray, centre, radius: float, width: float, colour,
+              samples: int = 4) -> None:
+    """Draw a ring of outer ``radius`` px and band ``width`` px into ``image`` in place
+    (anti-aliased like :func:`draw_disc`); its centroid is ``centre`` (u, v) px."""
+    draw_disc(image, centre, radius, colour, samples, inner_radius=radius - width)
 
 
 class MarkerRenderer:
@@ -168,9 +203,21 @@ class MarkerRenderer:
             radius = self.camera.fx * self._config.marker_radius / depth
         return uv, float(radius), True
 
-    def render_at(self, uv, radius: float) -> np.ndarray:
-        """(H, W, 3) uint8 BGR with the marker at ``uv`` px (omitted when uv is None)."""
+    def target(self, point) -> tuple[np.ndarray, bool]:
+        """Where a target point appears. point: (3,) m, base frame ->
+        (uv (2,) px, visible: in front of the camera and inside the image)."""
+        p = np.asarray(point, dtype=float)
+        if p.shape != (3,) or not np.all(np.isfinite(p)) or not self.camera.in_view(p):
+            return np.full(2, np.nan), False
+        return self.camera.project(p), True
+
+    def render_at(self, uv, radius: float, target_uv=None) -> np.ndarray:
+        """(H, W, 3) uint8 BGR with the marker at ``uv`` px (omitted when uv is None) over
+        the target ring at ``target_uv`` px (omitted when None)."""
         image = self._background.copy()
+        if target_uv is not None:
+            draw_ring(image, target_uv, self._config.target_radius_px,
+                      self._config.target_ring_px, self._config.target_color)
         if uv is not None:
             draw_disc(image, uv, radius, self._config.marker_color)
         if self._config.noise_std > 0:
@@ -179,7 +226,12 @@ class MarkerRenderer:
             image = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
         return image
 
-    def render(self, q: np.ndarray) -> np.ndarray:
-        """q: (n,) rad, all joints -> (H, W, 3) uint8 BGR camera image of the marker."""
+    def render(self, q: np.ndarray, target_point=None) -> np.ndarray:
+        """q: (n,) rad, all joints -> (H, W, 3) uint8 BGR camera image of the marker, and of
+        the target ring at ``target_point`` ((3,) m, base frame) when given and in view."""
         uv, radius, visible = self.marker(q)
-        return self.render_at(uv if visible else None, radius)
+        target_uv = None
+        if target_point is not None:
+            target_uv, target_visible = self.target(target_point)
+            target_uv = target_uv if target_visible else None
+        return self.render_at(uv if visible else None, radius, target_uv)

@@ -17,7 +17,7 @@ from rclpy.qos import (
 )
 
 __all__ = ["SENSOR_QOS", "LATEST_QOS", "STATE_QOS", "descriptor",
-           "STR", "DOUBLE", "INT", "BOOL", "INT_ARRAY"]
+           "STR", "DOUBLE", "INT", "BOOL", "INT_ARRAY", "DOUBLE_ARRAY"]
 
 # Camera streams (image_raw, camera_info, debug images): best effort, a short
 # queue; a late frame is worth less than the next one. Matches reliable and
@@ -42,10 +42,10 @@ STATE_QOS = QoSProfile(
     durability=DurabilityPolicy.VOLATILE,
 )
 
-STR, DOUBLE, INT, BOOL, INT_ARRAY = (
+STR, DOUBLE, INT, BOOL, INT_ARRAY, DOUBLE_ARRAY = (
     ParameterType.PARAMETER_STRING, ParameterType.PARAMETER_DOUBLE,
     ParameterType.PARAMETER_INTEGER, ParameterType.PARAMETER_BOOL,
-    ParameterType.PARAMETER_INTEGER_ARRAY)
+    ParameterType.PARAMETER_INTEGER_ARRAY, ParameterType.PARAMETER_DOUBLE_ARRAY)
 
 
 def descriptor(description: str, type_: int, read_only: bool = False,

@@ -2,7 +2,11 @@
 
 Renders the marker of the visual-servo task (a disc at the projection of the
 tool point, see :mod:`uvs_vision.render`) for the latest joint state, at
-``rate`` Hz, until the first joint state it publishes nothing.
+``rate`` Hz, until the first joint state it publishes nothing. With
+``target_marker`` true it also renders a target marker of another colour (a
+ring, ``target_color``) at a point of the base frame: ``target_position``, or
+the newest ``target_point`` message; a second hue tracker then reads the target
+pixel from the same images (servo.launch.py ``target_source:=marker``).
 
 Topics (relative names, so a namespace or a remap applies):
 - subscribes ``joint_states`` (sensor_msgs/JointState; by name, else in the
@@ -10,7 +14,11 @@ Topics (relative names, so a namespace or a remap applies):
 - publishes ``image_raw`` (sensor_msgs/Image, bgr8, frame ``frame_id``,
   header stamp = the stamp of the joint state rendered), sensor-data QoS;
 - publishes ``camera_info`` (sensor_msgs/CameraInfo, the task camera's
-  intrinsics, no distortion), same header, sensor-data QoS.
+  intrinsics, no distortion), same header, sensor-data QoS;
+- subscribes ``target_point`` (geometry_msgs/PointStamped, m, the robot's base
+  frame; frame_id empty or ``base_frame``, others are ignored with a warning):
+  moves the target marker there (and ``target_position`` with it); a point with
+  NaN hides it. Reliable, depth 1.
 """
 
 from __future__ import annotations
@@ -18,8 +26,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from geometry_msgs.msg import PointStamped
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Header
 
@@ -29,7 +40,9 @@ from uvs_ros import run_node
 from uvs_vision.image_conv import array_to_image_fields
 from uvs_vision.render import BACKGROUNDS, MarkerRenderer, RenderConfig
 from uvs_vision.ros_common import (
+    BOOL,
     DOUBLE,
+    DOUBLE_ARRAY,
     INT,
     INT_ARRAY,
     LATEST_QOS,
@@ -43,7 +56,15 @@ __all__ = ["SimCameraNode", "PARAMETERS", "validate_parameters", "camera_info", 
 CAMERA_TASKS = ("visual_servo",)
 _DEFAULT_RENDER = RenderConfig()
 _RENDER_FIELDS = ("marker_color", "marker_radius", "marker_radius_px", "background",
-                  "background_color", "noise_std", "seed")
+                  "background_color", "noise_std", "seed", "target_color",
+                  "target_radius_px", "target_ring_px")
+# A target point sent once must arrive; only the newest matters.
+TARGET_POINT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                              reliability=ReliabilityPolicy.RELIABLE,
+                              durability=DurabilityPolicy.VOLATILE)
+# Default target: the tool point with joint_2 at 0.5 and joint_4 at 1.0 rad from the
+# visual_servo start pose, so the two task joints can reach its pixel.
+_DEFAULT_TARGET = [0.8, -0.025, 0.7]
 _LOG_PERIOD = 2.0  # s between repeated log lines of one kind
 
 # name: (default, descriptor)
@@ -76,6 +97,23 @@ PARAMETERS = {
         DOUBLE, floats=(0.0, 255.0))),
     "seed": (_DEFAULT_RENDER.seed, descriptor(
         "Seed of the pixel noise.", INT, read_only=True, ints=(0, 2**31 - 1))),
+    "target_marker": (False, descriptor(
+        "Render the target marker (a ring) at target_position.", BOOL)),
+    "target_position": (list(_DEFAULT_TARGET), descriptor(
+        "Target marker position [x, y, z], m, base frame; the target_point topic sets "
+        "it too.", DOUBLE_ARRAY)),
+    "target_color": (list(_DEFAULT_RENDER.target_color), descriptor(
+        "Target marker colour [B, G, R], 0..255 each (green: a second hue_tracker with "
+        "hue 45..75 finds it).", INT_ARRAY)),
+    "target_radius_px": (_DEFAULT_RENDER.target_radius_px, descriptor(
+        "Outer radius of the target ring, px; larger than the end-effector marker, which "
+        "fits in its hole on arrival.", DOUBLE, floats=(0.0, 1000.0))),
+    "target_ring_px": (_DEFAULT_RENDER.target_ring_px, descriptor(
+        "Width of the target ring's band, px (<= target_radius_px).",
+        DOUBLE, floats=(0.0, 1000.0))),
+    "base_frame": ("base_link", descriptor(
+        "The robot's base frame: target_point messages must be in it (or have no "
+        "frame_id).", STR, read_only=True)),
 }
 
 
@@ -88,7 +126,10 @@ def _render_config(values: dict) -> RenderConfig:
         background=values["background"],
         background_color=tuple(values["background_color"]),
         noise_std=float(values["noise_std"]),
-        seed=int(values["seed"]))
+        seed=int(values["seed"]),
+        target_color=tuple(values["target_color"]),
+        target_radius_px=float(values["target_radius_px"]),
+        target_ring_px=float(values["target_ring_px"]))
 
 
 def validate_parameters(values: dict) -> str | None:
@@ -100,6 +141,9 @@ def validate_parameters(values: dict) -> str | None:
     rate = values["rate"]
     if not (isinstance(rate, float) and math.isfinite(rate) and rate > 0):
         return f"rate must be a finite number of Hz > 0, got {rate!r}"
+    target = values["target_position"]
+    if len(target) != 3 or not all(math.isfinite(v) for v in target):
+        return f"target_position must be three finite numbers [x, y, z] m, got {list(target)}"
     try:
         _render_config(values)
     except (ValueError, TypeError) as exc:
@@ -144,11 +188,18 @@ class SimCameraNode(Node):
         self._joint_index = {name: i for i, name in enumerate(self.robot.joint_names)}
         self._joint_state: tuple[object, np.ndarray] | None = None  # (stamp, q (n,) rad)
         self._visible: bool | None = None
+        self._target_visible: bool | None = None
+        self._show_target = bool(values["target_marker"])
+        self._base_frame = values["base_frame"]
+        # (3,) m, base frame; NaN while hidden by a NaN target_point
+        self._target_point = np.asarray(values["target_position"], dtype=float)
 
         self._image_pub = self.create_publisher(Image, "image_raw", SENSOR_QOS)
         self._info_pub = self.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
         self._joint_sub = self.create_subscription(
             JointState, "joint_states", self._on_joint_state, LATEST_QOS)
+        self._target_sub = self.create_subscription(
+            PointStamped, "target_point", self._on_target_point, TARGET_POINT_QOS)
         self._timer = self.create_timer(1.0 / self._rate, self._tick)
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
@@ -156,7 +207,9 @@ class SimCameraNode(Node):
         self.get_logger().info(
             f"robot {self.robot.name}, task {self.task.name}: {cam.width}x{cam.height} camera "
             f"(fx {cam.fx:g}, fy {cam.fy:g} px), {self._rate:g} Hz, marker BGR "
-            f"{list(self.renderer.config.marker_color)}")
+            f"{list(self.renderer.config.marker_color)}"
+            + (f"; target BGR {list(self.renderer.config.target_color)} at "
+               f"{self._target_point.tolist()} m" if self._show_target else ""))
 
     def _values(self) -> dict:
         return {name: self.get_parameter(name).value for name in PARAMETERS}
@@ -177,6 +230,10 @@ class SimCameraNode(Node):
         if "rate" in names and values["rate"] != self._rate:
             self._rate = values["rate"]
             self._timer.timer_period_ns = int(1e9 / self._rate)
+        if "target_marker" in names:
+            self._show_target = bool(values["target_marker"])
+        if "target_position" in names:
+            self._target_point = np.asarray(values["target_position"], dtype=float)
 
     # ------------------------------------------------------------------ callbacks
 
@@ -198,13 +255,36 @@ class SimCameraNode(Node):
             return
         self._joint_state = (msg.header.stamp, q)
 
+    def _on_target_point(self, msg: PointStamped) -> None:
+        if msg.header.frame_id not in ("", self._base_frame):
+            self.get_logger().warning(
+                f"target_point in frame {msg.header.frame_id!r} ignored: send it in "
+                f"{self._base_frame!r}", throttle_duration_sec=_LOG_PERIOD)
+            return
+        point = np.array([msg.point.x, msg.point.y, msg.point.z])
+        self._target_point = point
+        if np.all(np.isfinite(point)):
+            # Keep the parameter in step, so `ros2 param get` tells where the target is.
+            self.set_parameters([Parameter("target_position", value=point.tolist())])
+
     def _tick(self) -> None:
         if self._joint_state is None:
             self.get_logger().info("waiting for joint_states", throttle_duration_sec=5.0)
             return
         stamp, q = self._joint_state
         uv, radius, visible = self.renderer.marker(q)
-        image = self.renderer.render_at(uv if visible else None, radius)
+        target_uv = None
+        if self._show_target:
+            target_uv, target_visible = self.renderer.target(self._target_point)
+            if target_visible != self._target_visible:
+                if target_visible:
+                    self.get_logger().info(
+                        f"target marker at ({target_uv[0]:.1f}, {target_uv[1]:.1f}) px")
+                else:
+                    self.get_logger().warning("target marker hidden or out of view")
+                self._target_visible = target_visible
+            target_uv = target_uv if target_visible else None
+        image = self.renderer.render_at(uv if visible else None, radius, target_uv)
         if visible != self._visible:
             if visible:
                 self.get_logger().info(f"marker in view at ({uv[0]:.1f}, {uv[1]:.1f}) px",

@@ -33,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random targets")
     parser.add_argument("--duration", type=_positive(float), default=10.0,
                         help="time limit per target, s (default 10)")
+    parser.add_argument("--target-source", choices=("service", "marker"), default="service",
+                        help="visual_servo: set each target with controller/set_target "
+                        "(default), or move the sim camera's green target marker there and "
+                        "let a second hue tracker feed the controller (the paper's set-up)")
     parser.add_argument("--record", type=Path, help="record the servo topics to this bag")
     parser.add_argument("--plot", type=Path, help="write a PNG of error against time")
     parser.add_argument("--config", type=Path, help="folder of parameter YAML files "
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"{args.record} exists; choose a new bag path")
     try:
         options = GraphOptions(robot="sim", task=args.task, estimator=args.estimator,
-                               camera="sim")
+                               camera="sim", target_source=args.target_source)
     except ValueError as exc:
         return fail(str(exc))
     if args.config is not None and not args.config.is_dir():
@@ -63,7 +67,11 @@ def run(args: argparse.Namespace) -> int:
             return fail(f"--model {args.model}: no such model directory")
         extra = {"jacobian_estimator": {f"models.{args.estimator}": str(args.model.resolve())}}
     task = make_task(args.task, load_robot("gen3"))
-    targets = task.sample_targets(np.random.default_rng(args.seed), args.targets)
+    marker = args.target_source == "marker"
+    rng = np.random.default_rng(args.seed)
+    # Same draws either way: a marker at each point shows the pixel target of that seed.
+    targets = task.sample_target_points(rng, args.targets) if marker \
+        else task.sample_targets(rng, args.targets)
     unit = task.units
 
     results = []
@@ -71,7 +79,10 @@ def run(args: argparse.Namespace) -> int:
         with ServoGraph(options, config=args.config, record=args.record,
                         extra_parameters=extra) as graph:
             for i, target in enumerate(targets, start=1):
-                result = graph.servo_to(target, timeout=args.duration)
+                if marker:
+                    result = graph.servo_to_marker(target, timeout=args.duration)
+                else:
+                    result = graph.servo_to(target, timeout=args.duration)
                 results.append(result)
                 if not args.json:
                     print(f"target {i}/{len(targets)}: error {result.initial_error:.4f} "
@@ -87,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "task": args.task,
         "estimator": args.estimator,
+        "target_source": args.target_source,
         "targets": [r.summary() for r in results],
         "converged": reached,
         "units": unit,
