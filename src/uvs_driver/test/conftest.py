@@ -1,7 +1,9 @@
 """Fixtures of the uvs_driver tests: the Kortex double (test/kortex_double) on sys.path.
 
 No Gen3 is reachable where uvs is tested; the double stands in for Kinova's kortex_api
-and the arm behind it (see kortex_double/README.md). Each test gets a fresh arm.
+and the arm behind it (see kortex_double/README.md). Each test gets a fresh arm, served
+by a firmware server in the test's process (``KORTEX_DOUBLE_ADDRESS`` points at it, so
+child processes, such as the gen3 backend's supervisor, reach the same arm).
 """
 
 import inspect
@@ -19,21 +21,29 @@ TOOL_OFFSET = 0.12
 
 def _forget_double() -> None:
     for name in list(sys.modules):
-        if name in ("kortex_api", "gen3_double") or name.startswith("kortex_api."):
+        if name in ("kortex_api", "gen3_double", "firmware_server") or name.startswith(
+                "kortex_api."):
             del sys.modules[name]
 
 
 @pytest.fixture
 def kortex(monkeypatch):
-    """The double on sys.path; returns its module ``gen3_double`` with a fresh 7-DOF arm
-    (``kortex.current()``; ``kortex.reset(dof, clock)`` for another)."""
+    """The double on sys.path and its firmware served; returns its module ``gen3_double``
+    with a fresh 7-DOF arm (``kortex.current()``; ``kortex.reset(dof, clock)`` for
+    another)."""
     _forget_double()
     monkeypatch.syspath_prepend(str(DOUBLE_DIR))
+    import firmware_server
     import gen3_double
 
     gen3_double.reset()
-    yield gen3_double
-    _forget_double()
+    server = firmware_server.serve()
+    monkeypatch.setenv(firmware_server.ADDRESS_ENV, server.address)
+    try:
+        yield gen3_double
+    finally:
+        server.close()
+        _forget_double()
 
 
 @pytest.fixture

@@ -67,7 +67,8 @@ class BackendError(RuntimeError):
     kind: "refused" (the arm answered with an error; ``sub_code`` is Kortex's
     SubErrorCodes value), "timeout" (no answer in time), "connection" (the link is
     broken), "client" (the Kortex client library failed), "config" (the arm is set up
-    differently from the robot description), "fault" (the arm is in fault), or "" .
+    differently from the robot description), "fault" (the arm is in fault),
+    "supervisor" (the supervisor process could not start), or "" .
     """
 
     def __init__(self, message: str, kind: str = "", sub_code: int | None = None) -> None:
@@ -271,6 +272,13 @@ class Gen3Backend(Backend):
     When Stop cannot go out on the session's connection (a broken socket), it is
     sent over a fresh connection.
 
+    With ``supervisor`` (the driver's default), a child process
+    (:mod:`uvs_driver.supervisor`) opens a Kortex session of its own and sends Stop
+    when the arm was commanded to move and :meth:`command` / :meth:`read_state` (the
+    driver's ticks) went silent for ``supervisor_timeout`` s (2 ticks): it is not
+    frozen with this process (SIGSTOP, a debugger). It exits when this process dies
+    (after a final Stop) or at :meth:`close`. ``supervisor_stops`` counts its Stops.
+
     Feedback positions (deg, 0..360) become rad, limited joints wrapped to
     (-pi, pi], continuous joints (``continuous``) unwrapped against the previous
     reading; velocities are the measured ones. The task state is the tool
@@ -296,7 +304,7 @@ class Gen3Backend(Backend):
                  close_timeout_ms: int = 1000, setup_timeout_ms: int = 2000,
                  tick_period: float = 0.05, continuous=None,
                  tool_offset: float | None = None, tool_tolerance: float = 0.001,
-                 clear_timeout: float = 3.0) -> None:
+                 clear_timeout: float = 3.0, supervisor: bool = False) -> None:
         try:
             from kortex_api.autogen.client_stubs.BaseClientRpc import BaseClient
             from kortex_api.autogen.client_stubs.BaseCyclicClientRpc import BaseCyclicClient
@@ -329,6 +337,8 @@ class Gen3Backend(Backend):
         self._clear_timeout = float(clear_timeout)
         self.rpc_timeout_ms = 50
         self.watchdog_timeout = 0.15
+        self.supervisor_timeout = 0.1
+        self._supervisor = None   # uvs_driver.supervisor.SupervisorProcess when started
         self.set_tick_period(tick_period)
         #: client-side errors the Kortex router reported asynchronously (latest last)
         self.router_errors: list[str] = []
@@ -371,6 +381,8 @@ class Gen3Backend(Backend):
             if tool_offset is not None:
                 self._check_tool(float(tool_offset), float(tool_tolerance))
             self.read_state()
+            if supervisor:
+                self._start_supervisor()
         except BaseException as exc:
             self._disconnect()
             if isinstance(exc, BackendError):
@@ -382,6 +394,57 @@ class Gen3Backend(Backend):
         self._watchdog = threading.Thread(target=self._watch, daemon=True,
                                           name="gen3-watchdog")
         self._watchdog.start()
+
+    # ------------------------------------------------------------------ supervisor
+
+    def _start_supervisor(self) -> None:
+        from uvs_driver.supervisor import SupervisorError, SupervisorProcess
+
+        username, password, session_ms, connection_ms = self._login
+        settings = dict(ip=self.ip, tcp_port=self._tcp_port, username=username,
+                        password=password, session_inactivity_timeout_ms=session_ms,
+                        connection_inactivity_timeout_ms=connection_ms,
+                        setup_timeout_ms=self._setup_timeout_ms,
+                        stop_timeout_ms=max(self.rpc_timeout_ms, 200))
+        try:
+            self._supervisor = SupervisorProcess(settings, self.supervisor_timeout)
+        except (SupervisorError, OSError) as exc:
+            raise BackendError(f"Gen3 at {self.ip}: {exc}", kind="supervisor") from exc
+        self._supervisor.set_moving(self._moving)
+
+    @property
+    def _moving(self) -> bool:
+        """Joint speeds were sent and no Stop since (mirrored to the supervisor)."""
+        return self.__moving
+
+    @_moving.setter
+    def _moving(self, moving: bool) -> None:
+        self.__moving = moving
+        if self._supervisor is not None:
+            self._supervisor.set_moving(moving)
+
+    @property
+    def supervisor_pid(self) -> int | None:
+        """Process id of the supervisor, None when there is none."""
+        return None if self._supervisor is None else self._supervisor.pid
+
+    @property
+    def supervisor_stops(self) -> int:
+        """How many Stops the supervisor process sent (0 without one)."""
+        return 0 if self._supervisor is None else self._supervisor.stops
+
+    @property
+    def supervisor_last_age(self) -> float:
+        """s since the driver's last tick when the supervisor's latest Stop went out."""
+        return 0.0 if self._supervisor is None else self._supervisor.last_stop_age
+
+    def supervisor_alive(self) -> bool | None:
+        """Whether the supervisor process runs (None: none was asked for)."""
+        return None if self._supervisor is None else self._supervisor.alive()
+
+    def _beat(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.beat()
 
     # ------------------------------------------------------------------ connection
 
@@ -488,15 +551,19 @@ class Gen3Backend(Backend):
                 "description with the matching tool_offset", kind="config")
 
     def set_tick_period(self, period: float) -> None:
-        """RPC timeout = one tick (10..1000 ms); watchdog = 3 ticks."""
+        """RPC timeout = one tick (10..1000 ms); watchdog = 3 ticks; supervisor = 2 ticks."""
         self.rpc_timeout_ms = int(min(max(round(1000.0 * period), 10), 1000))
         self.watchdog_timeout = 3.0 * float(period)
+        self.supervisor_timeout = 2.0 * float(period)
+        if self._supervisor is not None:
+            self._supervisor.set_timeout(self.supervisor_timeout)
 
     # ------------------------------------------------------------------ state
 
     def read_state(self) -> Reading:
         """q (n,) rad (continuous joints unwrapped), x (3,) m tool position in the base
         frame, qdot (n,) rad/s measured, fault from the arm state and fault banks."""
+        self._beat()
         feedback = self._call("RefreshFeedback", self._cyclic.RefreshFeedback, retries=1)
         actuators = feedback.actuators
         if len(actuators) < self.n:
@@ -537,6 +604,7 @@ class Gen3Backend(Backend):
         qdot = np.asarray(qdot, dtype=float)
         if qdot.shape != (self.n,) or not np.all(np.isfinite(qdot)):
             raise ValueError(f"command must be {self.n} finite velocities, got {qdot}")
+        self._beat()
         with self._state_lock:
             self._fed = time.monotonic()
         if not np.any(qdot):
@@ -750,6 +818,10 @@ class Gen3Backend(Backend):
             self.stop()
         except BackendError as exc:
             failures.append(str(exc))
+        if self._supervisor is not None:
+            code = self._supervisor.close()
+            if code != 0:
+                failures.append(f"the supervisor process exited with {code}")
         failures += self._disconnect()
         if failures:
             raise BackendError(f"Gen3 at {self.ip}: closing: {'; '.join(failures)}",

@@ -14,8 +14,9 @@ Topics (relative names, so a namespace applies):
   ``ok``, or ``; ``-joined ``<kind>: <reason>`` for what the command path
   refused or zeroed since the last tick, kinds ``unit_error``, ``second_source``,
   ``joint_limit``, ``envelope``, ``backend_error`` (commands latched off after a
-  failed command until ``~/clear_faults`` or ``~/home``); published when the set
-  of kinds changes.
+  failed command until ``~/clear_faults`` or ``~/home``), ``supervisor`` (gen3: the
+  supervisor process stopped the arm because the ticks stopped, or it died);
+  published when the set of kinds changes.
 
 Commands with NaN/Inf, the wrong length or a nonzero velocity on a joint
 the task does not drive are refused (warning, zero velocity). Accepted
@@ -43,7 +44,9 @@ targets below the table).
 Any error of the arm or of the link to it (a refusal, an RPC timeout, a broken
 socket) zeroes the command and sends Stop; the ticks go on reading and
 publishing. The gen3 backend also stops the arm from a thread of its own when
-the ticks stop (see uvs_driver.backends.Gen3Backend).
+the ticks stop, and (parameter ``supervisor``, on by default) from a process of
+its own with a Kortex session of its own, which a frozen driver process does not
+freeze (see uvs_driver.backends.Gen3Backend, uvs_driver.supervisor).
 
 Services: ``~/home``, ``~/stop`` (std_srvs/Trigger), and ``~/clear_faults``
 for the gen3 backend, each in a callback group of its own and apart from the
@@ -187,6 +190,11 @@ PARAMETERS = {
     "check_tool_configuration": (True, _descriptor(
         "gen3: refuse to start unless the arm's configured tool frame is the robot "
         "description's tool point (tool_offset along the flange z).", _BOOL, read_only=True)),
+    "supervisor": (True, _descriptor(
+        "gen3: start a supervisor process with a Kortex session of its own that sends Stop "
+        "when the arm moves and the driver's ticks stop for 2 ticks (a frozen process, "
+        "SIGSTOP, a debugger); the driver refuses to start when it cannot. Ignored on sim.",
+        _BOOL, read_only=True)),
 }
 
 _POSITIVE = ("rate", "command_timeout", "max_joint_velocity", "home_timeout", "lookahead",
@@ -265,6 +273,7 @@ class DriverNode(Node):
                         connection_inactivity_timeout_ms=p["connection_inactivity_timeout"])
             if not p["check_tool_configuration"]:
                 gen3["tool_offset"] = None
+            gen3["supervisor"] = p["supervisor"]
         self.backend = make_backend(backend_name, self.task, 1.0 / self._rate, **gen3)
         self._closed = False
         n = self.backend.n
@@ -292,6 +301,8 @@ class DriverNode(Node):
         self._events: dict[str, str] = {}     # kind -> reason since the last tick
         self._safety_kinds: tuple[str, ...] | None = None
         self.safety_status = ""
+        self._supervisor_stops = getattr(self.backend, "supervisor_stops", 0)
+        self._supervisor_lost = False
 
         # One group each, so no service waits for another or for a tick (a real arm's
         # Home runs for seconds; Stop must be answered meanwhile).
@@ -495,6 +506,7 @@ class DriverNode(Node):
                     self._on_backend_error("reading the arm", exc)
                     return
             finally:
+                self._check_supervisor()
                 events, self._events = self._events, {}
             self._q = reading.q
             if reading.fault != self.arm_fault:
@@ -507,6 +519,25 @@ class DriverNode(Node):
             stamp = self.get_clock().now().to_msg()
         self._publish_state(reading, stamp)
         self._publish_safety(events)
+
+    def _check_supervisor(self) -> None:
+        """Report (log, ~/safety) Stops of the gen3 supervisor process since the last tick:
+        this process was frozen, or its ticks late by 2 periods; and a supervisor that
+        died (lock held)."""
+        stops = getattr(self.backend, "supervisor_stops", 0)
+        if stops != self._supervisor_stops:
+            self._supervisor_stops = stops
+            reason = (f"no tick for {self.backend.supervisor_last_age:.3f} s while the arm "
+                      "moved: the supervisor process sent Stop")
+            self._events["supervisor"] = reason
+            self.get_logger().error(reason, throttle_duration_sec=_WARN_PERIOD)
+        alive = getattr(self.backend, "supervisor_alive", lambda: None)()
+        if alive is False:
+            self._events["supervisor"] = ("the supervisor process exited: only the firmware's "
+                                          "connection_inactivity_timeout stops a frozen driver")
+            if not self._supervisor_lost:
+                self._supervisor_lost = True
+                self.get_logger().error(self._events["supervisor"])
 
     def _publish_safety(self, events: dict[str, str]) -> None:
         """Publish ~/safety when the set of kinds changed since the last publication."""

@@ -83,7 +83,7 @@ class Entry:
     """One request as the arm saw it: t (clock s), transport ("TCP"/"UDP"), name
     ("Base.Stop", ...), payload (a copy of the request message or None), outcome ("ok",
     "refused:<SUB_ERROR>", "hung", "dropped", "late", "broken"), timeout_ms (the
-    caller's RouterClientSendOptions.timeout_ms)."""
+    caller's RouterClientSendOptions.timeout_ms), pid (the client's process)."""
 
     t: float
     transport: str
@@ -91,15 +91,17 @@ class Entry:
     payload: object
     outcome: str = "ok"
     timeout_ms: int | None = None
+    pid: int | None = None
 
 
 @dataclass
 class Connection:
-    """One client transport as the arm sees it."""
+    """One client transport as the arm sees it (``pid``: the client's process id)."""
 
     kind: str
     port: int
     transport: object
+    pid: int | None = None
     session: dict | None = None
     last_rx: float = 0.0
     broken: bool = False
@@ -291,7 +293,10 @@ class Gen3Double:
 
     # ------------------------------------------------------------------ transports
 
-    def connect(self, transport, kind: str, ip: str, port: int) -> Connection:
+    def connect(self, transport, kind: str, ip: str, port: int,
+                pid: int | None = None) -> Connection:
+        """A client transport connects (``transport``: where answers go, ``deliver`` and
+        ``notify``; ``pid``: the client's process)."""
         if self.connect_delay:
             time.sleep(self.connect_delay)      # a SYN to an arm that does not answer
         with self.lock:
@@ -301,7 +306,7 @@ class Gen3Double:
                 raise OSError(errno.EHOSTUNREACH, "No route to host")
             if port != (TCP_PORT if kind == "TCP" else UDP_PORT):
                 raise ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
-            conn = Connection(kind, port, transport, last_rx=self.clock())
+            conn = Connection(kind, port, transport, pid=pid, last_rx=self.clock())
             self.connections.append(conn)
             return conn
 
@@ -325,11 +330,12 @@ class Gen3Double:
                 raise OSError(errno.EBADF, "Bad file descriptor")
             if conn.broken:
                 self.log.append(Entry(now, conn.kind, name, frame.payload, "broken",
-                                      frame.timeout_ms))
+                                      frame.timeout_ms, conn.pid))
                 if conn.kind == "TCP":
                     raise BrokenPipeError(errno.EPIPE, "Broken pipe")
                 return
-            entry = Entry(now, conn.kind, name, frame.payload, timeout_ms=frame.timeout_ms)
+            entry = Entry(now, conn.kind, name, frame.payload, timeout_ms=frame.timeout_ms,
+                          pid=conn.pid)
             self.log.append(entry)
             if self._drop.get(name, 0) > 0:
                 self._drop[name] -= 1
@@ -397,6 +403,7 @@ class Gen3Double:
         if math.isinf(self.accel):
             self.q_deg = self.q_deg + target * dt
             self.v_deg = target.copy()
+            t_still = t - dt
         else:
             dv = target - v0
             t_reach = np.abs(dv) / self.accel
@@ -404,6 +411,10 @@ class Gen3Double:
             v_ramp_end = v0 + np.sign(dv) * self.accel * ramp
             self.q_deg = self.q_deg + 0.5 * (v0 + v_ramp_end) * ramp + target * (dt - ramp)
             self.v_deg = np.where(t_reach <= dt, target, v_ramp_end)
+            t_still = t - dt + float(np.max(t_reach))
+        if np.any(v0) and not np.any(self.v_deg):
+            # The exact time the last joint came to rest (speed loop ramped to zero).
+            self.events.append((t_still, "still", None))
         for j, limit in self.limits_deg.items():
             if abs(self.q_deg[j]) > limit:
                 self.q_deg[j] = math.copysign(limit, self.q_deg[j])
@@ -421,6 +432,8 @@ class Gen3Double:
     def _fault(self, t: float, sub: str) -> None:
         self.active_state = IN_FAULT
         self.cmd_deg[:] = 0.0
+        if np.any(self.v_deg):
+            self.events.append((t, "still", "brakes"))
         self.v_deg[:] = 0.0          # the brakes engage
         self.fault_bank_a |= 1
         self._owner = None
