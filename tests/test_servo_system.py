@@ -35,7 +35,7 @@ def nk_model(tmp_path_factory):
 def _targets(task_name: str, count: int, seed: int, model=None,
              stall: bool = False) -> np.ndarray:
     """`count` random reachable targets that the controller's law (default parameters but
-    no condition checks, joint-limit halting included) reaches from the start pose in the
+    no condition checks, joint-limit handling included) reaches from the start pose in the
     core simulation, with the true Jacobian or with the estimator loaded from `model`. A
     straight task-space path to some reachable targets crosses a joint limit, where the
     controller correctly halts; those say nothing about the graph. stall: a trajectory
@@ -57,7 +57,9 @@ def _targets(task_name: str, count: int, seed: int, model=None,
         candidates = task.sample_targets(rng, 16)
         sim = Simulation(task, dt=0.05, batch=len(candidates))
         sim.reset()
-        config = ControlConfig(cond_slowdown=np.inf, cond_halt=np.inf)
+        # controller.yaml's joint-limit handling (lock, 0.5 s look-ahead, null space 3)
+        config = ControlConfig(cond_slowdown=np.inf, cond_halt=np.inf, joint_limit_policy="lock",
+                               limit_lookahead=0.5, nullspace_gain=3.0)
         lower, upper = GEN3.lower[task.active], GEN3.upper[task.active]
         alive = np.ones(len(candidates), bool)
         monitor = ServoMonitor(tolerance, batch=len(candidates))
@@ -90,7 +92,8 @@ def test_single_point_with_neural_kinematics_reaches_targets_within_1_cm(nk_mode
     with ServoGraph(GraphOptions(task="single_point", estimator="nk_tanh"),
                     extra_parameters=params) as graph:
         results = [graph.servo_to(target, timeout=20.0)
-                   for target in _targets("single_point", 2, seed=4, model=nk_model)]
+                   for target in _targets("single_point", 2, seed=4, model=nk_model,
+                                          stall=True)]
     for result in results:
         assert result.outcome == "converged", result.summary()
         assert result.final_error < 0.01
