@@ -18,6 +18,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "collect": ("collect", "OU babbling in simulation, written as a rosbag2 bag (MCAP)"),
     "train": ("train", "train a Jacobian estimator from a bag; writes model + metadata"),
     "servo": ("servo", "servo to random targets with the whole node graph in one process"),
+    "evaluate": ("evaluate", "servo success through a live graph (in-process or running), "
+                             "with the benchmark's protocol"),
     "benchmark": ("benchmark", "the paper's evaluation: train, servo, results.json, report, plots"),
     "urdf": ("urdf", "the URDF of a robot description, for robot_state_publisher and RViz"),
 }

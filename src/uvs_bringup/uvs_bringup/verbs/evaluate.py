@@ -1,0 +1,215 @@
+"""Measure servo success through a live ROS 2 graph, with the benchmark's protocol: for
+seeds 0..S-1, the seed's targets (targets outside the controller's safety envelope are
+skipped and counted); each target: home, reset the estimator, set the target, wait for
+converged, a lasting halt (or stall, --stall-grace) or --duration. Success is averaged
+over thresholds and binned by initial distance exactly as `uvs benchmark`. Only topics,
+services and parameters are used: --graph inproc starts the graph of `uvs servo` in this
+process, --graph external attaches to a running one (`ros2 launch uvs_bringup
+servo.launch.py`, a real arm). Prints a table, or one JSON object with --json; --out DIR
+writes evaluation.json and evaluation.png."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from uvs_bringup.verbs._common import emit, fail, progress_bar
+
+TASKS = ("single_point", "multi_point", "visual_servo")
+GRAPHS = ("inproc", "external")
+
+
+def _number(kind, minimum: float, strict: bool = True):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value < minimum or (strict and value == minimum) or value != value:
+            bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    def one_line_error(message: str):
+        # Bad input is one line and exit 2, like every other refusal of this verb
+        # (argparse would print the whole usage first); --help shows the usage.
+        parser.exit(2, f"uvs: error: {message}\n")
+
+    parser.error = one_line_error
+    parser.add_argument("--graph", default="inproc",
+                        help="inproc (default): start the graph of `uvs servo` in this "
+                             "process; external: attach to a running graph")
+    parser.add_argument("--task", help="single_point (inproc default), multi_point, "
+                        "visual_servo; external: read from /controller (must match if given)")
+    parser.add_argument("--estimator", help="tj, broyden, llknn, nj, binj, nk_tanh, nk_relu "
+                        "(inproc default nk_tanh); external: swapped in through "
+                        "/jacobian_estimator's parameter for the run, then restored")
+    parser.add_argument("--model", type=Path, help="inproc: model directory of the learned "
+                        "estimator (default: the shipped one)")
+    parser.add_argument("--config", type=Path, help="inproc: folder of parameter YAML files "
+                        "(default: the installed uvs_bringup config)")
+    parser.add_argument("--seeds", type=_number(int, 0), default=1,
+                        help="target seeds 0..S-1 (default 1; the paper 10)")
+    parser.add_argument("--targets", type=_number(int, 0), default=100,
+                        help="targets per seed (default 100; the benchmark 110)")
+    parser.add_argument("--duration", type=_number(float, 0.0), default=10.0,
+                        help="time limit per target, s (default 10 = the benchmark's 200 "
+                             "steps at 20 Hz)")
+    parser.add_argument("--halt-grace", type=_number(float, 0.0, strict=False), default=1.0,
+                        help="a halt ends the target only when it lasts this long, s "
+                             "(default 1)")
+    parser.add_argument("--stall-grace", type=_number(float, 0.0, strict=False),
+                        default=math.inf,
+                        help="a stall ends the target only when it lasts this long, s "
+                             "(default: never, as the benchmark, which has no stall rule; "
+                             "the controller goes on commanding while STALLED; 0: at the "
+                             "first STALLED, as `uvs servo`)")
+    parser.add_argument("--tolerance", type=_number(float, 0.0),
+                        help="set /controller's convergence_tolerance for the run (task "
+                             "units; default: leave the graph's, 5 mm per point / 2 px)")
+    parser.add_argument("--wait", type=_number(float, 0.0), default=10.0,
+                        help="external: how long to wait for the graph to appear, s "
+                             "(default 10)")
+    parser.add_argument("--load", type=_number(int, 0, strict=False), default=0,
+                        help="run N busy-loop processes beside the graph for the run "
+                             "(default 0)")
+    parser.add_argument("--out", type=Path, help="write DIR/evaluation.json and "
+                        "DIR/evaluation.png")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing DIR/evaluation.json")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+
+
+def _check(args: argparse.Namespace) -> str | None:
+    """Why the arguments cannot run, or None."""
+    from uvs_bringup.graph import estimator_choices
+
+    if args.graph not in GRAPHS:
+        return f"--graph {args.graph!r}: choose inproc or external"
+    if args.task is not None and args.task not in TASKS:
+        return f"unknown task {args.task!r}; choose from {', '.join(TASKS)}"
+    names = estimator_choices()
+    if args.estimator is not None and args.estimator not in names:
+        return f"unknown estimator {args.estimator!r}; choose from {', '.join(names)}"
+    if args.graph == "external":
+        for opt in ("model", "config"):
+            if getattr(args, opt) is not None:
+                return f"--{opt} applies to --graph inproc; an external graph has its own"
+    if args.config is not None and not args.config.is_dir():
+        return f"--config {args.config}: no such folder"
+    if args.model is not None and not args.model.is_dir():
+        return f"--model {args.model}: no such model directory"
+    if args.out is not None and (args.out / "evaluation.json").exists() and not args.overwrite:
+        return f"{args.out / 'evaluation.json'} exists; pass --overwrite to replace it"
+    return None
+
+
+def _open_graph(args: argparse.Namespace):
+    from uvs_bringup.graph import GraphOptions
+    from uvs_bringup.runner import AttachedGraph, ServoGraph
+
+    if args.graph == "external":
+        return AttachedGraph(wait=args.wait)
+    estimator = args.estimator or "nk_tanh"
+    options = GraphOptions(robot="sim", task=args.task or "single_point", estimator=estimator,
+                           camera="sim")
+    extra = {}
+    if args.model is not None:
+        extra = {"jacobian_estimator": {f"models.{estimator}": str(args.model.resolve())}}
+    return ServoGraph(options, config=args.config, extra_parameters=extra)
+
+
+def run(args: argparse.Namespace) -> int:
+    from uvs_bringup.benchmark import jsonable, machine_info
+    from uvs_bringup.evaluate import (
+        BusyLoad,
+        envelope_of,
+        evaluate,
+        graph_settings,
+        plan_targets,
+        plot,
+        result_document,
+        table_lines,
+    )
+    from uvs_bringup.runner import GraphError
+    from uvs_core.robot import load_robot
+    from uvs_core.tasks import make_task
+
+    problem = _check(args)
+    if problem:
+        return fail(problem)
+    started = time.monotonic()
+    restore: list[tuple[str, str, object]] = []     # (node, parameter, value) after the run
+    try:
+        with BusyLoad(args.load) as load, _open_graph(args) as graph:
+            op = graph.operator
+            try:
+                settings = graph_settings(op)
+                if args.task is not None and settings["task"] != args.task:
+                    return fail(f"the graph runs task {settings['task']}, not {args.task}")
+                changes = []
+                if args.graph == "external" and args.estimator is not None \
+                        and args.estimator != settings["estimator"]:
+                    changes.append(("jacobian_estimator", "estimator", args.estimator))
+                if args.tolerance is not None:
+                    changes.append(("controller", "convergence_tolerance",
+                                    float(args.tolerance)))
+                for node, name, value in changes:
+                    op.set_parameter(node, name, value)
+                    if args.graph == "external":
+                        restore.append((node, name, settings[name]))
+                settings = graph_settings(op)
+                task = make_task(settings["task"], load_robot(settings["robot"]))
+                planned = plan_targets(task, args.seeds, args.targets,
+                                       envelope_of(task.robot, settings["envelope"]))
+                with progress_bar(f"evaluate {settings['estimator']}", len(planned),
+                                  unit="target") as update:
+                    records, skipped = evaluate(
+                        op, task, planned, args.duration, args.halt_grace,
+                        args.stall_grace, on_target=lambda i, _record: update(i))
+            finally:
+                for node, name, value in reversed(restore):
+                    try:
+                        op.set_parameter(node, name, value)
+                    except GraphError as exc:
+                        print(f"uvs: warning: could not restore {name}: {exc}",
+                              file=sys.stderr)
+            load_average = list(os.getloadavg())
+            load_pids = load.pids
+    except (GraphError, ValueError, OSError) as exc:
+        return fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+    meta = {
+        "graph": args.graph,
+        "command": shlex.join(["uvs", *sys.argv[1:]]) if sys.argv[1:2] == ["evaluate"]
+        else "uvs evaluate",
+        "seeds": list(range(args.seeds)),
+        "targets_per_seed": args.targets,
+        "duration": args.duration,
+        "halt_grace": args.halt_grace,
+        "stall_grace": args.stall_grace,
+        "tolerance": args.tolerance,
+        "restored": [name for _, name, _ in restore],
+        "load": {"processes": args.load, "pids": load_pids, "load_average": load_average},
+        "machine": machine_info(),
+        "seconds": round(time.monotonic() - started, 1),
+        "out": str(args.out) if args.out is not None else None,
+    }
+    doc = jsonable(result_document(settings, settings["task"], records, skipped, meta))
+    if args.out is not None:
+        import json
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "evaluation.json").write_text(
+            json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        plot(doc, args.out / "evaluation.png")
+    emit(doc, args.json, table_lines(doc))
+    return 0
