@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--steps", type=int, default=200, help="0.05 s steps (200 = 10 s)")
     parser.add_argument("--gains", default="0,3", help="null-space gains, comma-separated")
-    parser.add_argument("--lookaheads", default="0,0.5",
+    parser.add_argument("--lookaheads", default="0,0.6",
                         help="joint-limit look-aheads of the lock policy, s (0 = one step)")
     parser.add_argument("--no-stall", dest="stall", action="store_false",
                         help="do not stop trajectories at the controller's stall rule")

@@ -186,10 +186,11 @@ PARAMETERS = {
         "others (the redundant arm's way round a limit); HALTED with 'joint limit' only when "
         "that would not reduce the error. halt: zero the whole arm at once (the paper's "
         "evaluation).", _STR, constraints=f"one of {', '.join(JOINT_LIMIT_POLICIES)}")),
-    "joint_limit_lookahead": (0.5, _descriptor(
-        "s over which joint limits are predicted (0 = one period). As long as the driver's "
-        "look-ahead guard (its `lookahead`, 0.5 s), so the driver's guard, which zeroes a "
-        "joint without re-solving the task, is not what keeps the arm off its limits.",
+    "joint_limit_lookahead": (0.6, _descriptor(
+        "s over which joint limits are predicted (0 = one period). The driver's look-ahead "
+        "guard (its `lookahead`, 0.5 s) plus a period, the command's age when the driver "
+        "applies it: so the driver's guard, which zeroes a joint without re-solving the "
+        "task, is not what keeps the arm off its limits.",
         _DOUBLE, floats=(0.0, 5.0))),
     "nullspace_gain": (3.0, _descriptor(
         "Weight of Eq. 1's (I - J+ J) y term pulling limited joints to mid-range; 0 = off "
