@@ -132,14 +132,19 @@ def _first_use_model(name: str, task) -> Path | None:
         print(message, file=sys.stderr, flush=True)
 
     with ExitStack() as stack:
-        bar = []
+        bar = {}
 
         def progress(done: int, total: int) -> None:
-            # Opened on the first call: a cached model needs no bar.
-            if not bar:
-                bar.append(stack.enter_context(
-                    progress_bar(f"babbling for {name}", total, "samples")))
-            bar[0](done)
+            # Opened on the first call (a cached model needs no bar), closed when the
+            # babbling is done, before the fit's log lines.
+            if "update" not in bar:
+                bar["update"] = stack.enter_context(
+                    progress_bar(f"babbling for {name}", total, "samples"))
+            if not bar.get("closed"):
+                bar["update"](done)
+                if done >= total:
+                    bar["closed"] = True
+                    stack.close()
 
         _, path = first_use_model(name, task, lambda p: load_estimator(p, task, name),
                                   progress=progress, log=log)
