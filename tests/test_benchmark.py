@@ -123,3 +123,29 @@ def test_design_protocol_variant(tmp_path):
     with np.load(out / "steps.npz") as steps:
         assert steps["tj/distance"].shape == (5, 101)
     assert "protocol variant 'design'" in (out / "report.md").read_text()
+
+
+def test_a_given_model_is_evaluated_instead_of_trained(tmp_path):
+    """--model EST=DIR: the benchmark servos with that model (a shipped one here) and
+    trains nothing for EST; a model of another task is refused with the reason."""
+    from uvs_estimation.jacobian_service import default_model_dir
+
+    shipped = default_model_dir() / "single_point" / "nk_tanh"
+    out = tmp_path / "given"
+    result = _uvs("benchmark", "--estimators", "tj,nk_tanh", "--model", f"nk_tanh={shipped}",
+                  "--targets", "5", "--seeds", "1", "--samples", "2000", "--out", str(out),
+                  "--json")
+    assert result.returncode == 0, result.stderr
+    res = json.loads(result.stdout.strip().splitlines()[-1])
+    training = res["estimators"]["nk_tanh"]["training"]
+    meta = json.loads((shipped / "metadata.json").read_text())
+    assert training["path"] == str(shipped.resolve())
+    assert training["fit_seconds"] is None and training["samples"] == meta["samples"]
+    assert not (out / "models" / "nk_tanh").exists()
+    assert f"--model nk_tanh={shipped}" in res["command"]
+    assert 0.0 <= res["estimators"]["nk_tanh"]["success"]["total"] <= 100.0
+
+    other = default_model_dir() / "visual_servo" / "nk_tanh"
+    wrong = _uvs("benchmark", "--estimators", "nk_tanh", "--model", f"nk_tanh={other}",
+                 "--out", str(tmp_path / "wrong"))
+    assert wrong.returncode == 2 and "field 'task' mismatch" in wrong.stderr

@@ -65,6 +65,8 @@ class BenchmarkConfig:
     robot: str = "gen3"
     protocol: str = "paper"
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: estimator -> model directory evaluated instead of training one (e.g. a shipped model)
+    models: dict[str, str] = field(default_factory=dict)
     command: str = ""
 
     def resolved(self) -> dict[str, Any]:
@@ -240,6 +242,21 @@ def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
     for name in cfg.params:
         if name not in cfg.estimators:
             raise ValueError(f"--param {name}.*: {name} is not among --estimators")
+    given: dict[str, dict] = {}
+    for name, path in cfg.models.items():
+        from uvs_core.estimators import ModelError, load_estimator
+
+        if name not in cfg.estimators:
+            raise ValueError(f"--model {name}=...: {name} is not among --estimators")
+        if name in cfg.params:
+            raise ValueError(f"--model {name}=... and --param {name}.* exclude each other")
+        try:
+            # Checked now (estimator, task, robot, shapes), not in a worker later.
+            meta = load_estimator(path, task=task, name=name).metadata()
+        except ModelError as exc:
+            raise ValueError(f"--model {name}={path}: {exc}") from None
+        given[name] = {**meta, "path": str(Path(path).resolve()), "fit_seconds": None,
+                       "total_seconds": None}
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
@@ -272,9 +289,12 @@ def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
     t0 = time.perf_counter()
     # Longest first, so the last job to start is a short one (NK trains slowest).
     cost = {"nk_relu": 0, "nk_tanh": 1, "binj": 2, "nj": 3, "llknn": 4, "broyden": 5}
-    trained = sorted((n for n in cfg.estimators if n != "tj"), key=lambda n: cost.get(n, -1))
+    trained = sorted((n for n in cfg.estimators if n != "tj" and n not in given),
+                     key=lambda n: cost.get(n, -1))
     models: dict[str, str | None] = {n: None for n in cfg.estimators}
     training: dict[str, dict | None] = {n: None for n in cfg.estimators}
+    for name, meta in given.items():
+        models[name], training[name] = meta["path"], meta
 
     def epochs_of(name: str) -> int:
         p = estimator_class(name).default_params(task)

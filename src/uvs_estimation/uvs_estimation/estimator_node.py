@@ -22,7 +22,11 @@ Parameters:
   the ``models/`` installed with uvs_bringup (else the repository's); empty
   means that default.
 - ``models.<name>`` for each learned estimator: its model directory; empty
-  means ``<model_dir>/<task>/<name>``.
+  means ``<model_dir>/<task>/<name>``. When that holds no model, llknn (whose
+  model, the babbling itself, is too large to ship) is made on first use from
+  the paper protocol's babbling, seed 0, into ``$UVS_CACHE/models/<robot>/
+  <task>/llknn`` (default cache ``~/.cache/uvs``), logging its progress, and
+  loaded from there afterwards (uvs_core.estimators.cache).
 
 Parameters that belong together (``estimator`` with ``models.<name>`` and
 ``model_dir``) are validated and applied as one when given in one call: ``ros2
@@ -48,6 +52,7 @@ from rclpy.qos import qos_profile_services_default
 from std_srvs.srv import Trigger
 
 from uvs_core.estimators import ESTIMATOR_NAMES
+from uvs_core.estimators.cache import FIRST_USE
 from uvs_core.robot import load_robot
 from uvs_core.tasks import TASK_NAMES, make_task
 from uvs_estimation.jacobian_service import (
@@ -113,7 +118,7 @@ class JacobianEstimatorNode(Node):
             models={name: self.get_parameter(f"models.{name}").value for name in self._learned},
         )
         name = self.get_parameter("estimator").value
-        estimator, path = build_estimator(name, self._task, self._models)
+        estimator, path = self._build(name, self._models)
         self._service = JacobianService(self._task, name, estimator)
         # Parameter changes may come from the parameter services (default
         # group) and from in-process callers at once; each is validated and
@@ -171,8 +176,23 @@ class JacobianEstimatorNode(Node):
             self.declare_parameter(f"models.{name}", "", ParameterDescriptor(
                 type=ParameterType.PARAMETER_STRING,
                 description=f"model directory of estimator '{name}'; "
-                            "empty: <model_dir>/<task>/" + name,
+                            "empty: <model_dir>/<task>/" + name
+                            + (", else made on first use into $UVS_CACHE (~/.cache/uvs)"
+                               "/models/<robot>/<task>/" + name if name in FIRST_USE else ""),
             ))
+
+    def _build(self, name: str, config: ModelConfig):
+        """build_estimator, logging the making of a model made on first use (llknn)."""
+        logger = self.get_logger()
+        reported = {"quarter": -1}
+
+        def progress(done: int, total: int) -> None:
+            quarter = 4 * done // max(total, 1)
+            if quarter > reported["quarter"]:
+                reported["quarter"] = quarter
+                logger.info(f"babbling for '{name}': {done:,}/{total:,} samples")
+
+        return build_estimator(name, self._task, config, log=logger.info, progress=progress)
 
     def _model_dir_from(self, value: str):
         return value.strip() or self._default_model_dir
@@ -222,10 +242,10 @@ class JacobianEstimatorNode(Node):
         candidate = None
         try:
             if rebuild:
-                candidate = build_estimator(name, self._task, config)
+                candidate = self._build(name, config)
             for other, value in changed_models.items():
                 if other != name and str(value).strip():
-                    build_estimator(other, self._task, config)
+                    self._build(other, config)
         except EstimatorSetupError as exc:
             reason = f"rejected, '{self._service.name}' keeps serving: {exc}"
             if asked is not None:

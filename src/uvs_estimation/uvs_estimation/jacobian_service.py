@@ -20,7 +20,7 @@ from __future__ import annotations
 import array
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from uvs_core.estimators import (
     make_estimator,
 )
 from uvs_core.estimators._native import condition_number as native_condition_number
+from uvs_core.estimators.cache import FIRST_USE, cached_model_path, first_use_model
 
 __all__ = [
     "Answer",
@@ -184,12 +185,19 @@ class ModelConfig:
                        models=merged)
 
 
-def build_estimator(name: str, task, config: ModelConfig) -> tuple[Estimator, Path | None]:
+def build_estimator(name: str, task, config: ModelConfig,
+                    log: Callable[[str], None] | None = None,
+                    progress: Callable[[int, int], None] | None = None,
+                    ) -> tuple[Estimator, Path | None]:
     """Build estimator ``name`` for ``task``, ready to estimate.
 
     Estimators that need no model (tj, broyden) are made directly; learned
     ones are loaded from ``config.model_path(name, task.name)`` and checked
-    against the task (name, task, robot, m, k, active joints).
+    against the task (name, task, robot, m, k, active joints). When that is
+    the default path (``models.<name>`` empty) and holds no model, an
+    estimator made on first use (llknn, uvs_core.estimators.cache) is loaded
+    from the cache, made there first when missing or unusable; ``log`` gets
+    its milestones and ``progress(done, total)`` its babbling.
     Returns (estimator, model path or None). EstimatorSetupError with the
     reason when the name is unknown, its package is missing, or the model is
     missing, corrupt or made for something else.
@@ -204,6 +212,18 @@ def build_estimator(name: str, task, config: ModelConfig) -> tuple[Estimator, Pa
         except (ValueError, TypeError) as exc:
             raise EstimatorSetupError(f"estimator {name!r}: {exc}") from None
     path = config.model_path(name, task.name)
+    explicit = bool(str(config.models.get(name, "") or "").strip())
+    if not path.is_dir() and not explicit and name in FIRST_USE:
+        try:
+            return first_use_model(name, task, lambda p: load_estimator(p, task=task, name=name),
+                                   progress=progress, log=log)
+        # As below: a model that fails to load right after it was made, or a cache
+        # that cannot be written, is a reason this estimator cannot be served.
+        except Exception as exc:  # noqa: BLE001
+            raise EstimatorSetupError(
+                f"estimator {name!r}: cannot make its model in the cache "
+                f"{cached_model_path(name, task)}: {type(exc).__name__}: {exc}"
+            ) from None
     if not path.is_dir():
         raise EstimatorSetupError(
             f"estimator {name!r} needs a trained model: {path} is not a model directory "

@@ -149,3 +149,10 @@ class BiNeuralJacobian(NeuralJacobian):
 
     name = "binj"
     DEFAULTS = {**NeuralJacobian.DEFAULTS, "beta": 1.0}
+    # Visual servoing's J is 2x2, so its pseudo-inverse is the inverse: in the first
+    # epochs J passes near singular, the inverse term blows up (loss ~10^3) and Adam's
+    # steps leave dead ReLU units. With damping 1e-6 every try ended at mean
+    # |J - J*|_F 150-230 px/rad (|J*|_F ~190; seeds 0-2, paper or design babbling);
+    # 0.1 (normalised units, where J is O(1)) bounds the inverse: 18 px/rad, NJ's 11.
+    TASK_DEFAULTS = {**NeuralJacobian.TASK_DEFAULTS, "visual_servo": {
+        **NeuralJacobian.TASK_DEFAULTS["visual_servo"], "pinv_damping": 0.1}}

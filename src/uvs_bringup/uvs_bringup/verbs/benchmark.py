@@ -60,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="little data, few epochs, 20 targets x 2 seeds (a smoke run)")
     parser.add_argument("--param", action="append", default=[], metavar="EST.KEY=VALUE",
                         help="estimator parameter, e.g. nk_tanh.secant_weight=0 (repeatable)")
+    parser.add_argument("--model", action="append", default=[], metavar="EST=DIR",
+                        help="evaluate this model directory for estimator EST instead of "
+                             "training one, e.g. nk_tanh=models/single_point/nk_tanh "
+                             "(repeatable)")
     parser.add_argument("--protocol", choices=("paper", "design"), default="paper",
                         help="paper (default): the conventions of the paper's reference code "
                              "(200 steps from [0,.5,0,-.5,0,.5,0], per-joint 1.22 rad/s clip, "
@@ -95,12 +99,20 @@ def run(args: argparse.Namespace) -> int:
         params = parse_params(args.param)
     except ValueError as exc:
         return fail(str(exc))
+    models = {}
+    for item in args.model:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            return fail(f"--model {item!r}: expected EST=DIR")
+        if name.strip() in models:
+            return fail(f"--model {name.strip()} given twice")
+        models[name.strip()] = path.strip()
     cfg = BenchmarkConfig(
         task=args.task, out=args.out, estimators=estimators, targets=args.targets,
         seeds=args.seeds, samples=args.samples, epochs=args.epochs, data=args.data,
         workers=args.workers, quick=args.quick, steps=args.steps,
         joint_limits=args.joint_limits, robot=args.robot, params=params,
-        protocol=args.protocol,
+        protocol=args.protocol, models=models,
         command=shlex.join(["uvs", *sys.argv[1:]]) if sys.argv[1:2] == ["benchmark"]
         else "uvs benchmark " + shlex.join(_argv(args)))
 
@@ -134,6 +146,8 @@ def _argv(args: argparse.Namespace) -> list[str]:
     out += ["--workers", str(args.workers)]
     for item in args.param:
         out += ["--param", item]
+    for item in args.model:
+        out += ["--model", item]
     if args.joint_limits is not None:
         out += ["--joint-limits", args.joint_limits]
     if args.protocol != "paper":

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import ExitStack
 from pathlib import Path
 
-from uvs_bringup.verbs._common import fail
+from uvs_bringup.verbs._common import fail, progress_bar
 
 TASKS = ("single_point", "multi_point", "visual_servo")
 
@@ -49,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     from uvs_bringup.graph import GraphOptions
     from uvs_bringup.runner import GraphError, ServoGraph
+    from uvs_core.estimators import ModelError
     from uvs_core.robot import load_robot
     from uvs_core.tasks import make_task
 
@@ -67,6 +69,13 @@ def run(args: argparse.Namespace) -> int:
             return fail(f"--model {args.model}: no such model directory")
         extra = {"jacobian_estimator": {f"models.{args.estimator}": str(args.model.resolve())}}
     task = make_task(args.task, load_robot("gen3"))
+    if args.model is None:
+        try:
+            cached = _first_use_model(args.estimator, task)
+        except (ModelError, OSError, ValueError) as exc:
+            return fail(f"cannot make the {args.estimator} model of {args.task}: {exc}")
+        if cached is not None:
+            extra = {"jacobian_estimator": {f"models.{args.estimator}": str(cached)}}
     marker = args.target_source == "marker"
     rng = np.random.default_rng(args.seed)
     # Same draws either way: a marker at each point shows the pixel target of that seed.
@@ -117,6 +126,41 @@ def run(args: argparse.Namespace) -> int:
               + (f"; bag {args.record}" if args.record else "")
               + (f"; plot {args.plot}" if args.plot else ""))
     return 0
+
+
+def _first_use_model(name: str, task) -> Path | None:
+    """The cached model of an estimator made on first use (llknn) when no model is
+    shipped for it, made now with a progress bar if missing; None for the others."""
+    import sys
+
+    from uvs_core.estimators import load_estimator
+    from uvs_core.estimators.cache import FIRST_USE, first_use_model
+    from uvs_estimation.jacobian_service import default_model_dir
+
+    if name not in FIRST_USE or (default_model_dir() / task.name / name).is_dir():
+        return None
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    with ExitStack() as stack:
+        bar = {}
+
+        def progress(done: int, total: int) -> None:
+            # Opened on the first call (a cached model needs no bar), closed when the
+            # babbling is done, before the fit's log lines.
+            if "update" not in bar:
+                bar["update"] = stack.enter_context(
+                    progress_bar(f"babbling for {name}", total, "samples"))
+            if not bar.get("closed"):
+                bar["update"](done)
+                if done >= total:
+                    bar["closed"] = True
+                    stack.close()
+
+        _, path = first_use_model(name, task, lambda p: load_estimator(p, task, name),
+                                  progress=progress, log=log)
+    return path
 
 
 def _plot(results, path: Path, args, unit: str) -> None:
