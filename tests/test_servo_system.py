@@ -57,9 +57,9 @@ def _targets(task_name: str, count: int, seed: int, model=None,
         candidates = task.sample_targets(rng, 16)
         sim = Simulation(task, dt=0.05, batch=len(candidates))
         sim.reset()
-        # controller.yaml's joint-limit handling (lock, 0.6 s look-ahead, null space 3)
+        # controller.yaml's joint-limit handling (lock, 0.6 s look-ahead)
         config = ControlConfig(cond_slowdown=np.inf, cond_halt=np.inf, joint_limit_policy="lock",
-                               limit_lookahead=0.6, nullspace_gain=3.0)
+                               limit_lookahead=0.6)
         lower, upper = GEN3.lower[task.active], GEN3.upper[task.active]
         alive = np.ones(len(candidates), bool)
         monitor = ServoMonitor(tolerance, batch=len(candidates))

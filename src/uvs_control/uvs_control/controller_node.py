@@ -192,9 +192,10 @@ PARAMETERS = {
         "applies it: so the driver's guard, which zeroes a joint without re-solving the "
         "task, is not what keeps the arm off its limits.",
         _DOUBLE, floats=(0.0, 5.0))),
-    "nullspace_gain": (3.0, _descriptor(
+    "nullspace_gain": (_DEFAULT.nullspace_gain, _descriptor(
         "Weight of Eq. 1's (I - J+ J) y term pulling limited joints to mid-range; 0 = off "
-        "(paper).", _DOUBLE, floats=(0.0, 100.0))),
+        "(paper, and the default: with a learned J the projector leaks into the task and "
+        "biases it; see docs/parity.md).", _DOUBLE, floats=(0.0, 100.0))),
     "convergence_tolerance": (0.0, _descriptor(
         "Converged when |x* - x| is below this, task units (m or px); 0 = by task: "
         "5 mm per point in metres, 2 px for image tasks.", _DOUBLE, floats=(0.0, 1000.0))),
