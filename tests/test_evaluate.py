@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -37,13 +36,19 @@ def _evaluate(*args: str, timeout: float = 300.0) -> subprocess.CompletedProcess
                           timeout=timeout)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(") ")[-1].startswith("Z"))
+def _launch_helpers():
+    """tests/test_launch_system.py's Launched and wait_for_graph (one definition)."""
+    spec = importlib.util.spec_from_file_location(
+        "uvs_test_launch_helpers", Path(__file__).with_name("test_launch_system.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)   # raises where UVS_REQUIRE_LAUNCH_TESTS=1 lacks tools
+    return module
+
+
+LAUNCH = _launch_helpers()
+
+
+_alive = LAUNCH._alive  # one definition: tests/test_launch_system.py's
 
 
 # ------------------------------------------------------------------ pure helpers
@@ -209,16 +214,6 @@ def test_bad_input_is_a_one_line_error(args, message):
 
 
 # ------------------------------------------------------------------ ros2 launch
-def _launch_helpers():
-    """tests/test_launch_system.py's Launched and wait_for_graph (one definition)."""
-    spec = importlib.util.spec_from_file_location(
-        "uvs_test_launch_helpers", Path(__file__).with_name("test_launch_system.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)   # raises where UVS_REQUIRE_LAUNCH_TESTS=1 lacks tools
-    return module
-
-
-LAUNCH = _launch_helpers()
 
 
 @pytest.mark.slow
