@@ -4,6 +4,7 @@ benchmark's rollout of the same estimator, task and targets.
 
     uvs evaluate --estimator tj --targets 100 --out bench/live_sp_tj
     python benchmarks/parity.py bench/live_sp_tj/evaluation.json
+    python benchmarks/parity.py --task multi_point --estimator nj --targets 100  # no live run
 
 The offline side is `uvs benchmark`'s (uvs_core.evaluation.rollout with the paper
 protocol: 200 steps of 0.05 s from the start pose, gain 1, no condition checks, joints
@@ -11,7 +12,15 @@ masked before their limits) run on exactly the targets the live run servoed (its
 and indices; skipped targets left out), with the estimator the live graph served: the
 shipped model (or --model DIR), the first-use LL-KNN, or tj / broyden. Success is
 averaged over the protocol's thresholds and binned by initial distance in both.
-Prints both rows and the gap; --json one object.
+
+A third row, "controller", runs the live controller's own law (uvs_core.control with
+the controller node's parameters from config/controller.yaml: condition thresholds by
+task, joint-limit lock, whole-vector speed cap, stopping at the convergence tolerance)
+in the batched simulation, for 200 steps: what the live graph would score with no
+latency, no DDS and no clock. Live against controller isolates the graph's own losses;
+controller against offline the control law's. Without a live run (--task, --estimator,
+--targets, --seed) the two simulated rows are printed for those targets.
+Prints the rows and the gaps; --json one object.
 """
 
 from __future__ import annotations
@@ -24,77 +33,160 @@ from pathlib import Path
 import numpy as np
 
 
-def offline(doc: dict, model: str | None) -> dict:
-    """The offline protocol's success on the live run's targets."""
+def served_estimator(task, name: str, model: str | None):
+    """The estimator the live graph serves: `model`, the shipped model, the first-use
+    LL-KNN, or a model-free one."""
     from uvs_core.estimators import estimator_class, load_estimator, make_estimator
-    from uvs_core.evaluation import binned_success, protocol, rollout
-    from uvs_core.robot import load_robot
-    from uvs_core.tasks import make_task
 
-    settings = doc["graph_settings"]
-    task = make_task(doc["task"], load_robot(settings.get("robot", "gen3")))
-    name = doc["estimator"].removesuffix(" (held)")
     if model:
         est = load_estimator(model, task=task, name=name)
     elif estimator_class(name).learned:
         if name == "llknn":
             from uvs_core.estimators.cache import first_use_model
 
-            est = first_use_model(name, task, lambda p: load_estimator(p, task=task,
-                                                                        name=name))
+            est, _ = first_use_model(name, task, lambda p: load_estimator(p, task=task,
+                                                                           name=name))
         else:
             from uvs_estimation.jacobian_service import default_model_dir
 
             est = load_estimator(default_model_dir() / task.name / name, task=task, name=name)
     else:
         est = make_estimator(name, task)
-    proto = protocol(task.name, doc["protocol"]["variant"])
-    goals = np.array([r["target"] for r in doc["targets"]], dtype=float)
-    r = rollout(task, est, goals, **proto.rollout_options(task.robot.n))
-    initial, final = r.distance[:, 0], r.distance[:, -1]
+    return est
+
+
+def _tolerance(task) -> float:
+    """The controller's default convergence tolerance: 5 mm per point, 2 px."""
+    return 0.005 * np.sqrt(task.m / 3.0) if task.units == "m" else 2.0
+
+
+def _row(proto, task, initial, final) -> dict:
+    from uvs_core.evaluation import binned_success
+
     out = binned_success(initial, final, proto.bin_edges, proto.threshold_values)
-    out["converged"] = int(np.sum(final < 0.005 * np.sqrt(task.m / 3.0)
-                                  if task.units == "m" else final < 2.0))
+    out["converged"] = int(np.sum(final < _tolerance(task)))
     return out
+
+
+def offline(task, est, goals: np.ndarray, variant: str = "paper") -> dict:
+    """The offline protocol's success (`uvs benchmark`'s rollout) on `goals`."""
+    from uvs_core.evaluation import protocol, rollout
+
+    proto = protocol(task.name, variant)
+    r = rollout(task, est, goals, **proto.rollout_options(task.robot.n))
+    return _row(proto, task, r.distance[:, 0], r.distance[:, -1])
+
+
+def controller_values(task_name: str) -> dict:
+    """The controller node's parameter values: its defaults, then config/controller.yaml."""
+    import yaml
+
+    from uvs_bringup.graph import config_dir
+    from uvs_control.controller_node import PARAMETERS
+
+    values = {name: default for name, (default, _) in PARAMETERS.items()}
+    loaded = yaml.safe_load((config_dir() / "controller.yaml").read_text())
+    values.update(loaded["controller"]["ros__parameters"])
+    values["task"] = task_name
+    return values
+
+
+def controller_law(task, est, goals: np.ndarray, variant: str = "paper",
+                   steps: int | None = None, **overrides) -> dict:
+    """The live controller's law in the batched simulation from the task's home: 200
+    steps of 1/rate s, the driver's speed cap, joints clipped at their limits, each
+    trajectory frozen once within the tolerance (the controller then commands zero)."""
+    from uvs_control.controller_node import _control_config
+    from uvs_core.control import ServoMonitor, control_step, task_rank
+    from uvs_core.evaluation import batched, protocol, task_distance
+    from uvs_core.sim import Simulation
+
+    values = {**controller_values(task.name), **overrides}
+    config = _control_config(values)
+    proto = protocol(task.name, variant)
+    b = len(goals)
+    tolerance = values["convergence_tolerance"] or _tolerance(task)
+    sim = Simulation(task, dt=config.dt, batch=b, velocity_limits=values["max_joint_velocity"])
+    x = sim.reset()
+    initial = task_distance(x, goals, proto.distance)
+    lower, upper = task.robot.lower[task.active], task.robot.upper[task.active]
+    monitor = ServoMonitor(tolerance, stall_window=values["stall_window"],
+                           stall_fraction=values["stall_fraction"], batch=b)
+    prev = np.full(b, np.nan)
+    est = batched(est, b)          # online estimators: one state per trajectory
+    est.reset()
+    for _ in range(steps or proto.steps):
+        est.update(sim.qa, x)
+        jac = np.asarray(est.estimate_batch(sim.qa, x), dtype=float)
+        qdot, info = control_step(jac, x, goals, sim.qa, config, lower, upper,
+                                  velocity_limits=task.robot.velocity_limits[task.active],
+                                  prev_condition=prev, rank=task_rank(task),
+                                  condition_transform=task.condition_transform)
+        prev = info.condition
+        converged, _ = monitor.update(info.error_norm)
+        qdot[converged] = 0.0
+        x = sim.step(qdot).x
+    return _row(proto, task, initial, task_distance(x, goals, proto.distance))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("evaluation", type=Path, help="evaluation.json of `uvs evaluate --out`")
+    parser.add_argument("evaluation", type=Path, nargs="?",
+                        help="evaluation.json of `uvs evaluate --out`")
     parser.add_argument("--model", help="model directory the live graph served (default: "
                         "the shipped one)")
+    parser.add_argument("--task", default="single_point", help="without a live run")
+    parser.add_argument("--estimator", default="tj", help="without a live run")
+    parser.add_argument("--targets", type=int, default=100, help="without a live run")
+    parser.add_argument("--seed", type=int, default=0, help="without a live run")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    from uvs_core.robot import load_robot
+    from uvs_core.tasks import make_task
+
+    live = None
     try:
-        doc = json.loads(args.evaluation.read_text())
-        live = doc["success"]
-        targets = doc["targets"]
+        if args.evaluation is not None:
+            doc = json.loads(args.evaluation.read_text())
+            live, records = doc["success"], doc["targets"]
+            task_name, name = doc["task"], doc["estimator"].removesuffix(" (held)")
+            robot = doc["graph_settings"].get("robot", "gen3")
+            if not records:
+                raise ValueError("it holds no servoed targets")
+            goals = np.array([r["target"] for r in records], dtype=float)
+            live["converged"] = sum(r["outcome"] == "converged" for r in records)
+            task = make_task(task_name, load_robot(robot))
+        else:
+            task, name = make_task(args.task, load_robot("gen3")), args.estimator
+            goals = task.sample_targets(np.random.default_rng(args.seed), args.targets)
+        est = served_estimator(task, name, args.model)
     except (OSError, ValueError, KeyError) as exc:
-        print(f"parity: cannot read {args.evaluation}: {exc}", file=sys.stderr)
+        print(f"parity: {args.evaluation or args.estimator}: {exc}", file=sys.stderr)
         return 2
-    if not targets:
-        print(f"parity: {args.evaluation} holds no servoed targets", file=sys.stderr)
-        return 2
-    off = offline(doc, args.model)
-    live_conv = sum(t["outcome"] == "converged" for t in targets)
-    report = {"task": doc["task"], "estimator": doc["estimator"], "targets": len(targets),
-              "live": {"total": live["total"], "bins": live["bins"], "converged": live_conv},
-              "offline": {"total": off["total"], "bins": off["bins"],
-                          "converged": off["converged"]},
-              "gap": live["total"] - off["total"]}
+    rows = {"offline": offline(task, est, goals), "controller": controller_law(task, est, goals)}
+    if live is not None:
+        rows = {"live": live, **rows}
+    report = {"task": task.name, "estimator": name, "targets": len(goals),
+              **{side: {"total": r["total"], "bins": r["bins"], "converged": r["converged"]}
+                 for side, r in rows.items()}}
+    if live is not None:
+        report["gap"] = live["total"] - rows["offline"]["total"]
+        report["gap_controller"] = live["total"] - rows["controller"]["total"]
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    labels = [b["label"] for b in off["bins"]]
-    print(f"{doc['task']}, {doc['estimator']}, {len(targets)} targets: success % averaged "
-          f"over thresholds, by initial distance ({doc['units']})")
-    print(f"{'':<8} " + " ".join(f"{lab:>9}" for lab in labels) + f" {'total':>7} {'conv.':>6}")
-    for side, res, conv in (("live", live, live_conv), ("offline", off, off["converged"])):
+    labels = [b["label"] for b in rows["offline"]["bins"]]
+    print(f"{task.name}, {name}, {len(goals)} targets: success % averaged over thresholds, "
+          f"by initial distance ({task.units}); conv.: within the controller's tolerance")
+    print(f"{'':<10} " + " ".join(f"{lab:>9}" for lab in labels) + f" {'total':>7} {'conv.':>6}")
+    for side, res in rows.items():
         cells = {b["label"]: b["success"] for b in res["bins"]}
         row = " ".join(f"{'-' if cells.get(lab) is None else format(cells[lab], '.2f'):>9}"
                        for lab in labels)
-        print(f"{side:<8} {row} {res['total']:>7.2f} {conv:>6}")
-    print(f"gap (live - offline): {report['gap']:+.2f} points")
+        print(f"{side:<10} {row} {res['total']:>7.2f} {res['converged']:>6}")
+    if live is not None:
+        print(f"gap live - offline: {report['gap']:+.2f} points; live - controller: "
+              f"{report['gap_controller']:+.2f}")
     return 0
 
 
