@@ -34,25 +34,21 @@ import numpy as np
 
 
 def served_estimator(task, name: str, model: str | None):
-    """The estimator the live graph serves: `model`, the shipped model, the first-use
-    LL-KNN, or a model-free one."""
+    """The estimator the live graph serves: `model`, the shipped model, one made on first
+    use (LL-KNN, Broyden's first J), or tj."""
     from uvs_core.estimators import estimator_class, load_estimator, make_estimator
+    from uvs_core.estimators.cache import FIRST_USE, first_use_model
 
     if model:
-        est = load_estimator(model, task=task, name=name)
-    elif estimator_class(name).learned:
-        if name == "llknn":
-            from uvs_core.estimators.cache import first_use_model
+        return load_estimator(model, task=task, name=name)
+    if name in FIRST_USE:
+        return first_use_model(name, task,
+                               lambda p: load_estimator(p, task=task, name=name))[0]
+    if estimator_class(name).learned:
+        from uvs_estimation.jacobian_service import default_model_dir
 
-            est, _ = first_use_model(name, task, lambda p: load_estimator(p, task=task,
-                                                                           name=name))
-        else:
-            from uvs_estimation.jacobian_service import default_model_dir
-
-            est = load_estimator(default_model_dir() / task.name / name, task=task, name=name)
-    else:
-        est = make_estimator(name, task)
-    return est
+        return load_estimator(default_model_dir() / task.name / name, task=task, name=name)
+    return make_estimator(name, task)
 
 
 def _tolerance(task) -> float:

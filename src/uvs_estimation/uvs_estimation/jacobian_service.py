@@ -191,8 +191,9 @@ def build_estimator(name: str, task, config: ModelConfig,
                     ) -> tuple[Estimator, Path | None]:
     """Build estimator ``name`` for ``task``, ready to estimate.
 
-    Estimators that need no model (tj, broyden) are made directly; learned
-    ones are loaded from ``config.model_path(name, task.name)`` and checked
+    Estimators that need no model (tj) are made directly; learned ones (and
+    broyden, whose first Jacobian is fitted on data) are loaded from
+    ``config.model_path(name, task.name)`` and checked
     against the task (name, task, robot, m, k, active joints). When that is
     the default path (``models.<name>`` empty) and holds no model, an
     estimator made on first use (llknn, uvs_core.estimators.cache) is loaded
@@ -206,7 +207,7 @@ def build_estimator(name: str, task, config: ModelConfig,
         learned = needs_model(name)
     except (ValueError, ImportError, TypeError) as exc:
         raise EstimatorSetupError(str(exc)) from None
-    if not learned:
+    if not learned and name not in FIRST_USE:
         try:
             return make_estimator(name, task), None
         except (ValueError, TypeError) as exc:

@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
             cached = _first_use_model(args.estimator, task)
         except (ModelError, OSError, ValueError) as exc:
             return fail(f"cannot make the {args.estimator} model of {args.task}: {exc}")
-        if cached is not None:
+        # A learned one's node parameter names the cache; Broyden has none: the node
+        # finds the cache made here.
+        if cached is not None and _learned(args.estimator):
             extra = {"jacobian_estimator": {f"models.{args.estimator}": str(cached)}}
     marker = args.target_source == "marker"
     rng = np.random.default_rng(args.seed)
@@ -128,8 +130,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _learned(name: str) -> bool:
+    from uvs_core.estimators import estimator_class
+
+    return bool(estimator_class(name).learned)
+
+
 def _first_use_model(name: str, task) -> Path | None:
-    """The cached model of an estimator made on first use (llknn) when no model is
+    """The cached model of an estimator made on first use (llknn, broyden) when none is
     shipped for it, made now with a progress bar if missing; None for the others."""
     import sys
 

@@ -1,8 +1,10 @@
 """Models made on first use: built from deterministic babbling, cached on disk.
 
-Some learned estimators are cheap to make but too large to ship: LL-KNN's model
-is the babbling itself (100,000 x (7 + 3) float64, 8 MB, for single_point;
-30 MB for multi_point), and fitting it is only building an index. For these
+Some estimators are cheap to make but too large to ship, or too small to be worth
+a file: LL-KNN's model is the babbling itself (100,000 x (7 + 3) float64, 8 MB,
+for single_point; 30 MB for multi_point), and fitting it is only building an
+index; Broyden's is its first Jacobian, the local linear fit of the babbling near
+the start pose (DESIGN.md: "initialised from data"). For these
 (:data:`FIRST_USE`), when no model directory is given or shipped, the model is
 made the first time it is asked for, from the babbling the shipped models are
 trained on (the paper protocol's OU babbling, seed 0, the protocol's sample
@@ -48,8 +50,10 @@ __all__ = [
     "recipe",
 ]
 
-#: estimators whose model is made on first use rather than shipped
-FIRST_USE: frozenset[str] = frozenset({"llknn"})
+#: estimators whose model is made on first use rather than shipped: LL-KNN's samples,
+#: and Broyden's first Jacobian (fitted on the babbling near the start pose, as
+#: `uvs benchmark` fits it; from the default 0.1 I it barely moved: 0 % live)
+FIRST_USE: frozenset[str] = frozenset({"llknn", "broyden"})
 
 #: bump when the way a cached model is made changes, so older caches are rebuilt
 RECIPE_VERSION = 1
