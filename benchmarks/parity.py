@@ -117,7 +117,8 @@ def controller_law(task, est, goals: np.ndarray, variant: str = "paper",
         qdot, info = control_step(jac, x, goals, sim.qa, config, lower, upper,
                                   velocity_limits=task.robot.velocity_limits[task.active],
                                   prev_condition=prev, rank=task_rank(task),
-                                  condition_transform=task.condition_transform)
+                                  condition_transform=task.condition_transform,
+                                  inverse_rank=task_rank(task))
         prev = info.condition
         converged, _ = monitor.update(info.error_norm)
         qdot[converged] = 0.0

@@ -733,7 +733,8 @@ class ControllerNode(Node):
                 qdot, info = control_step(
                     jac, x, target, q[self.task.active], config, self._lower, self._upper,
                     velocity_limits=self._velocity_limits, prev_condition=prev_condition,
-                    rank=self._rank, condition_transform=self.task.condition_transform)
+                    rank=self._rank, condition_transform=self.task.condition_transform,
+                    inverse_rank=self._rank)
                 condition = float(info.condition)
                 if info.halted:
                     state = ServoStatus.HALTED

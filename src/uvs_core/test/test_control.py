@@ -494,3 +494,25 @@ def test_joint_limit_lock_halts_when_no_joint_is_left():
     np.testing.assert_array_equal(info.limit_joints, [True, False])
     with pytest.raises(ValueError, match="joint_limit_policy"):
         ControlConfig(joint_limit_policy="ignore")
+
+
+def test_inverse_rank_drops_the_noise_singular_value_of_a_learned_multi_point_j(gen3):
+    """A 12x7 multi-point J has rank 6 (x is a function of the 6-DOF tool pose). A
+    learned one carries a small noise 7th singular value whose inverse dominates the
+    plain pseudo-inverse's command; inverse_rank=6 leaves it out and recovers the true
+    J's command."""
+    task = make_task("multi_point", gen3)
+    qa = task.home_active + 0.3
+    jac = task.jacobian(qa)
+    u, s, vt = np.linalg.svd(jac, full_matrices=False)
+    assert s[6] < 1e-12 * s[0]
+    noisy = jac + 1e-4 * np.outer(u[:, 6], vt[6])          # 7th value 1e-4
+    x = task.x(qa)
+    target = x + 0.01 * u[:, 6] + 0.05 * u[:, 0]
+    free = ControlConfig(cond_slowdown=math.inf, cond_halt=math.inf,
+                         max_joint_velocity=math.inf)
+    exact, _ = control_step(jac, x, target, config=free)
+    plain, _ = control_step(noisy, x, target, config=free)
+    truncated, _ = control_step(noisy, x, target, config=free, inverse_rank=6)
+    assert np.linalg.norm(plain) > 50 * np.linalg.norm(exact)
+    np.testing.assert_allclose(truncated, exact, atol=1e-6 * np.linalg.norm(exact))

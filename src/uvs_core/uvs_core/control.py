@@ -291,6 +291,7 @@ def control_step(
     prev_condition: np.ndarray | None = None,
     rank: int | None = None,
     condition_transform: np.ndarray | None = None,
+    inverse_rank: int | None = None,
 ) -> tuple[np.ndarray, ControlInfo]:
     """One step of the inverse-Jacobian controller (paper Eq. 1 / Algorithm 1).
 
@@ -315,6 +316,10 @@ def control_step(
         condition number is high.
     rank: singular values counted by the condition number (default min(m, k);
         see task_rank).
+    inverse_rank: singular values the inverse uses (None: all above numpy's pinv
+        cut-off, the paper's). The controller node passes the task's rank: a learned
+        12x7 multi-point J's 7th singular value is noise (the true one is 0), and its
+        inverse dominated the command (Broyden's fitted J: condition 4.8e3).
     condition_transform: (m', m) row map W: the condition number is that of W J
         (a task's ``condition_transform``, which makes it measure the distance from
         a singularity of the arm whatever units x stacks); None = J's own. Only the
@@ -351,6 +356,11 @@ def control_step(
     ez = np.where(ok[:, None], error, 0.0)
 
     u, s, vt = _svd(jz)
+    if inverse_rank is not None and inverse_rank < s.shape[-1]:
+        s_inv_src = s.copy()
+        s_inv_src[..., int(inverse_rank):] = 0.0
+    else:
+        s_inv_src = s
     if condition_transform is not None:
         w = np.asarray(condition_transform, dtype=float)
         if w.ndim != 2 or w.shape[1] != m or not np.all(np.isfinite(w)):
@@ -405,10 +415,12 @@ def control_step(
         """qdot (B, k) and its velocity scale; the `fixed` joints move at `values` (rad/s,
         before the cap) and the others serve the rest of the task velocity."""
         if fixed is None:
-            uu, ss, vv, jl, e_rest = u, s, vt, jz, ez
+            uu, ss, vv, jl, e_rest = u, s_inv_src, vt, jz, ez
         else:
             jl = np.where(fixed[:, None, :], 0.0, jz)
             uu, ss, vv = _svd(jl)
+            if inverse_rank is not None and inverse_rank < ss.shape[-1]:
+                ss[..., int(inverse_rank):] = 0.0
             # what the fixed joints already do, in error units (gain and slowdown undone)
             with np.errstate(divide="ignore", invalid="ignore"):
                 per = np.where(cond_scale > 0, 1.0 / (config.gain * cond_scale), 0.0)
