@@ -369,12 +369,17 @@ def test_installed_executable_serves_another_process(ros_context):
     executor.add_node(client_node)
     try:
         client = client_node.create_client(EstimateJacobian, f"{node_name}/estimate")
-        assert client.wait_for_service(timeout_sec=3 * TIMEOUT), "service never appeared"
+        # On a fresh machine the node first makes Broyden's first J (babbling, seconds).
+        assert client.wait_for_service(timeout_sec=60.0), "service never appeared"
         future = client.call_async(EstimateJacobian.Request(joint_positions=Q.tolist()))
         executor.spin_until_future_complete(future, timeout_sec=TIMEOUT)
         assert future.done(), "no answer"
         assert future.result().success and future.result().estimator == "broyden"
-        np.testing.assert_allclose(_jacobian(future.result()), 0.1 * np.eye(3, 7))
+        # Its first J: the local linear fit of the babbling near the start pose.
+        task = make_task("single_point", load_robot("gen3"))
+        j_start = task.jacobian(task.home_active)
+        error = np.linalg.norm(_jacobian(future.result()) - j_start) / np.linalg.norm(j_start)
+        assert error < 0.1, error
     finally:
         executor.shutdown()
         client_node.destroy_node()
