@@ -115,8 +115,8 @@ def test_design_protocol_variant(tmp_path):
     assert result.returncode == 0, result.stderr
     res = json.loads(result.stdout.strip().splitlines()[-1])
     p = res["protocol"]
-    assert (p["variant"], p["steps"], p["start"], p["joint_limits"]) == ("design", 100, None,
-                                                                         "clip")
+    assert (p["variant"], p["steps"], p["start"], p["joint_limits"]) == \
+        ("design", 100, [0.0] * 7, "clip")
     assert p["velocity_mode"] == "scale" and p["control"]["max_joint_velocity"] == 1.22
     assert (res["data"]["sigma"], res["data"]["ou_dt"]) == (0.2, None)
     assert "--protocol design" in res["command"]

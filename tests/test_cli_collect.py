@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from uvs_core.dataset import read_bag
+from uvs_core.evaluation import protocol as protocol_of
 from uvs_core.robot import load_robot
 from uvs_core.tasks import make_task
 
@@ -33,7 +34,11 @@ def test_collect_writes_a_bag_of_the_requested_task(tmp_path, task, m):
     task_model = make_task(task, load_robot("gen3"))
     np.testing.assert_allclose(data.x, task_model.x(task_model.select(data.q)), atol=1e-9)
     starts = data.q[np.r_[0, np.flatnonzero(np.diff(data.traj)) + 1]]
-    np.testing.assert_allclose(starts, np.broadcast_to(task_model.q_fixed, starts.shape))
+    # the default (design) protocol's start: DESIGN.md's straight arm for the Gen3's
+    # position tasks, the task's home for visual_servo
+    start = protocol_of(task, "design").start_for(7)
+    expected = task_model.q_fixed if start is None else start
+    np.testing.assert_allclose(starts, np.broadcast_to(expected, starts.shape))
 
 
 def test_collect_is_reproducible_by_seed(tmp_path):
@@ -61,7 +66,7 @@ def test_collect_paper_protocol(tmp_path):
     assert np.abs(np.diff(q, axis=1)).max() <= 0.05 * 1.22 + 1e-9
     assert load_robot("gen3").in_limits(data.q).all()
     design = runs["design"][1].q
-    assert runs["design"][0]["sigma"] == 0.2 and runs["design"][0]["start"] is None
+    assert runs["design"][0]["sigma"] == 0.2 and runs["design"][0]["start"] == [0.0] * 7
     # Mean joint speed: mostly at the 1.22 rad/s clip, several times the default's.
     speed = np.abs(np.diff(q, axis=1)).mean() / 0.05
     design_speed = np.abs(np.diff(design.reshape(20, 100, 7), axis=1)).mean() / 0.05

@@ -112,7 +112,8 @@ def test_estimator_swapped_by_parameter_mid_run_keeps_servoing(nk_model):
                 graph.set_estimator("nk_tanh")
                 swapped["done"] = True
 
-        result = graph.servo_to(_targets("single_point", 1, seed=8, model=nk_model)[0],
+        result = graph.servo_to(_targets("single_point", 1, seed=8, model=nk_model,
+                                         stall=True)[0],
                                 timeout=20.0,
                                 progress=on_status)
     assert swapped["done"]

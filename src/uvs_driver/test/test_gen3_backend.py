@@ -139,6 +139,10 @@ def test_defect1_stop_goes_over_a_new_connection_when_the_socket_is_broken(arm, 
     assert "error" not in box, box
     reached = arm.stop_reached(broken)
     assert reached is not None and reached - broken < 0.2
+    # At rest once it has decelerated (the double brakes as the arm does, ~0.1 s).
+    deadline = time.monotonic() + 0.5
+    while arm.moving() and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert not arm.moving()
     # The arm saw a second TCP session come, Stop, and go.
     assert arm.names().count("TCPTransport.connect") == 2
