@@ -143,7 +143,8 @@ def test_a_given_model_is_evaluated_instead_of_trained(tmp_path):
     assert training["fit_seconds"] is None and training["samples"] == meta["samples"]
     assert not (out / "models" / "nk_tanh").exists()
     assert f"--model nk_tanh={shipped}" in res["command"]
-    assert 0.0 <= res["estimators"]["nk_tanh"]["success"]["total"] <= 100.0
+    # the shipped model servoes (94.5 over 1100 trajectories; an untrained one scores ~0)
+    assert res["estimators"]["nk_tanh"]["success"]["total"] > 50.0
 
     other = default_model_dir() / "visual_servo" / "nk_tanh"
     wrong = _uvs("benchmark", "--estimators", "nk_tanh", "--model", f"nk_tanh={other}",
