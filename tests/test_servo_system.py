@@ -33,47 +33,60 @@ def nk_model(tmp_path_factory):
 
 
 def _targets(task_name: str, count: int, seed: int, model=None,
-             stall: bool = False) -> np.ndarray:
+             stall: bool = False, swaps: tuple[int, ...] = ()) -> np.ndarray:
     """`count` random reachable targets that the controller's law (default parameters but
     no condition checks, joint-limit handling included) reaches from the start pose in the
     core simulation, with the true Jacobian or with the estimator loaded from `model`. A
     straight task-space path to some reachable targets crosses a joint limit, where the
     controller correctly halts; those say nothing about the graph. stall: a trajectory
-    also ends where the controller reports STALLED (ServoGraph.servo_to stops there)."""
-    from uvs_core.control import ControlConfig, ServoMonitor, control_step, task_rank
-    from uvs_core.sim import Simulation
-
+    also ends where the controller reports STALLED (ServoGraph.servo_to stops there).
+    swaps: the servo starts on the true Jacobian and switches to `model` at step s; a
+    target is kept only if it is reached for every s in swaps (the live swap's step
+    depends on timing)."""
     task = make_task(task_name, GEN3)
-    jacobian = task.jacobian
+    learned = None
     if model is not None:
         from uvs_core.estimators import load_estimator
 
-        jacobian = load_estimator(model, task=task).estimate_batch
+        learned = load_estimator(model, task=task).estimate_batch
     # The controller's default: 2 px, or 5 mm per point.
     tolerance = 2.0 if task.units == "px" else 0.005 * np.sqrt(task.m / 3.0)
     rng = np.random.default_rng(seed)
     chosen: list[np.ndarray] = []
     while len(chosen) < count:
         candidates = task.sample_targets(rng, 16)
-        sim = Simulation(task, dt=0.05, batch=len(candidates))
-        sim.reset()
-        # controller.yaml's joint-limit handling (lock, 0.6 s look-ahead)
-        config = ControlConfig(cond_slowdown=np.inf, cond_halt=np.inf, joint_limit_policy="lock",
-                               limit_lookahead=0.6)
-        lower, upper = GEN3.lower[task.active], GEN3.upper[task.active]
-        alive = np.ones(len(candidates), bool)
-        monitor = ServoMonitor(tolerance, batch=len(candidates))
-        for _ in range(300):
-            qdot, info = control_step(jacobian(sim.qa), sim.x, candidates, sim.qa, config,
-                                      lower, upper, rank=task_rank(task))
-            alive &= ~info.halted
-            if stall:
-                converged, stalled = monitor.update(info.error_norm)
-                alive &= ~stalled | converged
-            sim.step(np.where(alive[:, None], qdot, 0.0))
-        reached = alive & (np.linalg.norm(sim.x - candidates, axis=1) < tolerance)
+        reached = np.ones(len(candidates), bool)
+        for swap in swaps or (None,):
+            reached &= _reached(task, candidates, tolerance, learned, swap, stall)
         chosen += list(candidates[reached][: count - len(chosen)])
     return np.asarray(chosen)
+
+
+def _reached(task, candidates, tolerance, learned, swap, stall) -> np.ndarray:
+    """Which candidates the controller's law reaches in the core simulation: with the
+    true Jacobian before step `swap` (all along when learned is None), then `learned`."""
+    from uvs_core.control import ControlConfig, ServoMonitor, control_step, task_rank
+    from uvs_core.sim import Simulation
+
+    sim = Simulation(task, dt=0.05, batch=len(candidates))
+    sim.reset()
+    # controller.yaml's joint-limit handling (lock, 0.6 s look-ahead)
+    config = ControlConfig(cond_slowdown=np.inf, cond_halt=np.inf, joint_limit_policy="lock",
+                           limit_lookahead=0.6)
+    lower, upper = GEN3.lower[task.active], GEN3.upper[task.active]
+    alive = np.ones(len(candidates), bool)
+    monitor = ServoMonitor(tolerance, batch=len(candidates))
+    for step in range(300):
+        use_true = learned is None or (swap is not None and step < swap)
+        jacobian = task.jacobian(sim.qa) if use_true else learned(sim.qa)
+        qdot, info = control_step(jacobian, sim.x, candidates, sim.qa, config,
+                                  lower, upper, rank=task_rank(task))
+        alive &= ~info.halted
+        if stall:
+            converged, stalled = monitor.update(info.error_norm)
+            alive &= ~stalled | converged
+        sim.step(np.where(alive[:, None], qdot, 0.0))
+    return alive & (np.linalg.norm(sim.x - candidates, axis=1) < tolerance)
 
 
 def test_single_point_with_the_true_jacobian_reaches_targets_within_1_cm():
@@ -112,8 +125,10 @@ def test_estimator_swapped_by_parameter_mid_run_keeps_servoing(nk_model):
                 graph.set_estimator("nk_tanh")
                 swapped["done"] = True
 
-        result = graph.servo_to(_targets("single_point", 1, seed=8, model=nk_model,
-                                         stall=True)[0],
+        # Reached whatever the step of the swap (the parameter call takes its time).
+        target = _targets("single_point", 1, seed=8, model=nk_model, stall=True,
+                          swaps=(8, 12, 16, 20, 25, 30, 40, 60))[0]
+        result = graph.servo_to(target,
                                 timeout=20.0,
                                 progress=on_status)
     assert swapped["done"]
