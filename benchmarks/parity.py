@@ -5,6 +5,7 @@ benchmark's rollout of the same estimator, task and targets.
     uvs evaluate --estimator tj --targets 100 --out bench/live_sp_tj
     python benchmarks/parity.py bench/live_sp_tj/evaluation.json
     python benchmarks/parity.py --task multi_point --estimator nj --targets 100  # no live run
+    python benchmarks/parity.py --task multi_point --estimator tj --decompose
 
 The offline side is `uvs benchmark`'s (uvs_core.evaluation.rollout with the paper
 protocol: 200 steps of 0.05 s from the start pose, gain 1, no condition checks, joints
@@ -88,10 +89,12 @@ def controller_values(task_name: str) -> dict:
 
 
 def controller_law(task, est, goals: np.ndarray, variant: str = "paper",
-                   steps: int | None = None, **overrides) -> dict:
+                   steps: int | None = None, stop: bool = True, **overrides) -> dict:
     """The live controller's law in the batched simulation from the task's home: 200
     steps of 1/rate s, the driver's speed cap, joints clipped at their limits, each
-    trajectory frozen once within the tolerance (the controller then commands zero)."""
+    trajectory frozen once within the tolerance (the controller then commands zero).
+    overrides: controller parameters. stop=False: no freezing at the tolerance (the
+    paper's rollout)."""
     from uvs_control.controller_node import _control_config
     from uvs_core.control import ServoMonitor, control_step, task_rank
     from uvs_core.evaluation import batched, protocol, task_distance
@@ -121,9 +124,33 @@ def controller_law(task, est, goals: np.ndarray, variant: str = "paper",
                                   inverse_rank=task_rank(task))
         prev = info.condition
         converged, _ = monitor.update(info.error_norm)
-        qdot[converged] = 0.0
+        if stop:
+            qdot[converged] = 0.0
         x = sim.step(qdot).x
     return _row(proto, task, initial, task_distance(x, goals, proto.distance))
+
+
+#: From the controller's defaults to the paper's rollout, one rule at a time (cumulative):
+#: label, controller_law keywords (controller parameters, and stop). The last row runs the
+#: offline protocol's rules in the controller's code and so scores as `offline` does.
+LADDER = (
+    ("controller defaults", {}),
+    ("+ per-joint speed clip", {"velocity_limit_mode": "clip"}),
+    ("+ no condition check", {"cond_slowdown": np.inf, "cond_halt": np.inf}),
+    ("+ no limit margin", {"joint_limit_margin": 0.0}),
+    ("+ no stop at tolerance", {"stop": False}),
+    ("+ joint mask, 0.5 s", {"joint_limit_policy": "mask", "joint_limit_lookahead": 0.5}),
+)
+
+
+def decompose(task, est, goals: np.ndarray) -> list[tuple[str, dict]]:
+    """controller_law along LADDER: what each of the controller's rules costs or gains
+    against the offline rollout."""
+    rows, keywords = [], {}
+    for label, step in LADDER:
+        keywords = {**keywords, **step}
+        rows.append((label, controller_law(task, est, goals, **keywords)))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--estimator", default="tj", help="without a live run")
     parser.add_argument("--targets", type=int, default=100, help="without a live run")
     parser.add_argument("--seed", type=int, default=0, help="without a live run")
+    parser.add_argument("--decompose", action="store_true",
+                        help="also the controller's law with its rules replaced by the "
+                        "paper's one at a time (per-joint clip, no condition check, no "
+                        "margin, no stop, the joint mask): where a gap comes from")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     from uvs_core.robot import load_robot
@@ -163,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = {"offline": offline(task, est, goals), "controller": controller_law(task, est, goals)}
     if live is not None:
         rows = {"live": live, **rows}
+    if args.decompose:
+        rows.update(decompose(task, est, goals)[1:])
     report = {"task": task.name, "estimator": name, "targets": len(goals),
               **{side: {"total": r["total"], "bins": r["bins"], "converged": r["converged"]}
                  for side, r in rows.items()}}
@@ -175,12 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     labels = [b["label"] for b in rows["offline"]["bins"]]
     print(f"{task.name}, {name}, {len(goals)} targets: success % averaged over thresholds, "
           f"by initial distance ({task.units}); conv.: within the controller's tolerance")
-    print(f"{'':<10} " + " ".join(f"{lab:>9}" for lab in labels) + f" {'total':>7} {'conv.':>6}")
+    width = max(len(side) for side in rows)
+    print(f"{'':<{width}} " + " ".join(f"{lab:>9}" for lab in labels)
+          + f" {'total':>7} {'conv.':>6}")
     for side, res in rows.items():
         cells = {b["label"]: b["success"] for b in res["bins"]}
         row = " ".join(f"{'-' if cells.get(lab) is None else format(cells[lab], '.2f'):>9}"
                        for lab in labels)
-        print(f"{side:<10} {row} {res['total']:>7.2f} {res['converged']:>6}")
+        print(f"{side:<{width}} {row} {res['total']:>7.2f} {res['converged']:>6}")
     if live is not None:
         print(f"gap live - offline: {report['gap']:+.2f} points; live - controller: "
               f"{report['gap_controller']:+.2f}")

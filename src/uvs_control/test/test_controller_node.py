@@ -235,6 +235,53 @@ def test_idle_without_target_then_commands_equal_control_step(harness):
     assert np.median(np.diff(stamps)) == pytest.approx(1.0 / RATE, rel=0.3)
 
 
+def test_the_estimator_gets_x_with_the_joint_positions_of_the_same_stamp(harness):
+    """x arrives one reading behind q (a camera, a slower topic): the request still pairs
+    x with the q it was measured at (equal header stamps), so an online estimator's
+    secants are not noise; unstamped task states fall back to the newest q."""
+    h = harness
+    h.publishing = False
+    qa, qb = Q.copy(), Q + 0.05
+    stop = threading.Event()
+
+    def stand_in():
+        previous = None
+        k = 0
+        while not stop.is_set():
+            q = qa if k % 2 else qb
+            stamp = h.world.get_clock().now().to_msg()
+            js = JointState(name=list(h.robot.joint_names), position=q.tolist())
+            js.header.stamp = stamp
+            h._joint_pub.publish(js)
+            if previous is not None:        # the task state of the previous reading
+                p_stamp, p_q = previous
+                ts = TaskState(task=h.task.name, position=h.task.x_from_q(p_q).tolist(),
+                               valid=True)
+                ts.header.stamp = p_stamp
+                h._task_pub.publish(ts)
+            previous = (stamp, q)
+            k += 1
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=stand_in, daemon=True)
+    thread.start()
+    try:
+        assert h.set_target(h.task.x_from_q(Q) + 0.02).success
+        deadline = time.monotonic() + WAIT
+        while len(h.estimator.requests) < 15 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        requests = list(h.estimator.requests)[3:]
+        assert len(requests) >= 10
+        pairs = [(np.asarray(r.joint_positions), np.asarray(r.task_position)) for r in requests]
+        for q, x in pairs:
+            np.testing.assert_allclose(h.task.x_from_q(q), x, atol=1e-12)
+        # both poses appeared, so the pairing was tested on both phases
+        assert {round(float(q[0]), 3) for q, _ in pairs} == {round(Q[0], 3), round(Q[0] + 0.05, 3)}
+    finally:
+        stop.set()
+        thread.join(timeout=WAIT)
+
+
 def test_runs_at_100_hz(ros_context):
     h = Harness(ros_context, rate=100.0,
                 overrides=[Parameter("estimator_timeout", value=0.008)])
@@ -479,6 +526,14 @@ def test_parameters_are_validated(ros_context):
         assert not set_("task", "multi_point").successful       # read-only
         assert not set_("frame_id", " ").successful
         assert node.tolerance == pytest.approx(0.005)
+        assert node.control_config.velocity_limit_mode == "scale"
+        assert set_("velocity_limit_mode", "clip").successful
+        assert node.control_config.velocity_limit_mode == "clip"
+        result = set_("velocity_limit_mode", "wrap")
+        assert not result.successful and "velocity_limit_mode 'wrap' unknown" in result.reason
+        assert set_("joint_limit_policy", "mask").successful
+        assert node.control_config.joint_limit_policy == "mask"
+        assert not set_("joint_limit_policy", "ignore").successful
     finally:
         node.destroy_node()
     with pytest.raises(ValueError, match="task"):

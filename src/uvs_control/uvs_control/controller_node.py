@@ -50,7 +50,13 @@ finiteness and the envelope; always restarts the bookkeeping, even for the
 same target, and clears a latched halt), ``~/cancel`` (std_srvs/Trigger:
 forget the target, idle, zero), ``~/resume`` (std_srvs/Trigger: clear a
 latched halt, keep the target).
-Client: ``estimate_jacobian`` (uvs_interfaces/EstimateJacobian).
+Client: ``estimate_jacobian`` (uvs_interfaces/EstimateJacobian). Its request pairs x
+with the joint positions x was measured at: the joint state whose header stamp equals
+the task state's (the driver stamps both with one reading; the sim camera stamps its
+frame with the joint state it drew, and the tracker keeps it), else the nearest in the
+last second. An online estimator (Broyden) learns from successive (q, x) pairs, and a
+q one message newer than its x makes a secant of noise (measured: docs/parity.md).
+The control law itself (joint limits) uses the newest joint state.
 
 The control cycle runs on a thread of its own at ``rate`` (deadline-scheduled on a
 monotonic clock), not in an executor callback: it blocks up to ``estimator_timeout``
@@ -66,6 +72,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 
 import numpy as np
 from rcl_interfaces.msg import (
@@ -88,6 +95,7 @@ from uvs_control.markers import servo_markers
 from uvs_control.qos import COMMAND_QOS, MARKER_QOS, STATE_QOS, STATUS_QOS, TARGET_QOS
 from uvs_core.control import (
     JOINT_LIMIT_POLICIES,
+    VELOCITY_LIMIT_MODES,
     ControlConfig,
     ServoMonitor,
     control_step,
@@ -174,9 +182,15 @@ PARAMETERS = {
         f"servo halts; 0 = by task ({_by_task(1)}); .inf disables (paper).", _DOUBLE,
         constraints="0 (by task), or >= cond_slowdown")),
     "max_joint_velocity": (_DEFAULT.max_joint_velocity, _descriptor(
-        "Joint speed cap, rad/s; the command is scaled as a whole vector, direction kept "
-        "(paper 1.22). Each joint's own limit applies too.", _DOUBLE, floats=(0.0, 10.0),
+        "Joint speed cap, rad/s (paper 1.22), applied as velocity_limit_mode says. Each "
+        "joint's own limit applies too.", _DOUBLE, floats=(0.0, 10.0),
         constraints="> 0")),
+    "velocity_limit_mode": (_DEFAULT.velocity_limit_mode, _descriptor(
+        "scale: a command over the cap is scaled as a whole vector, so the task-space step "
+        "keeps its direction (MoveIt Servo's rule). clip: each joint is clipped on its own "
+        "(the paper's rollout, `uvs benchmark`): faster on long multi-point moves, but the "
+        "step turns away from the error (docs/parity.md).", _STR,
+        constraints=f"one of {', '.join(VELOCITY_LIMIT_MODES)}")),
     "joint_limit_margin": (_DEFAULT.joint_limit_margin, _descriptor(
         "rad kept free before each position limit; what a command that would enter the "
         "margin within one period does is joint_limit_policy's (continuous joints exempt).",
@@ -239,7 +253,8 @@ PARAMETERS = {
 }
 
 _CONTROL_FIELDS = ("gain", "damping", "cond_slowdown", "cond_halt", "max_joint_velocity",
-                   "joint_limit_margin", "nullspace_gain", "joint_limit_policy")
+                   "joint_limit_margin", "nullspace_gain", "joint_limit_policy",
+                   "velocity_limit_mode")
 # parameter name -> ControlConfig field, where they differ
 _CONTROL_RENAMED = {"joint_limit_lookahead": "limit_lookahead"}
 
@@ -264,6 +279,9 @@ def validate_parameters(values: dict) -> str | None:
     if values["joint_limit_policy"] not in JOINT_LIMIT_POLICIES:
         return (f"joint_limit_policy {values['joint_limit_policy']!r} unknown; choose one of "
                 f"{', '.join(JOINT_LIMIT_POLICIES)}")
+    if values["velocity_limit_mode"] not in VELOCITY_LIMIT_MODES:
+        return (f"velocity_limit_mode {values['velocity_limit_mode']!r} unknown; choose one "
+                f"of {', '.join(VELOCITY_LIMIT_MODES)}")
     for name in ("rate", "estimator_timeout", "state_timeout", "fault_latch_after"):
         value = values[name]
         if not (math.isfinite(value) and value > 0):
@@ -331,6 +349,9 @@ class ControllerNode(Node):
         self._monitor = self._new_monitor(values)
         self._joint_state: JointState | None = None
         self._joint_time = -math.inf          # time.monotonic() at receipt
+        # (stamp ns, JointState) of the last second of joint states, for the estimator's
+        # (q, x) pairs (see _positions_at)
+        self._joint_history: deque[tuple[int, JointState]] = deque(maxlen=200)
         self._task_state: TaskState | None = None
         self._task_time = -math.inf
         self._target: np.ndarray | None = None
@@ -473,8 +494,30 @@ class ControllerNode(Node):
     # ------------------------------------------------------------------ inputs
 
     def _on_joint_state(self, msg: JointState) -> None:
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         with self._lock:
             self._joint_state, self._joint_time = msg, time.monotonic()
+            self._joint_history.append((stamp, msg))
+
+    def _positions_at(self, ts: TaskState, latest: np.ndarray) -> np.ndarray:
+        """Joint positions (the JointState's own order) measured with task state ts: the
+        joint state of equal stamp, else the nearest within 1 s; `latest` when the stamps
+        are zero or nothing is that close (lock held)."""
+        stamp = ts.header.stamp.sec * 1_000_000_000 + ts.header.stamp.nanosec
+        latest_msg = self._joint_state
+        if stamp == 0 or not self._joint_history:
+            return latest
+        best, best_gap = None, 1_000_000_000
+        for js_stamp, msg in reversed(self._joint_history):
+            gap = abs(js_stamp - stamp)
+            if gap < best_gap:
+                best, best_gap = msg, gap
+            if gap == 0 or js_stamp < stamp - best_gap:
+                break
+        if best is None or best is latest_msg or tuple(best.name) != tuple(latest_msg.name) \
+                or len(best.position) != latest.size:
+            return latest
+        return np.asarray(best.position, dtype=float)
 
     def _on_task_state(self, msg: TaskState) -> None:
         with self._lock:
@@ -646,6 +689,7 @@ class ControllerNode(Node):
                 f"task state has {len(ts.position)} values, expected {self.task.m}"
         if self._target_lost:
             return q, x, positions, names, "target lost (the target topic says invalid)"
+        positions = self._positions_at(ts, positions)
         target_timeout = self._values["target_timeout"]
         if (self._target_time is not None and target_timeout > 0
                 and now - self._target_time > target_timeout):

@@ -496,6 +496,47 @@ def test_joint_limit_lock_halts_when_no_joint_is_left():
         ControlConfig(joint_limit_policy="ignore")
 
 
+def test_joint_limit_mask_zeroes_the_limited_joint_and_keeps_the_others_command():
+    """mask (the paper's reference rule): the joint that would pass its limit within the
+    look-ahead gets 0, the others keep exactly their unconstrained command, no halt."""
+    jac = np.array([[1.0, 1.0]])
+    lower, upper = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+    free = ControlConfig(cond_slowdown=INF, cond_halt=INF, joint_limit_margin=0.0)
+    mask = ControlConfig(cond_slowdown=INF, cond_halt=INF, joint_limit_margin=0.0,
+                         joint_limit_policy="mask", limit_lookahead=0.5)
+    q = np.array([0.9, 0.0])
+    unconstrained, _ = control_step(jac, np.array([0.9]), np.array([1.9]), q, free)
+    np.testing.assert_allclose(unconstrained, [0.5, 0.5])   # J+ e, e = 1
+    qdot, info = control_step(jac, np.array([0.9]), np.array([1.9]), q, mask, lower, upper)
+    # joint 0 would reach 0.9 + 0.5 * 0.5 = 1.15 > 1 within 0.5 s: masked; joint 1 keeps
+    # 0.5 (not re-solved to 1.0, as lock would)
+    np.testing.assert_allclose(qdot, [0.0, 0.5])
+    assert not info.halted and info.reason == HALT_NONE
+    np.testing.assert_array_equal(info.limit_joints, [True, False])
+    # every joint limited: zero command, still not a halt (the rollout goes on)
+    qdot, info = control_step(jac, np.array([1.8]), np.array([2.8]), np.array([0.9, 0.9]),
+                              mask, lower, upper)
+    np.testing.assert_array_equal(qdot, [0.0, 0.0])
+    assert not info.halted
+
+
+def test_velocity_limit_clip_caps_each_joint_where_scale_keeps_the_direction():
+    """A command over the 1.22 rad/s cap: scale divides the whole vector by the largest
+    ratio (direction kept); clip caps only the joints over it (the paper's rollout)."""
+    jac = np.eye(3)
+    x, target = np.zeros(3), np.array([2.44, 0.5, -0.1])     # gain 1: qdot = e
+    scaled, info_s = control_step(jac, x, target, config=ControlConfig(
+        cond_slowdown=INF, cond_halt=INF, velocity_limit_mode="scale"))
+    clipped, info_c = control_step(jac, x, target, config=ControlConfig(
+        cond_slowdown=INF, cond_halt=INF, velocity_limit_mode="clip"))
+    np.testing.assert_allclose(scaled, [1.22, 0.25, -0.05])
+    np.testing.assert_allclose(clipped, [1.22, 0.5, -0.1])
+    assert info_s.velocity_scale == pytest.approx(0.5)
+    assert info_c.velocity_scale == pytest.approx(0.5)      # the largest joint's
+    with pytest.raises(ValueError, match="velocity_limit_mode"):
+        ControlConfig(velocity_limit_mode="wrap")
+
+
 def test_inverse_rank_drops_the_noise_singular_value_of_a_learned_multi_point_j(gen3):
     """A 12x7 multi-point J has rank 6 (x is a function of the 6-DOF tool pose). A
     learned one carries a small noise 7th singular value whose inverse dominates the

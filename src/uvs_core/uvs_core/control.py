@@ -32,13 +32,16 @@ import numpy as np
 __all__ = [
     "ControlConfig", "ControlInfo", "control_step", "pseudo_inverse", "condition_number",
     "task_rank", "midrange_gradient", "ServoMonitor", "JOINT_LIMIT_POLICIES",
+    "VELOCITY_LIMIT_MODES",
     "HALT_NONE", "HALT_NONFINITE_JACOBIAN", "HALT_NONFINITE_STATE", "HALT_SINGULAR",
     "HALT_JOINT_LIMIT", "HALT_REASONS",
 ]
 
 # Reason codes of ControlInfo.reason (int8 per trajectory).
 #: ControlConfig.joint_limit_policy choices
-JOINT_LIMIT_POLICIES = ("halt", "lock")
+JOINT_LIMIT_POLICIES = ("halt", "lock", "mask")
+#: ControlConfig.velocity_limit_mode choices
+VELOCITY_LIMIT_MODES = ("scale", "clip")
 
 HALT_NONE = 0
 HALT_NONFINITE_JACOBIAN = 1
@@ -70,8 +73,13 @@ class ControlConfig:
         ``1 <= cond_slowdown <= cond_halt``. They apply to the task's condition
         measure (control_step's rank and condition_transform); each task has its
         own defaults (Task.cond_thresholds, see for_task).
-    max_joint_velocity: rad/s; a faster command is scaled as a whole vector,
-        direction kept (paper 1.22). ``inf`` disables.
+    max_joint_velocity: rad/s (paper 1.22); what a faster command does is
+        velocity_limit_mode's. ``inf`` disables.
+    velocity_limit_mode: "scale": the whole command is scaled down until every joint
+        is within its cap, so the direction of joint motion, hence of the task-space
+        step, is kept (MoveIt Servo's rule; the default). "clip": each joint is clipped
+        to its cap on its own (the paper's reference rollout, `uvs benchmark`): faster
+        on many-joint commands, but the task-space step turns away from the error.
     joint_limit_margin: rad kept free before each position limit.
     nullspace_gain: weight of Eq. 1's (I - J+ J) y term, y the gradient that pulls
         limited joints to the middle of their range; 0 = off (paper).
@@ -82,7 +90,10 @@ class ControlConfig:
         fastest speed that keeps it inside within the look-ahead (0 once in the margin)
         and the others solve the rest of the task (saturation in the null space; the
         redundant Gen3 usually still has a way); halt only when that solution would not
-        reduce the error.
+        reduce the error. "mask": that joint is not moved and the others keep their
+        command, never halting (the paper's reference simulator, with limit_lookahead
+        0.5 s = its 10 steps; the driver's guard does the same): no re-solve, so the
+        task-space step is not the one asked for.
     limit_lookahead: s over which joint limits are predicted; 0 = dt. The driver's
         guard zeroes a joint that would pass its limit within its own look-ahead (0.5 s):
         the controller predicts as far, so the driver's guard is not what stops it.
@@ -98,13 +109,18 @@ class ControlConfig:
     dt: float = 0.05
     joint_limit_policy: str = "halt"
     limit_lookahead: float = 0.0
+    velocity_limit_mode: str = "scale"
 
     def __post_init__(self) -> None:
         if self.joint_limit_policy not in JOINT_LIMIT_POLICIES:
             raise ValueError(f"joint_limit_policy must be one of "
                              f"{', '.join(JOINT_LIMIT_POLICIES)}, got {self.joint_limit_policy!r}")
+        if self.velocity_limit_mode not in VELOCITY_LIMIT_MODES:
+            raise ValueError(f"velocity_limit_mode must be one of "
+                             f"{', '.join(VELOCITY_LIMIT_MODES)}, got "
+                             f"{self.velocity_limit_mode!r}")
         for f in fields(self):
-            if f.name == "joint_limit_policy":
+            if f.name in ("joint_limit_policy", "velocity_limit_mode"):
                 continue
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -412,8 +428,9 @@ def control_step(
             y = config.nullspace_gain * midrange_gradient(qa_ok, lower, upper)
 
     def command(fixed: np.ndarray | None, values: np.ndarray | None):
-        """qdot (B, k) and its velocity scale; the `fixed` joints move at `values` (rad/s,
-        before the cap) and the others serve the rest of the task velocity."""
+        """qdot (B, k), its velocity scale and qdot before the cap; the `fixed` joints move
+        at `values` (rad/s, before the cap) and the others serve the rest of the task
+        velocity."""
         if fixed is None:
             uu, ss, vv, jl, e_rest = u, s_inv_src, vt, jz, ez
         else:
@@ -440,7 +457,11 @@ def control_step(
             ratio = np.abs(qd) / limits
         ratio = np.maximum(np.max(np.where(np.isnan(ratio), 0.0, ratio), axis=1,
                                   initial=0.0), 1.0)
-        return qd / ratio[:, None], 1.0 / ratio
+        if config.velocity_limit_mode == "clip":
+            # Each joint on its own (the paper's rollout); the scale reported is the
+            # largest joint's, as for "scale".
+            return np.clip(qd, -limits, limits), 1.0 / ratio, qd
+        return qd / ratio[:, None], 1.0 / ratio, qd
 
     def passing(qd: np.ndarray) -> np.ndarray:
         """(B, k) joints that qd takes past limit - margin within the horizon."""
@@ -448,7 +469,7 @@ def control_step(
             return np.zeros((b, k), dtype=bool)
         return ((qd > v_hi) & (qd > 0)) | ((qd < v_lo) & (qd < 0))
 
-    qdot, velocity_scale = command(None, None)
+    qdot, velocity_scale, uncapped = command(None, None)
     limit_joints = passing(qdot)
     at_limit = np.any(limit_joints, axis=1) & ok & ~singular
     if config.joint_limit_policy == "lock" and np.any(at_limit):
@@ -457,14 +478,13 @@ def control_step(
         # not (0 once in the margin), and the others solve the rest of the task; repeat
         # while another would (at most k rounds).
         fixed = limit_joints & at_limit[:, None]
-        uncapped = qdot / velocity_scale[:, None]
         values = np.clip(uncapped, v_lo, v_hi)
         for _ in range(k):
-            qd, vs = command(fixed, values)
+            qd, vs, raw = command(fixed, values)
             more = passing(qd) & ~fixed & at_limit[:, None]
             if not np.any(more):
                 break
-            values = np.where(more, np.clip(qd / vs[:, None], v_lo, v_hi), values)
+            values = np.where(more, np.clip(raw, v_lo, v_hi), values)
             fixed |= more
         # The saturated solution counts when it still moves x towards x*: (J qd) . e > 0.
         progress = np.einsum("bm,bmk,bk->b", ez, jz, qd) > 0.0
@@ -473,6 +493,10 @@ def control_step(
         velocity_scale = np.where(moves, vs, velocity_scale)
         limit_joints = np.where(at_limit[:, None], fixed, limit_joints)
         at_limit &= ~moves
+
+    if config.joint_limit_policy == "mask":
+        qdot = np.where(limit_joints & at_limit[:, None], 0.0, qdot)
+        at_limit[:] = False
 
     reason = np.full(b, HALT_NONE, dtype=np.int8)
     reason[at_limit] = HALT_JOINT_LIMIT
