@@ -153,6 +153,24 @@ def decompose(task, est, goals: np.ndarray) -> list[tuple[str, dict]]:
     return rows
 
 
+def _overrides(pairs: list[str]) -> dict:
+    """--set NAME=VALUE pairs as controller parameter values (numbers where they parse);
+    ValueError for an unknown name or a pair without '='."""
+    from uvs_control.controller_node import PARAMETERS
+
+    out = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or name not in PARAMETERS:
+            raise ValueError(f"--set {pair!r}: expected NAME=VALUE with a controller "
+                             "parameter name")
+        try:
+            out[name] = float(text)
+        except ValueError:
+            out[name] = text
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("evaluation", type=Path, nargs="?",
@@ -167,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also the controller's law with its rules replaced by the "
                         "paper's one at a time (per-joint clip, no condition check, no "
                         "margin, no stop, the joint mask): where a gap comes from")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a controller parameter for the controller row (repeatable), "
+                        "e.g. joint_limit_policy=mask, velocity_limit_mode=clip")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     from uvs_core.robot import load_robot
@@ -174,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
     live = None
     try:
+        overrides = _overrides(args.set)
         if args.evaluation is not None:
             doc = json.loads(args.evaluation.read_text())
             live, records = doc["success"], doc["targets"]
@@ -191,7 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError) as exc:
         print(f"parity: {args.evaluation or args.estimator}: {exc}", file=sys.stderr)
         return 2
-    rows = {"offline": offline(task, est, goals), "controller": controller_law(task, est, goals)}
+    try:
+        law = controller_law(task, est, goals, **overrides)
+    except ValueError as exc:
+        print(f"parity: --set: {exc}", file=sys.stderr)
+        return 2
+    rows = {"offline": offline(task, est, goals), "controller": law}
     if live is not None:
         rows = {"live": live, **rows}
     if args.decompose:
