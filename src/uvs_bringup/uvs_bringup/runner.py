@@ -490,7 +490,7 @@ class ServoGraph:
         from uvs_core.tasks import make_task
 
         op = self.operator
-        expected = make_task(self.options.task, load_robot("gen3")).camera.project(
+        expected = make_task(self.options.task, load_robot(self.options.robot)).camera.project(
             np.asarray(point, dtype=float))
         if home:
             self._show_target(None)
@@ -533,11 +533,12 @@ class ServoGraph:
         raise GraphError(f"timed out after {timeout:.0f} s waiting for {what}")
 
     def _home_x(self) -> np.ndarray:
-        return home_x(self.options.task, "gen3")
+        return home_x(self.options.task, self.options.robot)
 
 
 def home_x(task_name: str, robot: str = "gen3") -> np.ndarray:
-    """(m,) x of `task_name` at the task's start pose (where ~/home puts the sim arm)."""
+    """(m,) x of `task_name` at the task's start pose (where ~/home puts the sim arm) for
+    robot model `robot` (a load_robot spec)."""
     from uvs_core.robot import load_robot
     from uvs_core.tasks import make_task
 
