@@ -32,7 +32,6 @@ from launch import LaunchDescription
 from uvs_bringup.graph import (
     BABBLE_MODES,
     BACKENDS,
-    DEFAULT_ROBOT,
     TASKS,
     BabbleOptions,
     babble_graph,
@@ -45,9 +44,9 @@ SHARE = Path(get_package_share_directory("uvs_bringup"))
 ARGUMENTS = [
     ("backend", "sim", "what runs the arm: sim, the kinematic simulation of the robot model; "
      "gen3, the real Kinova Gen3 via Kortex", BACKENDS),
-    ("robot", DEFAULT_ROBOT, "robot model the driver and babbler load: a name under "
-     "config/robots (gen3, gen3_6dof, ur5e) or a robot YAML path (robot:=sim|gen3 alone: "
-     "deprecated spelling of backend:=)", None),
+    ("robot", "", "robot model the driver and babbler load (empty: the parameter files', "
+     "gen3): a name under config/robots (gen3, gen3_6dof, ur5e) or a robot YAML path "
+     "(robot:=sim|gen3 alone: deprecated spelling of backend:=)", None),
     ("robot_ip", "192.168.1.10", "IP address of the Gen3 (backend:=gen3)", None),
     ("task", "single_point", "task whose active joints are babbled and whose x is recorded",
      TASKS),

@@ -34,10 +34,10 @@ from launch import LaunchDescription
 from uvs_bringup.graph import (
     BACKENDS,
     CAMERAS,
-    DEFAULT_ROBOT,
     TARGET_SOURCES,
     TASKS,
     GraphOptions,
+    config_robot,
     estimator_choices,
     recorded_topics,
     recorder_spec,
@@ -57,9 +57,9 @@ SHARE = Path(get_package_share_directory("uvs_bringup"))
 ARGUMENTS = [
     ("backend", "sim", "what runs the arm: sim, the kinematic simulation of the robot model; "
      "gen3, the real Kinova Gen3 via Kortex", BACKENDS),
-    ("robot", DEFAULT_ROBOT, "robot model every node loads: a name under config/robots "
-     "(gen3, gen3_6dof, ur5e) or a robot YAML path (robot:=sim|gen3 alone: deprecated "
-     "spelling of backend:=)", None),
+    ("robot", "", "robot model every node loads (empty: the parameter files', gen3): a "
+     "name under config/robots (gen3, gen3_6dof, ur5e) or a robot YAML path "
+     "(robot:=sim|gen3 alone: deprecated spelling of backend:=)", None),
     ("robot_ip", "192.168.1.10", "IP address of the Gen3 (backend:=gen3)", None),
     ("task", "single_point", "servo task", TASKS),
     ("estimator", "nk_tanh", "Jacobian estimator (the names of the estimator registry)",
@@ -135,7 +135,8 @@ def _actions(context, given=frozenset()):
 
         # value_type=str: a URDF is text, never to be read as YAML (ros2_kortex does the same)
         # The model every uvs node loads (the spec's `robot`), so TF and RViz agree with them.
-        description = ParameterValue(robot_urdf(load_robot(options.robot)), value_type=str)
+        robot = options.robot or config_robot(params_dir)
+        description = ParameterValue(robot_urdf(load_robot(robot)), value_type=str)
         actions.append(Node(package="robot_state_publisher",
                             executable="robot_state_publisher", name="robot_state_publisher",
                             parameters=[{"robot_description": description}], output="screen",

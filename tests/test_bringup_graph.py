@@ -34,7 +34,7 @@ MODEL_NODES = {"driver", "jacobian_estimator", "controller", "sim_camera", "babb
 
 
 def _ids(o: GraphOptions) -> str:
-    return f"{o.backend}-{Path(o.robot).stem}-{o.task}-{o.camera}-{o.target_source}"
+    return f"{o.backend}-{Path(o.robot or 'default').stem}-{o.task}-{o.camera}-{o.target_source}"
 
 
 def test_point_tasks_start_driver_estimator_controller():
@@ -112,6 +112,13 @@ def test_a_robot_model_that_does_not_load_is_rejected_with_the_reason():
 @pytest.mark.parametrize("options", OPTION_SETS, ids=_ids)
 def test_every_node_that_loads_a_model_gets_the_same_robot(options):
     specs = servo_graph(options)
+    if options.robot is None:
+        # None: no override, each node's parameter file says, and they all say gen3
+        assert all("robot" not in s.parameters for s in specs)
+        files = {yaml.safe_load((config_dir() / s.params_file).read_text())[s.name]
+                 ["ros__parameters"]["robot"] for s in specs if s.name in MODEL_NODES}
+        assert files == {"gen3"}
+        return
     loaders = {s.name: s.parameters.get("robot") for s in specs if s.name in MODEL_NODES}
     assert set(loaders) == {s.name for s in specs} & MODEL_NODES
     assert set(loaders.values()) == {options.robot}, loaders
@@ -130,11 +137,11 @@ def test_a_robot_yaml_path_is_passed_absolute(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("backend", "robot", "given", "expected", "deprecated"), [
-    ("sim", "gen3", (), ("sim", "gen3"), None),                    # the defaults
+    ("sim", "", (), ("sim", None), None),                          # the defaults
     ("sim", "ur5e", ("robot",), ("sim", "ur5e"), None),
     ("gen3", "gen3", ("backend",), ("gen3", "gen3"), None),
     ("sim", "gen3", ("backend", "robot"), ("sim", "gen3"), None),  # the sim Gen3, explicitly
-    ("sim", "sim", ("robot",), ("sim", "gen3"), "write backend:=sim"),
+    ("sim", "sim", ("robot",), ("sim", None), "write backend:=sim"),
     ("sim", "gen3", ("robot",), ("gen3", "gen3"), "write backend:=gen3 for the real Gen3"),
 ])
 def test_old_robot_values_select_the_backend_with_a_deprecation(backend, robot, given,
@@ -154,7 +161,7 @@ def test_old_robot_sim_contradicting_a_backend_is_an_error():
 
 def test_gen3_options_reach_the_driver():
     spec = servo_graph(GraphOptions(backend="gen3", robot_ip="10.0.0.5"))[0]
-    assert spec.parameters == {"backend": "gen3", "robot": "gen3", "task": "single_point",
+    assert spec.parameters == {"backend": "gen3", "task": "single_point",
                                "robot_ip": "10.0.0.5"}
     args = spec.ros_args(Path("/cfg"))
     assert args[:3] == ["--ros-args", "-r", "__node:=driver"]
@@ -301,4 +308,4 @@ def test_launch_adds_robot_state_publisher_with_the_generated_urdf_where_install
     uvs_nodes = [a for a in actions if isinstance(a, Node) and a.node_package.startswith("uvs_")]
     for node in uvs_nodes:
         given = evaluate_parameters(context, node._Node__parameters)[-1]
-        assert given["robot"] == (robot or "gen3"), node.node_executable
+        assert given.get("robot") == robot, node.node_executable

@@ -125,7 +125,7 @@ def resolve_backend(backend: str, robot: str, backend_given: bool,
         if backend_given and backend != "sim":
             raise ValueError(f"robot:=sim (the old spelling of backend:=sim) contradicts "
                              f"backend:={backend}; robot names the robot model now")
-        return "sim", DEFAULT_ROBOT, (
+        return "sim", None, (
             "robot:=sim is deprecated: `robot` now names the robot model (default "
             f"{DEFAULT_ROBOT}); write backend:=sim, or nothing (sim is the default backend)")
     if robot_given and robot == "gen3" and not backend_given:
@@ -133,7 +133,7 @@ def resolve_backend(backend: str, robot: str, backend_given: bool,
             "robot:=gen3 without backend:= is deprecated and still means the real arm: "
             "write backend:=gen3 for the real Gen3 (robot gen3 is the default model), or "
             "backend:=sim robot:=gen3 for the simulated one")
-    return backend, robot, None
+    return backend, robot or None, None
 
 
 @dataclass(frozen=True)
@@ -141,11 +141,12 @@ class GraphOptions:
     """The launch arguments of servo.launch.py (same names, same defaults).
 
     backend: sim | gen3, what runs the arm. robot: the kinematic model every node loads
-    (a name under config/robots or a robot YAML path; a file path is made absolute).
+    (a name under config/robots or a robot YAML path; a file path is made absolute);
+    None: each node's parameter file says (config/*.yaml: gen3, see config_robot).
     """
 
     backend: str = "sim"
-    robot: str = DEFAULT_ROBOT
+    robot: str | None = None
     robot_ip: str = "192.168.1.10"
     task: str = "single_point"
     estimator: str = "nk_tanh"
@@ -166,7 +167,8 @@ class GraphOptions:
         if self.estimator not in estimators:
             raise ValueError(f"estimator must be one of {', '.join(estimators)}; "
                              f"got {self.estimator!r}")
-        object.__setattr__(self, "robot", check_robot(self.robot, self.backend)[0])
+        if self.robot is not None:
+            object.__setattr__(self, "robot", check_robot(self.robot, self.backend)[0])
         if self.task == "visual_servo" and self.backend == "sim" and self.camera == "webcam":
             raise ValueError("camera 'webcam' needs backend 'gen3': a webcam cannot see the "
                              "sim arm")
@@ -183,9 +185,10 @@ class GraphOptions:
 
 def servo_graph(options: GraphOptions) -> list[NodeSpec]:
     """The nodes of the servo graph for `options`, in start order. Every node that loads
-    a kinematic model gets the same `robot`."""
-    robot = options.robot
-    backend_params = {"backend": options.backend, "robot": robot, "task": options.task}
+    a kinematic model gets the same `robot` (none when options.robot is None: the
+    parameter files' then)."""
+    model = {} if options.robot is None else {"robot": options.robot}
+    backend_params = {"backend": options.backend, **model, "task": options.task}
     if options.backend == "gen3":
         backend_params["robot_ip"] = options.robot_ip
     driver_remaps: tuple[tuple[str, str], ...] = ()
@@ -198,16 +201,16 @@ def servo_graph(options: GraphOptions) -> list[NodeSpec]:
         NodeSpec("jacobian_estimator", "uvs_estimation", "jacobian_estimator",
                  "uvs_estimation.estimator_node:JacobianEstimatorNode",
                  "jacobian_estimator.yaml",
-                 {"robot": robot, "task": options.task, "estimator": options.estimator}),
+                 {**model, "task": options.task, "estimator": options.estimator}),
         NodeSpec("controller", "uvs_control", "controller",
                  "uvs_control.controller_node:ControllerNode", "controller.yaml",
-                 {"robot": robot, "task": options.task,
+                 {**model, "task": options.task,
                   **({"target_timeout": MARKER_TARGET_TIMEOUT}
                                            if options.target_source == "marker" else {})}),
     ]
     if options.task == "visual_servo":
         if options.camera == "sim":
-            camera_params = {"robot": robot, "task": options.task}
+            camera_params = {**model, "task": options.task}
             if options.target_source == "marker":
                 camera_params["target_marker"] = True
             nodes.append(NodeSpec("sim_camera", "uvs_vision", "sim_camera",
@@ -236,7 +239,7 @@ class BabbleOptions:
     robot as in GraphOptions."""
 
     backend: str = "sim"
-    robot: str = DEFAULT_ROBOT
+    robot: str | None = None
     robot_ip: str = "192.168.1.10"
     task: str = "single_point"
     trajectories: int = 10
@@ -251,20 +254,22 @@ class BabbleOptions:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
         if self.trajectories < 1:
             raise ValueError(f"trajectories must be >= 1; got {self.trajectories}")
-        object.__setattr__(self, "robot", check_robot(self.robot, self.backend)[0])
+        if self.robot is not None:
+            object.__setattr__(self, "robot", check_robot(self.robot, self.backend)[0])
 
 
 def babble_graph(options: BabbleOptions) -> list[NodeSpec]:
     """Driver and babbler: OU or servo babbling from home, written as a bag of the `uvs
     collect` schema by the babbler itself (the driver's task_state is what it records)."""
-    driver_params = {"backend": options.backend, "robot": options.robot, "task": options.task}
+    model = {} if options.robot is None else {"robot": options.robot}
+    driver_params = {"backend": options.backend, **model, "task": options.task}
     if options.backend == "gen3":
         driver_params["robot_ip"] = options.robot_ip
     return [
         NodeSpec("driver", "uvs_driver", "driver", "uvs_driver.driver_node:DriverNode",
                  "driver.yaml", driver_params),
         NodeSpec("babbler", "uvs_driver", "babbler", "uvs_driver.babbler_node:BabblerNode",
-                 "babbler.yaml", {"robot": options.robot, "task": options.task,
+                 "babbler.yaml", {**model, "task": options.task,
                                   "trajectories": options.trajectories,
                                   "output": options.bag, "mode": options.mode}),
     ]
@@ -307,6 +312,19 @@ def config_dir() -> Path:
     except ImportError:
         pass
     return Path(__file__).resolve().parents[3] / "config"
+
+
+def config_robot(config: Path | None = None) -> str:
+    """The robot model the driver's parameter file names (`config`/driver.yaml, default
+    the installed config): what the nodes load when GraphOptions.robot is None."""
+    import yaml
+
+    path = (Path(config) if config else config_dir()) / "driver.yaml"
+    try:
+        params = yaml.safe_load(path.read_text())["driver"]["ros__parameters"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return DEFAULT_ROBOT
+    return str(params.get("robot", DEFAULT_ROBOT))
 
 
 def models_dir() -> Path:

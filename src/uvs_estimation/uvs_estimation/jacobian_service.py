@@ -247,7 +247,8 @@ def build_estimator(name: str, task, config: ModelConfig,
         raise EstimatorSetupError(
             f"estimator {name!r}: model {path} was made for robot {made_for!r}, this node "
             f"serves robot {task.robot.name!r}; train one for it ('uvs collect --robot "
-            f"{task.robot.name} --task {task.name}', then 'uvs train --estimator {name}'; "
+            f"{task.robot.name} --task {task.name}', then 'uvs train --robot "
+            f"{task.robot.name} --estimator {name}'; "
             f"models/README.md) and set parameter models.{name}, or put it at "
             f"{Path(config.model_dir) / task.robot.name / task.name / name}"
         )

@@ -53,7 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(inproc default nk_tanh); external: swapped in through "
                         "/jacobian_estimator's parameter for the run, then restored")
     parser.add_argument("--robot", help="inproc: robot model every node loads, a name under "
-                        "config/robots (gen3, ur5e) or a robot YAML path (default gen3); "
+                        "config/robots (gen3, ur5e) or a robot YAML path (default: the parameter "
+                        "files', gen3); "
                         "external: read from /controller (must match if given)")
     parser.add_argument("--model", type=Path, help="inproc: model directory of the learned "
                         "estimator (default: the shipped one)")
@@ -129,7 +130,7 @@ def _open_graph(args: argparse.Namespace):
     if args.graph == "external":
         return AttachedGraph(wait=args.wait)
     estimator = args.estimator or "nk_tanh"
-    options = GraphOptions(backend="sim", robot=args.robot or "gen3",
+    options = GraphOptions(backend="sim", robot=args.robot,
                            task=args.task or "single_point", estimator=estimator, camera="sim")
     extra = {}
     if args.model is not None:

@@ -30,9 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("sim", "gen3"), default="sim",
                         help="what runs the arm: sim (default), the kinematic simulation of "
                         "--robot; gen3, the real Kinova Gen3 at --robot-ip")
-    parser.add_argument("--robot", default="gen3", help="robot model every node loads: a "
-                        "name under config/robots (gen3, gen3_6dof, ur5e) or a robot YAML "
-                        "path (default gen3)")
+    parser.add_argument("--robot", help="robot model every node loads: a name under "
+                        "config/robots (gen3, gen3_6dof, ur5e) or a robot YAML path "
+                        "(default: the parameter files', gen3)")
     parser.add_argument("--robot-ip", default="192.168.1.10",
                         help="IP address of the Gen3 (--backend gen3; default 192.168.1.10)")
     parser.add_argument("--task", choices=TASKS, default="single_point")
@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from uvs_bringup.graph import GraphOptions
+    from uvs_bringup.graph import GraphOptions, config_robot
     from uvs_bringup.runner import GraphError, ServoGraph
     from uvs_core.estimators import ModelError
     from uvs_core.robot import load_robot
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.model.is_dir():
             return fail(f"--model {args.model}: no such model directory")
         extra = {"jacobian_estimator": {f"models.{args.estimator}": str(args.model.resolve())}}
-    task = make_task(args.task, load_robot(options.robot))
+    task = make_task(args.task, load_robot(options.robot or config_robot(args.config)))
     if args.model is None:
         try:
             cached = _first_use_model(args.estimator, task)
@@ -201,7 +201,7 @@ def _plot(results, path: Path, args, unit: str) -> None:
                     label=f"target {i}: {r.outcome}")
     ax.set_xlabel("time since target set (s)")
     ax.set_ylabel(f"|x* - x| ({unit})")
-    ax.set_title(f"uvs servo: {args.robot}, {args.task}, {args.estimator}")
+    ax.set_title(f"uvs servo: {args.task}, {args.estimator}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
