@@ -361,7 +361,7 @@ class Bench:
         self.env = env
         self.probe = probe
         self.config = config_dir()
-        specs = {s.name: s for s in servo_graph(GraphOptions(robot="sim", estimator="tj"))}
+        specs = {s.name: s for s in servo_graph(GraphOptions(backend="sim", estimator="tj"))}
         self.specs = specs
         args = specs["driver"].ros_args(self.config)
         args += ["-p", f"backend:={backend}", "-p", f"rate:={RATE!r}",

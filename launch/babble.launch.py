@@ -7,8 +7,13 @@ of the same schema as `uvs collect` (/joint_states, /task_state,
 
     ros2 launch uvs_bringup babble.launch.py                                 # sim, 10 x 100
     ros2 launch uvs_bringup babble.launch.py task:=multi_point trajectories:=50 bag:=bags/mp
-    ros2 launch uvs_bringup babble.launch.py robot:=gen3 robot_ip:=192.168.1.10 bag:=bags/gen3
+    ros2 launch uvs_bringup babble.launch.py robot:=ur5e bag:=bags/ur5e           # sim UR5e
+    ros2 launch uvs_bringup babble.launch.py backend:=gen3 robot_ip:=192.168.1.10 bag:=bags/gen3
     ros2 launch uvs_bringup babble.launch.py mode:=servo trajectories:=20 bag:=bags/servo
+
+`backend` (sim | gen3) is what runs the arm, `robot` the kinematic model (a name under
+config/robots or a robot YAML path; default gen3), as in servo.launch.py, which also
+explains the deprecated robot:=sim|gen3.
 
 The launch ends by itself when the bag is written (exit code 0); if a node fails, it
 stops the other and exits non-zero with the reason. Ctrl-C writes what was recorded.
@@ -20,18 +25,29 @@ from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.logging import get_logger
 from launch.substitutions import LaunchConfiguration
 
 from launch import LaunchDescription
-from uvs_bringup.graph import BABBLE_MODES, ROBOTS, TASKS, BabbleOptions, babble_graph
+from uvs_bringup.graph import (
+    BABBLE_MODES,
+    BACKENDS,
+    TASKS,
+    BabbleOptions,
+    babble_graph,
+    resolve_backend,
+)
 from uvs_bringup.launch_support import LaunchArgumentError, node_action
 
 SHARE = Path(get_package_share_directory("uvs_bringup"))
 
 ARGUMENTS = [
-    ("robot", "sim", "sim: kinematic simulation of the Gen3; gen3: the real arm via Kortex",
-     ROBOTS),
-    ("robot_ip", "192.168.1.10", "IP address of the Gen3 (robot:=gen3)", None),
+    ("backend", "sim", "what runs the arm: sim, the kinematic simulation of the robot model; "
+     "gen3, the real Kinova Gen3 via Kortex", BACKENDS),
+    ("robot", "", "robot model the driver and babbler load (empty: the parameter files', "
+     "gen3): a name under config/robots (gen3, gen3_6dof, ur5e) or a robot YAML path "
+     "(robot:=sim|gen3 alone: deprecated spelling of backend:=)", None),
+    ("robot_ip", "192.168.1.10", "IP address of the Gen3 (backend:=gen3)", None),
     ("task", "single_point", "task whose active joints are babbled and whose x is recorded",
      TASKS),
     ("mode", "ou", "ou: Ornstein-Uhlenbeck joint velocities; servo: the true-Jacobian "
@@ -43,12 +59,23 @@ ARGUMENTS = [
 ]
 
 
-def _actions(context):
+def _note_given(context, given: set) -> None:
+    """Record which of backend and robot the user set (see servo.launch.py)."""
+    given.update(name for name in ("backend", "robot")
+                 if name in context.launch_configurations)
+
+
+def _actions(context, given=frozenset()):
     def arg(name):
         return LaunchConfiguration(name).perform(context)
 
     try:
-        options = BabbleOptions(robot=arg("robot"), robot_ip=arg("robot_ip"), task=arg("task"),
+        backend, robot, deprecated = resolve_backend(arg("backend"), arg("robot"),
+                                                     "backend" in given, "robot" in given)
+        if deprecated:
+            get_logger("babble.launch.py").warning(deprecated)
+        options = BabbleOptions(backend=backend, robot=robot, robot_ip=arg("robot_ip"),
+                                task=arg("task"),
                                 trajectories=int(arg("trajectories")),
                                 bag=str(Path(arg("bag")).expanduser()), mode=arg("mode"))
     except ValueError as exc:
@@ -65,4 +92,6 @@ def generate_launch_description():
                               **({"choices": list(choices)} if choices else {}))
         for name, default, description, choices in ARGUMENTS
     ]
-    return LaunchDescription([*declared, OpaqueFunction(function=_actions)])
+    given: set = set()
+    return LaunchDescription([OpaqueFunction(function=_note_given, args=[given]), *declared,
+                              OpaqueFunction(function=_actions, args=[given])])

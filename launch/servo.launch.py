@@ -3,9 +3,16 @@ visual servoing the camera (sim) and hue tracker; robot_state_publisher where it
 installed; optionally RViz and a rosbag2 recording.
 
     ros2 launch uvs_bringup servo.launch.py
-    ros2 launch uvs_bringup servo.launch.py robot:=gen3 robot_ip:=192.168.1.10 estimator:=nk_tanh
+    ros2 launch uvs_bringup servo.launch.py robot:=ur5e estimator:=tj
+    ros2 launch uvs_bringup servo.launch.py backend:=gen3 robot_ip:=192.168.1.10 estimator:=nk_tanh
     ros2 launch uvs_bringup servo.launch.py task:=visual_servo camera:=webcam video_device:=0
     ros2 launch uvs_bringup servo.launch.py task:=visual_servo target_source:=marker
+
+`backend` is what runs the arm (sim: the kinematic simulation; gen3: the real Kinova Gen3
+through the Kortex API); `robot` is the kinematic model every node loads (a name under
+config/robots such as gen3 or ur5e, or a robot YAML path). Before issue 14 `robot` chose
+the backend: robot:=sim still means backend:=sim, and robot:=gen3 without backend:= still
+means the real arm, each with a deprecation warning saying what to write instead.
 
 The node list comes from uvs_bringup.graph.servo_graph, the same definition `uvs servo`
 runs in one process where ros2 launch is not installed. Every argument is checked
@@ -16,23 +23,25 @@ whole launch with the reason and a non-zero exit code.
 
 from pathlib import Path
 
-import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, OpaqueFunction
+from launch.logging import get_logger
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
 from launch import LaunchDescription
 from uvs_bringup.graph import (
+    BACKENDS,
     CAMERAS,
-    ROBOTS,
     TARGET_SOURCES,
     TASKS,
     GraphOptions,
+    config_robot,
     estimator_choices,
     recorded_topics,
     recorder_spec,
+    resolve_backend,
     servo_graph,
 )
 from uvs_bringup.launch_support import (
@@ -46,9 +55,12 @@ from uvs_bringup.launch_support import (
 SHARE = Path(get_package_share_directory("uvs_bringup"))
 
 ARGUMENTS = [
-    ("robot", "sim", "sim: kinematic simulation of the Gen3; gen3: the real arm via Kortex",
-     ROBOTS),
-    ("robot_ip", "192.168.1.10", "IP address of the Gen3 (robot:=gen3)", None),
+    ("backend", "sim", "what runs the arm: sim, the kinematic simulation of the robot model; "
+     "gen3, the real Kinova Gen3 via Kortex", BACKENDS),
+    ("robot", "", "robot model every node loads (empty: the parameter files', gen3): a "
+     "name under config/robots (gen3, gen3_6dof, ur5e) or a robot YAML path "
+     "(robot:=sim|gen3 alone: deprecated spelling of backend:=)", None),
+    ("robot_ip", "192.168.1.10", "IP address of the Gen3 (backend:=gen3)", None),
     ("task", "single_point", "servo task", TASKS),
     ("estimator", "nk_tanh", "Jacobian estimator (the names of the estimator registry)",
      estimator_choices()),
@@ -66,7 +78,7 @@ ARGUMENTS = [
 ]
 
 
-def _options(arg) -> GraphOptions:
+def _options(arg, given) -> GraphOptions:
     try:
         device = int(arg("video_device"))
     except ValueError:
@@ -74,25 +86,32 @@ def _options(arg) -> GraphOptions:
             f"video_device must be an integer (/dev/videoN); got {arg('video_device')!r}"
         ) from None
     try:
-        return GraphOptions(robot=arg("robot"), robot_ip=arg("robot_ip"), task=arg("task"),
-                            estimator=arg("estimator"), camera=arg("camera"),
-                            video_device=device, target_source=arg("target_source"))
+        backend, robot, deprecated = resolve_backend(arg("backend"), arg("robot"),
+                                                     "backend" in given, "robot" in given)
+        if deprecated:
+            get_logger("servo.launch.py").warning(deprecated)
+        return GraphOptions(backend=backend, robot=robot, robot_ip=arg("robot_ip"),
+                            task=arg("task"), estimator=arg("estimator"),
+                            camera=arg("camera"), video_device=device,
+                            target_source=arg("target_source"))
     except ValueError as exc:
         raise LaunchArgumentError(str(exc)) from None
 
 
-def _robot_model(params_dir: Path) -> str:
-    """The kinematic model the driver loads (driver.yaml's `robot`)."""
-    params = yaml.safe_load((params_dir / "driver.yaml").read_text())
-    return str(params["driver"]["ros__parameters"].get("robot", "gen3"))
+def _note_given(context, given: set) -> None:
+    """Record which of backend and robot the user set: run before their declarations,
+    which fill in the defaults (an argument given on the command line or by an including
+    launch file is already a launch configuration then)."""
+    given.update(name for name in ("backend", "robot")
+                 if name in context.launch_configurations)
 
 
-def _actions(context):
+def _actions(context, given=frozenset()):
     """Check every argument, then build the actions; raises before anything starts."""
     def arg(name):
         return LaunchConfiguration(name).perform(context)
 
-    options = _options(arg)
+    options = _options(arg, given)
     params_dir = Path(arg("params_dir")).expanduser()
     specs = servo_graph(options)
     missing = [s.params_file for s in specs if not (params_dir / s.params_file).is_file()]
@@ -115,8 +134,9 @@ def _actions(context):
         from uvs_core.urdf import robot_urdf
 
         # value_type=str: a URDF is text, never to be read as YAML (ros2_kortex does the same)
-        description = ParameterValue(robot_urdf(load_robot(_robot_model(params_dir))),
-                                     value_type=str)
+        # The model every uvs node loads (the spec's `robot`), so TF and RViz agree with them.
+        robot = options.robot or config_robot(params_dir)
+        description = ParameterValue(robot_urdf(load_robot(robot)), value_type=str)
         actions.append(Node(package="robot_state_publisher",
                             executable="robot_state_publisher", name="robot_state_publisher",
                             parameters=[{"robot_description": description}], output="screen",
@@ -148,4 +168,6 @@ def generate_launch_description():
                               **({"choices": list(choices)} if choices else {}))
         for name, default, description, choices in ARGUMENTS
     ]
-    return LaunchDescription([*declared, OpaqueFunction(function=_actions)])
+    given: set = set()
+    return LaunchDescription([OpaqueFunction(function=_note_given, args=[given]), *declared,
+                              OpaqueFunction(function=_actions, args=[given])])

@@ -68,3 +68,27 @@ def test_a_corrupt_model_is_a_one_line_error_naming_the_file(broken):
     assert last.startswith("uvs: error: jacobian_estimator: estimator 'nk_tanh'"), last
     assert f"{broken['model']}/metadata.json: field 'estimator' is missing" in last
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--robot", "bogus"], "uvs: error: robot 'bogus': no file bogus.yaml"),
+    (["--backend", "gen3", "--robot", "ur5e"],
+     "uvs: error: backend 'gen3' drives a Kinova Gen3 (gen3, gen3_6dof), not robot 'ur5e': "
+     "use backend sim to servo 'ur5e' in simulation"),
+])
+def test_a_robot_model_that_cannot_be_servoed_is_a_one_line_error(args, message):
+    result = _servo(*args, "--estimator", "tj")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(message), result.stderr
+
+
+def test_a_model_made_for_another_robot_is_refused_naming_both(tmp_path):
+    """The shipped multi_point nk_tanh is the Gen3's: the UR5e's estimator refuses it."""
+    result = _servo("--robot", "ur5e", "--task", "multi_point", "--estimator", "nk_tanh")
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("uvs: error: jacobian_estimator: estimator 'nk_tanh': model "), last
+    assert "multi_point/nk_tanh was made for robot 'gen3', this node serves robot 'ur5e'" \
+        in last, last
+    assert "uvs collect --robot ur5e --task multi_point" in last, last
+    assert "Traceback" not in result.stderr

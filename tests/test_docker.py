@@ -280,10 +280,14 @@ def _check_launch_arguments(args: dict[str, str]) -> None:
 
     assert set(args) <= set(_launch_argument_names())
     # Raises on a robot, task or camera the graph does not know.
-    GraphOptions(robot=args["robot"], robot_ip=args["robot_ip"], task=args["task"],
+    GraphOptions(backend=args["backend"], robot=args.get("robot", "gen3"),
+                 robot_ip=args["robot_ip"], task=args["task"],
                  estimator=args["estimator"], camera=args["camera"],
                  video_device=int(args.get("video_device", "0")))
-    assert (ROOT / "models" / args["task"] / args["estimator"]).is_dir()
+    # The shipped model of the estimator for the robot model (the Gen3's at models/<task>).
+    robot = args.get("robot", "gen3")
+    shipped = ROOT / "models" / ("" if robot == "gen3" else robot)
+    assert (shipped / args["task"] / args["estimator"]).is_dir()
 
 
 def test_build_context_is_the_repo_root_with_its_dockerignore():
@@ -305,9 +309,14 @@ def test_default_service_is_the_sim_without_devices(tmp_path):
     uvs = services["uvs"]
     assert "devices" not in uvs
     args = _launch(uvs, tmp_path)
-    assert {k: args[k] for k in ("robot", "task", "estimator", "camera", "record")} == {
-        "robot": "sim", "task": "single_point", "estimator": "nk_tanh", "camera": "sim",
-        "record": "false"}
+    assert {k: args[k] for k in ("backend", "robot", "task", "estimator", "camera",
+                                 "record")} == {
+        "backend": "sim", "robot": "gen3", "task": "single_point", "estimator": "nk_tanh",
+        "camera": "sim", "record": "false"}
+    (tmp_path / "ur5e").mkdir()
+    ur5e = _launch(_services({"UVS_ROBOT": "ur5e"})["uvs"], tmp_path / "ur5e")
+    assert (ur5e["backend"], ur5e["robot"]) == ("sim", "ur5e")
+    _check_launch_arguments(ur5e)
     _check_launch_arguments(args)
 
 
@@ -316,7 +325,7 @@ def test_webcam_profile_passes_the_device_through(tmp_path):
     assert webcam["profiles"] == ["webcam"]
     assert webcam["devices"] == ["/dev/video0:/dev/video0"]
     args = _launch(webcam, tmp_path)
-    assert (args["robot"], args["task"], args["camera"], args["video_device"]) == (
+    assert (args["backend"], args["task"], args["camera"], args["video_device"]) == (
         "gen3", "visual_servo", "webcam", "0")
     _check_launch_arguments(args)
     moved = _services({"UVS_VIDEO_DEVICE": "/dev/video2"})["uvs-webcam"]["devices"]
@@ -325,14 +334,14 @@ def test_webcam_profile_passes_the_device_through(tmp_path):
 
 @pytest.mark.parametrize("name", ["uvs", "uvs-webcam"])
 def test_bags_are_recorded_into_the_mounted_volume(tmp_path, name):
-    env = {"UVS_RECORD": "true", "UVS_ROBOT": "gen3", "UVS_ROBOT_IP": "10.0.0.2"}
+    env = {"UVS_RECORD": "true", "UVS_BACKEND": "gen3", "UVS_ROBOT_IP": "10.0.0.2"}
     service = _services(env)[name]
     mounts = [volume.split(":") for volume in service["volumes"]]
     bag_mounts = [(source, target) for source, target in mounts if target == BAGS]
     assert len(bag_mounts) == 1
     assert (COMPOSE.parent / bag_mounts[0][0]).resolve() == ROOT / "bags"
     args = _launch(service, tmp_path)
-    assert (args["record"], args["robot"], args["robot_ip"]) == ("true", "gen3", "10.0.0.2")
+    assert (args["record"], args["backend"], args["robot_ip"]) == ("true", "gen3", "10.0.0.2")
     # A new folder per run (ros2 bag record refuses an existing one), inside the volume.
     assert re.fullmatch(rf"{BAGS}/servo_(webcam_)?\d{{8}}-\d{{6}}", args["bag"]), args["bag"]
 

@@ -296,7 +296,7 @@ def test_gen3_without_kortex_api_stops_the_whole_launch_with_the_reason(launch):
         pytest.skip("kortex_api is installed here")
     except ImportError:
         pass
-    launched = launch("robot:=gen3", "estimator:=tj")
+    launched = launch("backend:=gen3", "estimator:=tj")
     code = launched.wait(timeout=60)
     log = launched.text
     assert code != 0
@@ -312,7 +312,10 @@ def test_gen3_without_kortex_api_stops_the_whole_launch_with_the_reason(launch):
                            r"Valid options are: \['tj', 'broyden', 'llknn'"),
     (["rviz:=true"], r"rviz:=true, but rviz2 is not installed"),
     (["video_device:=cam"], r"video_device must be an integer"),
-    (["task:=visual_servo", "camera:=webcam"], r"camera 'webcam' needs robot 'gen3'"),
+    (["task:=visual_servo", "camera:=webcam"], r"camera 'webcam' needs backend 'gen3'"),
+    (["robot:=bogus"], r"robot 'bogus': no file bogus\.yaml"),
+    (["backend:=gen3", "robot:=ur5e"], r"backend 'gen3' drives a Kinova Gen3 \(gen3, "
+                                       r"gen3_6dof\), not robot 'ur5e'"),
 ])
 def test_bad_arguments_fail_before_any_node_starts(launch, arguments, message):
     if "rviz:=true" in arguments and shutil.which("rviz2"):
@@ -321,6 +324,43 @@ def test_bad_arguments_fail_before_any_node_starts(launch, arguments, message):
     assert launched.wait(timeout=60) == 1
     assert re.search(message, launched.text), launched.text
     assert launched.node_pids() == []
+
+
+UR5E = load_robot("ur5e")
+# A short, limit-free path from the UR5e's home (shoulder pan, lift, elbow, wrists).
+UR5E_OFFSET = [0.4, 0.3, -0.4, 0.2, 0.3, 0.0]
+
+
+def test_ur5e_launch_converges_with_tj_and_with_its_learned_model(launch):
+    """robot:=ur5e: every node loads the UR5e; tj converges, then the UR5e's shipped
+    nk_tanh (models/ur5e/single_point), swapped in as a user would."""
+    launched = launch("robot:=ur5e", "estimator:=tj")
+    wait_for_graph(launched, GRAPHS["single_point"])
+    for node in GRAPHS["single_point"]:
+        assert param("get", f"/{node}", "robot") == "String value is: ur5e", node
+    assert re.search(r"\[driver\]: sim backend, robot ur5e", launched.text)
+    task = make_task("single_point", UR5E)
+    goal = [round(float(v), 6) for v in task.x(np.asarray(task.home_active, float)
+                                               + np.asarray(UR5E_OFFSET))]
+    status = servo_to(goal, tolerance_check=0.005)
+    assert "estimator: tj" in status
+    assert param("set", "/jacobian_estimator", "estimator",
+                 "nk_tanh") == "Set parameter successful"
+    assert re.search(r"models/ur5e/single_point/nk_tanh", launched.text)
+    status = servo_to(goal, tolerance_check=0.005)
+    assert "estimator: nk_tanh" in status
+    assert "Traceback" not in launched.text
+
+
+def test_deprecated_robot_sim_still_selects_the_sim_and_says_what_to_write(launch):
+    launched = launch("robot:=sim", "estimator:=tj")
+    wait_for_graph(launched, GRAPHS["single_point"])
+    log = launched.text
+    warnings = re.findall(r"robot:=sim is deprecated.*", log)
+    assert len(warnings) == 1 and "write backend:=sim" in warnings[0], log[-3000:]
+    assert re.search(r"\[driver\]: sim backend, robot gen3", log), log[-3000:]
+    assert param("get", "/controller", "robot") == "String value is: gen3"
+    servo_to(target("single_point", 0), tolerance_check=0.005)
 
 
 def test_record_without_ros2_bag_falls_back_to_the_uvs_recorder(launch, tmp_path):

@@ -4,6 +4,7 @@ in one process over DDS, asserting on what crosses topics and services."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 
@@ -263,3 +264,27 @@ def test_uvs_servo_command_prints_json_and_writes_bag_and_plot(tmp_path):
         assert target["final_error"] < 0.01 and target["outcome"] == "converged"
     assert (tmp_path / "bag" / "metadata.yaml").exists()
     assert (tmp_path / "errors.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_uvs_servo_the_ur5e_with_llknn_made_on_first_use_for_it(tmp_path):
+    """`uvs servo --robot ur5e --estimator llknn`: the LL-KNN model is made for the UR5e
+    on first use (its own cache entry), targets come from the UR5e's workspace, and the
+    graph converges."""
+    env = {**os.environ, "UVS_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run(
+        ["uvs", "servo", "--robot", "ur5e", "--estimator", "llknn", "--targets", "2",
+         "--json"], capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["robot"], summary["backend"], summary["estimator"]) == ("ur5e", "sim",
+                                                                           "llknn")
+    assert summary["converged"] == 2, summary
+    for target in summary["targets"]:
+        assert target["final_error"] < 0.005, target
+    # UR5e targets: forward kinematics of the UR5e, not reachable-by-a-Gen3 points
+    ur5e = make_task("single_point", load_robot("ur5e"))
+    expected = ur5e.sample_targets(np.random.default_rng(0), 2)
+    np.testing.assert_allclose([t["target"] for t in summary["targets"]], expected)
+    meta = json.loads((tmp_path / "cache" / "models" / "ur5e" / "single_point" / "llknn"
+                       / "metadata.json").read_text())
+    assert (meta["robot"], meta["k"]) == ("ur5e", 6)

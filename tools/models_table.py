@@ -7,7 +7,7 @@ from pathlib import Path
 
 def main(root: str) -> int:
     rows = []
-    for meta_path in sorted(Path(root).glob("*/*/metadata.json")):
+    for meta_path in sorted(Path(root).rglob("metadata.json")):
         meta = json.loads(meta_path.read_text())
         folder = meta_path.parent
         size_kb = sum(f.stat().st_size for f in folder.iterdir()) / 1024

@@ -15,7 +15,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROBOTS = ("sim", "gen3")
+# `backend`: what runs the arm (the driver bridge's backend). `robot`: the kinematic model
+# every node loads (uvs_core.robot.load_robot: a name under config/robots, a robot YAML
+# path, later a URDF path). Before issue 14 the launch argument `robot` chose the backend.
+BACKENDS = ("sim", "gen3")
+DEFAULT_ROBOT = "gen3"
+# Robot models the gen3 backend (Kinova's Kortex API) can drive: the Gen3, 7 and 6 DOF.
+KORTEX_ROBOTS = ("gen3", "gen3_6dof")
 TASKS = ("single_point", "multi_point", "visual_servo")
 BABBLE_MODES = ("ou", "servo")   # uvs_core.babble.BABBLE_MODES (no import of the core here)
 CAMERAS = ("sim", "webcam", "topic")
@@ -82,11 +88,65 @@ class NodeSpec:
         return args
 
 
+def check_robot(spec: str, backend: str = "sim") -> tuple[str, str]:
+    """(node parameter, model name) of robot spec `spec`: a name under config/robots as
+    is, a file path made absolute (nodes may run in another working directory).
+    ValueError with the reason when the model cannot be loaded, or when `backend` cannot
+    drive it."""
+    from uvs_core.robot import load_robot
+
+    text = str(spec).strip()
+    if not text:
+        raise ValueError("robot must name a robot model (a name under config/robots, "
+                         "or a robot description file); got ''")
+    if text.endswith((".yaml", ".yml", ".urdf", ".xml")) or "/" in text:
+        text = str(Path(text).expanduser().resolve())
+    try:
+        model = load_robot(text)
+    except (ValueError, OSError) as exc:
+        raise ValueError(str(exc)) from None
+    if backend == "gen3" and model.name not in KORTEX_ROBOTS:
+        raise ValueError(
+            f"backend 'gen3' drives a Kinova Gen3 ({', '.join(KORTEX_ROBOTS)}), not robot "
+            f"{model.name!r}: use backend sim to servo {model.name!r} in simulation")
+    return text, model.name
+
+
+def resolve_backend(backend: str, robot: str, backend_given: bool,
+                    robot_given: bool) -> tuple[str, str, str | None]:
+    """(backend, robot, deprecation message or None) from the launch arguments `backend`
+    and `robot`, accepting their meaning before issue 14 (`robot` chose the backend).
+
+    robot:=sim means backend sim (with the default robot model); robot:=gen3 with no
+    backend given means the real arm, backend gen3 with robot model gen3. Either returns
+    a message saying what to write instead. *_given: the argument was set by the user
+    (not its declared default)."""
+    if robot_given and robot == "sim":
+        if backend_given and backend != "sim":
+            raise ValueError(f"robot:=sim (the old spelling of backend:=sim) contradicts "
+                             f"backend:={backend}; robot names the robot model now")
+        return "sim", None, (
+            "robot:=sim is deprecated: `robot` now names the robot model (default "
+            f"{DEFAULT_ROBOT}); write backend:=sim, or nothing (sim is the default backend)")
+    if robot_given and robot == "gen3" and not backend_given:
+        return "gen3", "gen3", (
+            "robot:=gen3 without backend:= is deprecated and still means the real arm: "
+            "write backend:=gen3 for the real Gen3 (robot gen3 is the default model), or "
+            "backend:=sim robot:=gen3 for the simulated one")
+    return backend, robot or None, None
+
+
 @dataclass(frozen=True)
 class GraphOptions:
-    """The launch arguments of servo.launch.py (same names, same defaults)."""
+    """The launch arguments of servo.launch.py (same names, same defaults).
 
-    robot: str = "sim"
+    backend: sim | gen3, what runs the arm. robot: the kinematic model every node loads
+    (a name under config/robots or a robot YAML path; a file path is made absolute);
+    None: each node's parameter file says (config/*.yaml: gen3, see config_robot).
+    """
+
+    backend: str = "sim"
+    robot: str | None = None
     robot_ip: str = "192.168.1.10"
     task: str = "single_point"
     estimator: str = "nk_tanh"
@@ -96,7 +156,7 @@ class GraphOptions:
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
-            ("robot", self.robot, ROBOTS),
+            ("backend", self.backend, BACKENDS),
             ("task", self.task, TASKS),
             ("camera", self.camera, CAMERAS),
             ("target_source", self.target_source, TARGET_SOURCES),
@@ -107,8 +167,11 @@ class GraphOptions:
         if self.estimator not in estimators:
             raise ValueError(f"estimator must be one of {', '.join(estimators)}; "
                              f"got {self.estimator!r}")
-        if self.task == "visual_servo" and self.robot == "sim" and self.camera == "webcam":
-            raise ValueError("camera 'webcam' needs robot 'gen3': a webcam cannot see the sim arm")
+        if self.robot is not None:
+            object.__setattr__(self, "robot", check_robot(self.robot, self.backend)[0])
+        if self.task == "visual_servo" and self.backend == "sim" and self.camera == "webcam":
+            raise ValueError("camera 'webcam' needs backend 'gen3': a webcam cannot see the "
+                             "sim arm")
         if self.target_source == "marker":
             if self.task != "visual_servo":
                 raise ValueError("target_source 'marker' needs task 'visual_servo': the target "
@@ -121,9 +184,12 @@ class GraphOptions:
 
 
 def servo_graph(options: GraphOptions) -> list[NodeSpec]:
-    """The nodes of the servo graph for `options`, in start order."""
-    backend_params = {"backend": options.robot, "task": options.task}
-    if options.robot == "gen3":
+    """The nodes of the servo graph for `options`, in start order. Every node that loads
+    a kinematic model gets the same `robot` (none when options.robot is None: the
+    parameter files' then)."""
+    model = {} if options.robot is None else {"robot": options.robot}
+    backend_params = {"backend": options.backend, **model, "task": options.task}
+    if options.backend == "gen3":
         backend_params["robot_ip"] = options.robot_ip
     driver_remaps: tuple[tuple[str, str], ...] = ()
     if options.task == "visual_servo":
@@ -135,15 +201,16 @@ def servo_graph(options: GraphOptions) -> list[NodeSpec]:
         NodeSpec("jacobian_estimator", "uvs_estimation", "jacobian_estimator",
                  "uvs_estimation.estimator_node:JacobianEstimatorNode",
                  "jacobian_estimator.yaml",
-                 {"task": options.task, "estimator": options.estimator}),
+                 {**model, "task": options.task, "estimator": options.estimator}),
         NodeSpec("controller", "uvs_control", "controller",
                  "uvs_control.controller_node:ControllerNode", "controller.yaml",
-                 {"task": options.task, **({"target_timeout": MARKER_TARGET_TIMEOUT}
+                 {**model, "task": options.task,
+                  **({"target_timeout": MARKER_TARGET_TIMEOUT}
                                            if options.target_source == "marker" else {})}),
     ]
     if options.task == "visual_servo":
         if options.camera == "sim":
-            camera_params = {"task": options.task}
+            camera_params = {**model, "task": options.task}
             if options.target_source == "marker":
                 camera_params["target_marker"] = True
             nodes.append(NodeSpec("sim_camera", "uvs_vision", "sim_camera",
@@ -168,9 +235,11 @@ def servo_graph(options: GraphOptions) -> list[NodeSpec]:
 
 @dataclass(frozen=True)
 class BabbleOptions:
-    """The launch arguments of babble.launch.py (same names, same defaults)."""
+    """The launch arguments of babble.launch.py (same names, same defaults); backend and
+    robot as in GraphOptions."""
 
-    robot: str = "sim"
+    backend: str = "sim"
+    robot: str | None = None
     robot_ip: str = "192.168.1.10"
     task: str = "single_point"
     trajectories: int = 10
@@ -178,25 +247,30 @@ class BabbleOptions:
     mode: str = "ou"
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (("robot", self.robot, ROBOTS), ("task", self.task, TASKS),
+        for name, value, allowed in (("backend", self.backend, BACKENDS),
+                                     ("task", self.task, TASKS),
                                      ("mode", self.mode, BABBLE_MODES)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
         if self.trajectories < 1:
             raise ValueError(f"trajectories must be >= 1; got {self.trajectories}")
+        if self.robot is not None:
+            object.__setattr__(self, "robot", check_robot(self.robot, self.backend)[0])
 
 
 def babble_graph(options: BabbleOptions) -> list[NodeSpec]:
     """Driver and babbler: OU or servo babbling from home, written as a bag of the `uvs
     collect` schema by the babbler itself (the driver's task_state is what it records)."""
-    driver_params = {"backend": options.robot, "task": options.task}
-    if options.robot == "gen3":
+    model = {} if options.robot is None else {"robot": options.robot}
+    driver_params = {"backend": options.backend, **model, "task": options.task}
+    if options.backend == "gen3":
         driver_params["robot_ip"] = options.robot_ip
     return [
         NodeSpec("driver", "uvs_driver", "driver", "uvs_driver.driver_node:DriverNode",
                  "driver.yaml", driver_params),
         NodeSpec("babbler", "uvs_driver", "babbler", "uvs_driver.babbler_node:BabblerNode",
-                 "babbler.yaml", {"task": options.task, "trajectories": options.trajectories,
+                 "babbler.yaml", {**model, "task": options.task,
+                                  "trajectories": options.trajectories,
                                   "output": options.bag, "mode": options.mode}),
     ]
 
@@ -238,6 +312,19 @@ def config_dir() -> Path:
     except ImportError:
         pass
     return Path(__file__).resolve().parents[3] / "config"
+
+
+def config_robot(config: Path | None = None) -> str:
+    """The robot model the driver's parameter file names (`config`/driver.yaml, default
+    the installed config): what the nodes load when GraphOptions.robot is None."""
+    import yaml
+
+    path = (Path(config) if config else config_dir()) / "driver.yaml"
+    try:
+        params = yaml.safe_load(path.read_text())["driver"]["ros__parameters"]
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return DEFAULT_ROBOT
+    return str(params.get("robot", DEFAULT_ROBOT))
 
 
 def models_dir() -> Path:

@@ -48,6 +48,7 @@ from uvs_bringup.graph import (
     GraphOptions,
     NodeSpec,
     config_dir,
+    config_robot,
     recorded_topics,
     servo_graph,
 )
@@ -336,6 +337,8 @@ class ServoGraph:
         self.options = options
         self.config = Path(config) if config else config_dir()
         self.specs: list[NodeSpec] = servo_graph(options)
+        # The robot model the nodes load: the options', else the parameter files'.
+        self.robot = options.robot or config_robot(self.config)
         self.record_path = Path(record) if record else None
         self.extra_parameters = extra_parameters or {}
         self.domain_id = domain_id
@@ -490,7 +493,7 @@ class ServoGraph:
         from uvs_core.tasks import make_task
 
         op = self.operator
-        expected = make_task(self.options.task, load_robot("gen3")).camera.project(
+        expected = make_task(self.options.task, load_robot(self.robot)).camera.project(
             np.asarray(point, dtype=float))
         if home:
             self._show_target(None)
@@ -533,11 +536,12 @@ class ServoGraph:
         raise GraphError(f"timed out after {timeout:.0f} s waiting for {what}")
 
     def _home_x(self) -> np.ndarray:
-        return home_x(self.options.task, "gen3")
+        return home_x(self.options.task, self.robot)
 
 
 def home_x(task_name: str, robot: str = "gen3") -> np.ndarray:
-    """(m,) x of `task_name` at the task's start pose (where ~/home puts the sim arm)."""
+    """(m,) x of `task_name` at the task's start pose (where ~/home puts the sim arm) for
+    robot model `robot` (a load_robot spec)."""
     from uvs_core.robot import load_robot
     from uvs_core.tasks import make_task
 

@@ -18,15 +18,19 @@ Parameters:
   rejected with the reason and the current estimator keeps serving. Setting
   the current name again reloads it (a retrained model, a fresh Broyden).
 - ``task``, ``robot`` (read-only): what is estimated.
-- ``model_dir``: root of the models, ``<model_dir>/<task>/<name>``; by default
+- ``model_dir``: root of the models, ``<model_dir>/<task>/<name>`` (the Gen3's)
+  and ``<model_dir>/<robot>/<task>/<name>`` (another robot model's); by default
   the ``models/`` installed with uvs_bringup (else the repository's); empty
   means that default.
 - ``models.<name>`` for each learned estimator: its model directory; empty
-  means ``<model_dir>/<task>/<name>``. When that holds no model, llknn (whose
-  model, the babbling itself, is too large to ship) is made on first use from
-  the paper protocol's babbling, seed 0, into ``$UVS_CACHE/models/<robot>/
-  <task>/llknn`` (default cache ``~/.cache/uvs``), logging its progress, and
-  loaded from there afterwards (uvs_core.estimators.cache).
+  means ``<model_dir>/<robot>/<task>/<name>`` where that exists, else
+  ``<model_dir>/<task>/<name>``. A model made for another robot (its metadata's
+  ``robot``) is refused with the reason. When the default holds no model for
+  this robot, llknn and broyden (LL-KNN's model, the babbling itself, is too
+  large to ship) are made on first use from the paper protocol's babbling,
+  seed 0, into ``$UVS_CACHE/models/<robot>/<task>/<name>`` (default cache
+  ``~/.cache/uvs``), logging progress, and loaded from there afterwards
+  (uvs_core.estimators.cache).
 
 Parameters that belong together (``estimator`` with ``models.<name>`` and
 ``model_dir``) are validated and applied as one when given in one call: ``ros2
@@ -169,14 +173,15 @@ class JacobianEstimatorNode(Node):
         ))
         self.declare_parameter("model_dir", str(self._default_model_dir), ParameterDescriptor(
             type=ParameterType.PARAMETER_STRING,
-            description="root of the trained models, laid out <model_dir>/<task>/<estimator>; "
+            description="root of the trained models, laid out <model_dir>/<task>/<estimator> "
+                        "(the Gen3's) and <model_dir>/<robot>/<task>/<estimator>; "
                         "empty: the models/ installed with uvs_bringup (else the repository's)",
         ))
         for name in self._learned:
             self.declare_parameter(f"models.{name}", "", ParameterDescriptor(
                 type=ParameterType.PARAMETER_STRING,
                 description=f"model directory of estimator '{name}'; "
-                            "empty: <model_dir>/<task>/" + name
+                            "empty: <model_dir>/[<robot>/]<task>/" + name
                             + (", else made on first use into $UVS_CACHE (~/.cache/uvs)"
                                "/models/<robot>/<task>/" + name if name in FIRST_USE else ""),
             ))
@@ -236,9 +241,11 @@ class JacobianEstimatorNode(Node):
         # Validate by building: the serving estimator is rebuilt when it was
         # named or its model path moved; other explicitly set model paths are
         # loaded once to check them, then dropped.
-        current_path = self._models.model_path(name, task_name)
+        robot_name = self._task.robot.name
+        current_path = self._models.model_path(name, task_name, robot_name)
         rebuild = "estimator" in values or (
-            name in self._learned and config.model_path(name, task_name) != current_path)
+            name in self._learned
+            and config.model_path(name, task_name, robot_name) != current_path)
         candidate = None
         try:
             if rebuild:

@@ -35,6 +35,7 @@ from uvs_core.estimators import (
     make_estimator,
 )
 from uvs_core.estimators._native import condition_number as native_condition_number
+from uvs_core.estimators.base import read_metadata
 from uvs_core.estimators.cache import FIRST_USE, cached_model_path, first_use_model
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "build_estimator",
     "condition_number",
     "default_model_dir",
+    "model_robot",
     "needs_model",
     "parse_request",
 ]
@@ -163,18 +165,26 @@ def needs_model(name: str) -> bool:
 class ModelConfig:
     """Where each learned estimator's model directory is.
 
-    model_dir: root of the shipped models, laid out ``<model_dir>/<task>/<name>``.
-    models: estimator name -> model directory; absent or "" means the default
-    ``<model_dir>/<task>/<name>``.
+    model_dir: root of the shipped models, laid out ``<model_dir>/<task>/<name>`` for
+    the Gen3 and ``<model_dir>/<robot>/<task>/<name>`` for another robot model.
+    models: estimator name -> model directory; absent or "" means the default.
     """
 
     model_dir: Path
     models: Mapping[str, str] = field(default_factory=dict)
 
-    def model_path(self, name: str, task_name: str) -> Path:
+    def model_path(self, name: str, task_name: str, robot: str | None = None) -> Path:
+        """``models[name]`` when set; else ``<model_dir>/<robot>/<task_name>/<name>`` when
+        that is a directory (robot: the robot model's name), else
+        ``<model_dir>/<task_name>/<name>`` (the shipped Gen3 models' layout; a model
+        there made for another robot is refused when loaded, with the reason)."""
         explicit = str(self.models.get(name, "") or "").strip()
         if explicit:
             return Path(explicit).expanduser()
+        if robot:
+            per_robot = Path(self.model_dir) / robot / task_name / name
+            if per_robot.is_dir():
+                return per_robot
         return Path(self.model_dir) / task_name / name
 
     def with_changes(self, model_dir: Path | None = None,
@@ -193,10 +203,11 @@ def build_estimator(name: str, task, config: ModelConfig,
 
     Estimators that need no model (tj) are made directly; learned ones (and
     broyden, whose first Jacobian is fitted on data) are loaded from
-    ``config.model_path(name, task.name)`` and checked
+    ``config.model_path(name, task.name, task.robot.name)`` and checked
     against the task (name, task, robot, m, k, active joints). When that is
-    the default path (``models.<name>`` empty) and holds no model, an
-    estimator made on first use (llknn, uvs_core.estimators.cache) is loaded
+    the default path (``models.<name>`` empty) and holds no model, or one made for
+    another robot, an estimator made on first use (llknn, broyden;
+    uvs_core.estimators.cache) is loaded
     from the cache, made there first when missing or unusable; ``log`` gets
     its milestones and ``progress(done, total)`` its babbling.
     Returns (estimator, model path or None). EstimatorSetupError with the
@@ -212,9 +223,11 @@ def build_estimator(name: str, task, config: ModelConfig,
             return make_estimator(name, task), None
         except (ValueError, TypeError) as exc:
             raise EstimatorSetupError(f"estimator {name!r}: {exc}") from None
-    path = config.model_path(name, task.name)
+    path = config.model_path(name, task.name, task.robot.name)
     explicit = bool(str(config.models.get(name, "") or "").strip())
-    if not path.is_dir() and not explicit and name in FIRST_USE:
+    made_for = model_robot(path) if path.is_dir() else None
+    if not explicit and name in FIRST_USE and (
+            not path.is_dir() or made_for not in (None, task.robot.name)):
         try:
             return first_use_model(name, task, lambda p: load_estimator(p, task=task, name=name),
                                    progress=progress, log=log)
@@ -230,6 +243,15 @@ def build_estimator(name: str, task, config: ModelConfig,
             f"estimator {name!r} needs a trained model: {path} is not a model directory "
             f"(train one with 'uvs train', or set parameter models.{name})"
         )
+    if made_for is not None and made_for != task.robot.name:
+        raise EstimatorSetupError(
+            f"estimator {name!r}: model {path} was made for robot {made_for!r}, this node "
+            f"serves robot {task.robot.name!r}; train one for it ('uvs collect --robot "
+            f"{task.robot.name} --task {task.name}', then 'uvs train --robot "
+            f"{task.robot.name} --estimator {name}'; "
+            f"models/README.md) and set parameter models.{name}, or put it at "
+            f"{Path(config.model_dir) / task.robot.name / task.name / name}"
+        )
     try:
         estimator = load_estimator(path, task=task, name=name)
     # Loading runs third-party deserialisers (numpy, torch) on a file that may
@@ -240,6 +262,16 @@ def build_estimator(name: str, task, config: ModelConfig,
             f"estimator {name!r}: cannot load model {path}: {type(exc).__name__}: {exc}"
         ) from None
     return estimator, path
+
+
+def model_robot(path: Path) -> str | None:
+    """The robot a model directory was made for (its metadata's ``robot``), None when its
+    metadata cannot be read (loading it reports why)."""
+    try:
+        robot = read_metadata(path).get("robot")
+    except ModelError:
+        return None
+    return robot if isinstance(robot, str) else None
 
 
 # ------------------------------------------------------------------ service

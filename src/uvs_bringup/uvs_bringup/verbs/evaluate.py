@@ -52,6 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--estimator", help="tj, broyden, llknn, nj, binj, nk_tanh, nk_relu "
                         "(inproc default nk_tanh); external: swapped in through "
                         "/jacobian_estimator's parameter for the run, then restored")
+    parser.add_argument("--robot", help="inproc: robot model every node loads, a name under "
+                        "config/robots (gen3, ur5e) or a robot YAML path (default: the parameter "
+                        "files', gen3); "
+                        "external: read from /controller (must match if given)")
     parser.add_argument("--model", type=Path, help="inproc: model directory of the learned "
                         "estimator (default: the shipped one)")
     parser.add_argument("--config", type=Path, help="inproc: folder of parameter YAML files "
@@ -105,6 +109,13 @@ def _check(args: argparse.Namespace) -> str | None:
                 return f"--{opt} applies to --graph inproc; an external graph has its own"
     if args.config is not None and not args.config.is_dir():
         return f"--config {args.config}: no such folder"
+    if args.robot is not None:
+        from uvs_bringup.graph import check_robot
+
+        try:
+            check_robot(args.robot)
+        except ValueError as exc:
+            return str(exc)
     if args.model is not None and not args.model.is_dir():
         return f"--model {args.model}: no such model directory"
     if args.out is not None and (args.out / "evaluation.json").exists() and not args.overwrite:
@@ -119,8 +130,8 @@ def _open_graph(args: argparse.Namespace):
     if args.graph == "external":
         return AttachedGraph(wait=args.wait)
     estimator = args.estimator or "nk_tanh"
-    options = GraphOptions(robot="sim", task=args.task or "single_point", estimator=estimator,
-                           camera="sim")
+    options = GraphOptions(backend="sim", robot=args.robot,
+                           task=args.task or "single_point", estimator=estimator, camera="sim")
     extra = {}
     if args.model is not None:
         extra = {"jacobian_estimator": {f"models.{estimator}": str(args.model.resolve())}}
@@ -155,6 +166,13 @@ def run(args: argparse.Namespace) -> int:
                 settings = graph_settings(op)
                 if args.task is not None and settings["task"] != args.task:
                     return fail(f"the graph runs task {settings['task']}, not {args.task}")
+                if args.robot is not None and args.graph == "external":
+                    from uvs_bringup.graph import check_robot
+
+                    wanted = check_robot(args.robot)[1]
+                    running = load_robot(settings["robot"]).name
+                    if wanted != running:
+                        return fail(f"the graph runs robot {running}, not {wanted}")
                 changes = []
                 if args.graph == "external" and args.estimator is not None \
                         and args.estimator != settings["estimator"]:

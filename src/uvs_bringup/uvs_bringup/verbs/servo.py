@@ -1,6 +1,8 @@
-"""Servo the simulated arm to random reachable targets with the whole uvs node graph in
-one process (driver, jacobian_estimator, controller, and for visual_servo the sim camera
-and hue tracker), using the same parameter files and topic names as servo.launch.py.
+"""Servo the arm to random reachable targets with the whole uvs node graph in one process
+(driver, jacobian_estimator, controller, and for visual_servo the sim camera and hue
+tracker), using the same parameter files and topic names as servo.launch.py.
+--backend picks what runs the arm (sim, default; gen3: the real Kinova Gen3 at
+--robot-ip), --robot the kinematic model every node loads (gen3, ur5e, a robot YAML).
 Prints per target the initial and final error, steps, time and outcome."""
 
 from __future__ import annotations
@@ -25,6 +27,14 @@ def _positive(kind):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=("sim", "gen3"), default="sim",
+                        help="what runs the arm: sim (default), the kinematic simulation of "
+                        "--robot; gen3, the real Kinova Gen3 at --robot-ip")
+    parser.add_argument("--robot", help="robot model every node loads: a name under "
+                        "config/robots (gen3, gen3_6dof, ur5e) or a robot YAML path "
+                        "(default: the parameter files', gen3)")
+    parser.add_argument("--robot-ip", default="192.168.1.10",
+                        help="IP address of the Gen3 (--backend gen3; default 192.168.1.10)")
     parser.add_argument("--task", choices=TASKS, default="single_point")
     parser.add_argument("--estimator", default="nk_tanh",
                         help="tj, broyden, llknn, nj, binj, nk_tanh, nk_relu (default nk_tanh)")
@@ -48,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from uvs_bringup.graph import GraphOptions
+    from uvs_bringup.graph import GraphOptions, config_robot
     from uvs_bringup.runner import GraphError, ServoGraph
     from uvs_core.estimators import ModelError
     from uvs_core.robot import load_robot
@@ -57,8 +67,10 @@ def run(args: argparse.Namespace) -> int:
     if args.record is not None and args.record.exists():
         return fail(f"{args.record} exists; choose a new bag path")
     try:
-        options = GraphOptions(robot="sim", task=args.task, estimator=args.estimator,
-                               camera="sim", target_source=args.target_source)
+        options = GraphOptions(backend=args.backend, robot=args.robot,
+                               robot_ip=args.robot_ip, task=args.task,
+                               estimator=args.estimator, camera="sim",
+                               target_source=args.target_source)
     except ValueError as exc:
         return fail(str(exc))
     if args.config is not None and not args.config.is_dir():
@@ -68,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.model.is_dir():
             return fail(f"--model {args.model}: no such model directory")
         extra = {"jacobian_estimator": {f"models.{args.estimator}": str(args.model.resolve())}}
-    task = make_task(args.task, load_robot("gen3"))
+    task = make_task(args.task, load_robot(options.robot or config_robot(args.config)))
     if args.model is None:
         try:
             cached = _first_use_model(args.estimator, task)
@@ -107,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         _plot(results, args.plot, args, unit)
     reached = sum(r.outcome == "converged" for r in results)
     summary = {
+        "backend": args.backend,
+        "robot": task.robot.name,
         "task": args.task,
         "estimator": args.estimator,
         "target_source": args.target_source,
@@ -122,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         finals = [r.final_error for r in results]
-        print(f"summary: {args.task} with {args.estimator}: {reached}/{len(results)} targets "
+        print(f"summary: {task.robot.name} {args.task} with {args.estimator}: "
+              f"{reached}/{len(results)} targets "
               f"converged; final error median {np.median(finals):.4f} {unit}, "
               f"max {np.max(finals):.4f} {unit}"
               + (f"; bag {args.record}" if args.record else "")
@@ -138,14 +153,17 @@ def _learned(name: str) -> bool:
 
 def _first_use_model(name: str, task) -> Path | None:
     """The cached model of an estimator made on first use (llknn, broyden) when none is
-    shipped for it, made now with a progress bar if missing; None for the others."""
+    shipped for it and the task's robot, made now with a progress bar if missing; None
+    for the others."""
     import sys
 
     from uvs_core.estimators import load_estimator
     from uvs_core.estimators.cache import FIRST_USE, first_use_model
-    from uvs_estimation.jacobian_service import default_model_dir
+    from uvs_estimation.jacobian_service import ModelConfig, default_model_dir, model_robot
 
-    if name not in FIRST_USE or (default_model_dir() / task.name / name).is_dir():
+    shipped = ModelConfig(default_model_dir()).model_path(name, task.name, task.robot.name)
+    if name not in FIRST_USE or (shipped.is_dir()
+                                 and model_robot(shipped) in (None, task.robot.name)):
         return None
 
     def log(message: str) -> None:
