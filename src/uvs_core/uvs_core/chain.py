@@ -24,7 +24,7 @@ of joint ``j``). For the Jacobian, joint ``j``'s axis in the base frame is
 Each ``O_j M_j(q)`` is ``cos(q) A_j + sin(q) B_j + q P_j + D_j`` with constant
 (4, 4) matrices (Rodrigues' formula for a rotation, a column for a
 translation), so all joint transforms of one or of B configurations come from
-one vectorised expression, and the chain is n plain 4x4 products.
+one batched matrix product, and the chain is n plain 4x4 products.
 """
 
 from __future__ import annotations
@@ -116,6 +116,8 @@ class KinematicChain:
         revolute = ~prismatic
         cache = {
             "_a": a_part, "_b": b_part, "_p": p_part, "_d": d_part,
+            "_parts": np.stack([part.reshape(n, 16) for part in
+                                (a_part, b_part, p_part, d_part)], axis=1),   # (n, 4, 16)
             "_rev": revolute.astype(float), "_pris": prismatic.astype(float),
             "_any_prismatic": bool(prismatic.any()),
             # Every axis +z (DH chains, most URDFs): w_j is the link frame's z column.
@@ -137,15 +139,19 @@ class KinematicChain:
 
     # ------------------------------------------------------------------ kinematics
 
-    def _joint_transforms(self, q: np.ndarray) -> np.ndarray:
-        """O_j M_j(q_j) for q: (..., n) rad / m -> (..., n, 4, 4)."""
-        qr = q * self._rev   # prismatic joints: cos 0 / sin 0 times zero A, B
-        c = np.cos(qr)[..., None, None]
-        s = np.sin(qr)[..., None, None]
-        out = c * self._a + s * self._b + self._d
-        if self._any_prismatic:
-            out += (q * self._pris)[..., None, None] * self._p
-        return out
+    def _joint_transforms(self, qt: np.ndarray) -> np.ndarray:
+        """O_j M_j(q_j) for qt: (n, B) rad / m -> (n, B, 4, 4), joint-major.
+
+        One batched product [cos q, sin q, q, 1] (n, B, 4) @ [A; B; P; D] (n, 4, 16):
+        a fraction of the cost of four broadcast multiply-adds at B = 1000.
+        """
+        coef = np.empty((*qt.shape, 4))
+        qr = qt * self._rev[:, None]  # prismatic joints: cos 0 / sin 0 times zero A, B
+        coef[..., 0] = np.cos(qr)
+        coef[..., 1] = np.sin(qr)
+        coef[..., 2] = qt * self._pris[:, None]
+        coef[..., 3] = 1.0
+        return np.matmul(coef, self._parts).reshape(*qt.shape, 4, 4)
 
     def links(self, qf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Walk the chain for qf: (B, n).
@@ -153,14 +159,14 @@ class KinematicChain:
         Returns (link frames (B, n, 4, 4): the frame after each joint's motion,
         tip (B, 4, 4)), base frame.
         """
-        rows = self._joint_transforms(qf)
+        rows = self._joint_transforms(qf.T)
         links = np.empty_like(rows)
-        t = rows[:, 0]
-        links[:, 0] = t
+        t = rows[0]
+        links[0] = t
         for j in range(1, self.n):
-            t = t @ rows[:, j]
-            links[:, j] = t
-        return links, t @ self.tip
+            t = t @ rows[j]
+            links[j] = t
+        return links.transpose(1, 0, 2, 3), t @ self.tip
 
     def links_single(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`links` for one configuration q: (n,) -> ((n, 4, 4), (4, 4)).
@@ -169,7 +175,7 @@ class KinematicChain:
         4x4 blocks is the same BLAS product as the batched ``@`` (so the same
         bits) without the matmul ufunc's per-call overhead.
         """
-        rows = self._joint_transforms(q)
+        rows = self._joint_transforms(q[:, None])[:, 0]
         links = np.empty_like(rows)
         t = rows[0]
         links[0] = t
