@@ -11,7 +11,8 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
-        ("share/" + package_name + "/config/robots", glob("config/robots/*.yaml")),
+        ("share/" + package_name + "/config/robots",
+         glob("config/robots/*.yaml") + glob("config/robots/*.urdf")),
         ("share/" + package_name + "/config/tasks", glob("config/tasks/*.yaml")),
     ],
     # LL-KNN's neighbour query and fit in C (plain C99, no Python headers; loaded

@@ -1,6 +1,7 @@
 """Vectorised kinematic simulation of many arms: q <- q + dt * qdot (paper IV-A).
 
-Commands are joint velocities of the task's active joints. Two conventions
+Commands are joint velocities of the task's active joints: rad/s for revolute
+joints, m/s for prismatic ones (positions in rad or m). Two conventions
 for each limit, chosen per Simulation:
 
 - velocity ``"scale"`` (default): a command over the velocity limits is
@@ -72,8 +73,9 @@ class Simulation:
 
     task: the Task (active joints, q_fixed, forward map).
     dt: s per step. batch: number of arms B.
-    velocity_limits: (k,) or scalar rad/s for the active joints; default the
-    robot's limits of the active joints.
+    velocity_limits: (k,) or scalar rad/s (m/s) for the active joints; default the
+    robot's limits of the active joints. A prismatic joint never exceeds the
+    robot's own limit (m/s), whatever cap is given.
     velocity_mode: "scale" or "clip", limit_mode: "clip" or "mask" (module
     docstring); mask_lookahead: steps ahead the "mask" mode looks, > 0.
     """
@@ -106,6 +108,11 @@ class Simulation:
         limits = np.broadcast_to(np.asarray(velocity_limits, dtype=float), (task.k,)).copy()
         if np.any(limits <= 0):
             raise ValueError("velocity limits must be > 0")
+        # A cap given for the arm (the protocol's 1.22 rad/s) is no licence for a prismatic
+        # joint to pass its own limit in m/s.
+        prismatic = self.robot.prismatic[task.active]
+        limits[prismatic] = np.minimum(limits[prismatic],
+                                       self.robot.velocity_limits[task.active][prismatic])
         self.velocity_limits = limits
         self.q = np.empty((self.batch, self.robot.n))
         self._x = np.empty((self.batch, task.m))
@@ -139,7 +146,7 @@ class Simulation:
     def step(self, qdot_active: np.ndarray) -> StepResult:
         """Apply joint velocities for one dt.
 
-        qdot_active: (B, k) or (k,) rad/s for the active joints.
+        qdot_active: (B, k) or (k,) rad/s (m/s for prismatic joints) for the active joints.
         """
         qdot = np.asarray(qdot_active, dtype=float)
         if qdot.shape not in ((self.task.k,), (self.batch, self.task.k)):

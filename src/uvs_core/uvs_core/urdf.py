@@ -194,6 +194,9 @@ def robot_urdf(robot: Robot, radius: float = 0.04, tool_link: str = TOOL_LINK) -
         joint_elements.append(element)
         return element
 
+    if robot.dh is None:
+        _chain_urdf(robot, link_elements, joint, radius, tool_link)
+        return _finish(root, link_elements, joint_elements)
     current = links[0]        # the link the next rows belong to
     pending = np.eye(4)       # current link frame -> frame after the rows seen so far
     for (theta, d, a, alpha), j in zip(robot.dh, robot.dh_joint):
@@ -224,7 +227,34 @@ def robot_urdf(robot: Robot, radius: float = 0.04, tool_link: str = TOOL_LINK) -
               0.5 * radius, "uvs_tool")
     _visual(link_elements[tool_link], np.eye(4), "sphere", "uvs_tool", radius=_fmt(0.6 * radius, 6))
 
+    return _finish(root, link_elements, joint_elements)
+
+
+def _finish(root: ET.Element, link_elements: dict, joint_elements: list) -> str:
+    """The URDF text of root with its links, then its joints."""
     for element in (*link_elements.values(), *joint_elements):
         root.append(element)
     ET.indent(root)
     return '<?xml version="1.0"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _chain_urdf(robot: Robot, link_elements: dict, add, radius: float, tool_link: str) -> None:
+    """robot_urdf of a robot without DH rows (built from a URDF): one joint per chain
+    joint, with its origin, axis, type and limits; a cylinder from each link's origin to
+    the next joint's."""
+    links, chain = robot.link_names, robot.chain
+    for j in range(robot.n):
+        kind = robot.joint_types[j]
+        element = add(robot.joint_names[j], kind, links[j], links[j + 1], chain.origins[j])
+        ET.SubElement(element, "axis", xyz=" ".join(_fmt(v) for v in chain.axes[j]))
+        limit = {"effort": "0", "velocity": _fmt(robot.velocity_limits[j])}
+        if kind != "continuous":
+            limit = {"lower": _fmt(robot.lower[j]), "upper": _fmt(robot.upper[j]), **limit}
+        ET.SubElement(element, "limit", **limit)
+        end = chain.origins[j + 1][:3, 3] if j + 1 < robot.n else chain.tip[:3, 3]
+        _cylinder(link_elements[links[j + 1]], np.zeros(3), end, radius, "uvs_link")
+    _cylinder(link_elements[links[0]], np.zeros(3), chain.origins[0][:3, 3], radius, "uvs_link")
+    flange = links[-1]
+    add(f"{flange}_joint", "fixed", links[-2], flange, chain.tip)
+    add(f"{tool_link}_joint", "fixed", flange, tool_link, _translation(z=robot.tool_offset))
+    _visual(link_elements[tool_link], np.eye(4), "sphere", "uvs_tool", radius=_fmt(0.6 * radius, 6))

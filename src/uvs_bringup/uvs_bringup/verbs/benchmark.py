@@ -77,7 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "default of --protocol paper); clip: the simulation clips "
                              "positions (default of --protocol design); halt: the control law "
                              "zeroes commands that would pass a limit, as the controller node")
-    parser.add_argument("--robot", default="gen3", help="robot name or YAML (default gen3)")
+    parser.add_argument("--robot", default="gen3",
+                        help="robot: a name under config/robots, a YAML or a URDF file "
+                             "(default gen3)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace results in an existing output directory")
     parser.add_argument("--json", action="store_true",
