@@ -378,6 +378,7 @@ ROSDEP_KEYS = {
     "matplotlib": "python3-matplotlib",
     "tqdm": "python3-tqdm",
     "rosbags": "python3-rosbags-pip",
+    "urdf_parser_py": "urdfdom_py",   # the ROS package that ships the module
     **{name: name for name in (
         "rclpy", "std_msgs", "std_srvs", "sensor_msgs", "geometry_msgs", "visualization_msgs",
         "rcl_interfaces", "ament_index_python", "launch", "launch_ros", "uvs_interfaces",
