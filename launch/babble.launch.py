@@ -45,8 +45,11 @@ ARGUMENTS = [
     ("backend", "sim", "what runs the arm: sim, the kinematic simulation of the robot model; "
      "gen3, the real Kinova Gen3 via Kortex", BACKENDS),
     ("robot", "", "robot model the driver and babbler load (empty: the parameter files', "
-     "gen3): a name under config/robots (gen3, gen3_6dof, ur5e) or a robot YAML path "
+     "gen3): a name under config/robots (gen3, gen3_6dof, ur5e), a robot YAML or URDF "
+     "path, or robot_description (the URDF a robot driver publishes on that topic) "
      "(robot:=sim|gen3 alone: deprecated spelling of backend:=)", None),
+    ("base_link", "", "URDF robots: the chain's base link (empty: the URDF's root)", None),
+    ("tip_link", "", "URDF robots: the chain's tip link (empty: the URDF's one leaf)", None),
     ("robot_ip", "192.168.1.10", "IP address of the Gen3 (backend:=gen3)", None),
     ("task", "single_point", "task whose active joints are babbled and whose x is recorded",
      TASKS),
@@ -74,7 +77,8 @@ def _actions(context, given=frozenset()):
                                                      "backend" in given, "robot" in given)
         if deprecated:
             get_logger("babble.launch.py").warning(deprecated)
-        options = BabbleOptions(backend=backend, robot=robot, robot_ip=arg("robot_ip"),
+        options = BabbleOptions(backend=backend, robot=robot, base_link=arg("base_link"),
+                                tip_link=arg("tip_link"), robot_ip=arg("robot_ip"),
                                 task=arg("task"),
                                 trajectories=int(arg("trajectories")),
                                 bag=str(Path(arg("bag")).expanduser()), mode=arg("mode"))

@@ -7,10 +7,15 @@ installed; optionally RViz and a rosbag2 recording.
     ros2 launch uvs_bringup servo.launch.py backend:=gen3 robot_ip:=192.168.1.10 estimator:=nk_tanh
     ros2 launch uvs_bringup servo.launch.py task:=visual_servo camera:=webcam video_device:=0
     ros2 launch uvs_bringup servo.launch.py task:=visual_servo target_source:=marker
+    ros2 launch uvs_bringup servo.launch.py robot:=/abs/path/my_arm.urdf estimator:=tj
+    ros2 launch uvs_bringup servo.launch.py robot:=robot_description base_link:=base tip_link:=tool0
 
 `backend` is what runs the arm (sim: the kinematic simulation; gen3: the real Kinova Gen3
 through the Kortex API); `robot` is the kinematic model every node loads (a name under
-config/robots such as gen3 or ur5e, or a robot YAML path). Before issue 14 `robot` chose
+config/robots such as gen3 or ur5e, a robot YAML or URDF path, or robot_description: the
+URDF that a robot driver's robot_state_publisher publishes on /robot_description, read by
+each node at start; uvs then starts no robot_state_publisher of its own, the driver's
+publishes the description and TF). Before issue 14 `robot` chose
 the backend: robot:=sim still means backend:=sim, and robot:=gen3 without backend:= still
 means the real arm, each with a deprecation warning saying what to write instead.
 
@@ -34,6 +39,7 @@ from launch import LaunchDescription
 from uvs_bringup.graph import (
     BACKENDS,
     CAMERAS,
+    ROBOT_DESCRIPTION,
     TARGET_SOURCES,
     TASKS,
     GraphOptions,
@@ -58,8 +64,12 @@ ARGUMENTS = [
     ("backend", "sim", "what runs the arm: sim, the kinematic simulation of the robot model; "
      "gen3, the real Kinova Gen3 via Kortex", BACKENDS),
     ("robot", "", "robot model every node loads (empty: the parameter files', gen3): a "
-     "name under config/robots (gen3, gen3_6dof, ur5e) or a robot YAML path "
-     "(robot:=sim|gen3 alone: deprecated spelling of backend:=)", None),
+     "name under config/robots (gen3, gen3_6dof, ur5e), a robot YAML or URDF path, or "
+     "robot_description (the URDF a robot driver publishes on that topic; uvs then starts "
+     "no robot_state_publisher) (robot:=sim|gen3 alone: deprecated spelling of backend:=)",
+     None),
+    ("base_link", "", "URDF robots: the chain's base link (empty: the URDF's root)", None),
+    ("tip_link", "", "URDF robots: the chain's tip link (empty: the URDF's one leaf)", None),
     ("robot_ip", "192.168.1.10", "IP address of the Gen3 (backend:=gen3)", None),
     ("task", "single_point", "servo task", TASKS),
     ("estimator", "nk_tanh", "Jacobian estimator (the names of the estimator registry)",
@@ -90,7 +100,8 @@ def _options(arg, given) -> GraphOptions:
                                                      "backend" in given, "robot" in given)
         if deprecated:
             get_logger("servo.launch.py").warning(deprecated)
-        return GraphOptions(backend=backend, robot=robot, robot_ip=arg("robot_ip"),
+        return GraphOptions(backend=backend, robot=robot, base_link=arg("base_link"),
+                            tip_link=arg("tip_link"), robot_ip=arg("robot_ip"),
                             task=arg("task"), estimator=arg("estimator"),
                             camera=arg("camera"), video_device=device,
                             target_source=arg("target_source"))
@@ -129,7 +140,13 @@ def _actions(context, given=frozenset()):
         raise LaunchArgumentError(f"bag {bag} exists; choose a new path with bag:=...")
 
     actions = [node_action(spec, params_dir) for spec in specs]
-    if package_available("robot_state_publisher"):
+    if options.robot == ROBOT_DESCRIPTION:
+        # The user's robot driver publishes robot_description (what the nodes read) and TF;
+        # a second robot_state_publisher would publish another description over it.
+        actions.append(LogInfo(msg="robot:=robot_description: the nodes read the URDF from "
+                                   "/robot_description; no uvs robot_state_publisher (the "
+                                   "robot driver's publishes it and /tf)"))
+    elif package_available("robot_state_publisher"):
         from uvs_core.robot import load_robot
         from uvs_core.urdf import robot_urdf
 

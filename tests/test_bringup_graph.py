@@ -188,7 +188,8 @@ def test_launch_file_declares_the_documented_arguments_and_uses_the_shared_graph
     arguments = next(node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
                      and getattr(node.targets[0], "id", "") == "ARGUMENTS")
     names = [element.elts[0].value for element in arguments.elts]
-    assert names == ["backend", "robot", "robot_ip", "task", "estimator", "camera",
+    assert names == ["backend", "robot", "base_link", "tip_link", "robot_ip", "task",
+                     "estimator", "camera",
                      "video_device", "target_source", "rviz", "record", "bag", "params_dir"]
     calls = {node.func.id for node in ast.walk(tree)
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}

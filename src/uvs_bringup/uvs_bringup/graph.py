@@ -17,9 +17,13 @@ from pathlib import Path
 
 # `backend`: what runs the arm (the driver bridge's backend). `robot`: the kinematic model
 # every node loads (uvs_core.robot.load_robot: a name under config/robots, a robot YAML
-# path, later a URDF path). Before issue 14 the launch argument `robot` chose the backend.
+# or URDF path, or ROBOT_DESCRIPTION). Before issue 14 the launch argument `robot` chose the
+# backend.
 BACKENDS = ("sim", "gen3")
 DEFAULT_ROBOT = "gen3"
+# The robot model value meaning: the URDF a robot driver publishes on the robot_description
+# topic (uvs_ros.robot_model, read by each node at start; no rclpy import here).
+ROBOT_DESCRIPTION = "robot_description"
 # Robot models the gen3 backend (Kinova's Kortex API) can drive: the Gen3, 7 and 6 DOF.
 KORTEX_ROBOTS = ("gen3", "gen3_6dof")
 TASKS = ("single_point", "multi_point", "visual_servo")
@@ -92,13 +96,16 @@ def check_robot(spec: str, backend: str = "sim") -> tuple[str, str]:
     """(node parameter, model name) of robot spec `spec`: a name under config/robots as
     is, a file path made absolute (nodes may run in another working directory).
     ValueError with the reason when the model cannot be loaded, or when `backend` cannot
-    drive it."""
+    drive it. ROBOT_DESCRIPTION is taken as is, model name None: the nodes read the URDF
+    from the topic at start, so nothing here can check it."""
     from uvs_core.robot import load_robot
 
     text = str(spec).strip()
     if not text:
         raise ValueError("robot must name a robot model (a name under config/robots, "
-                         "or a robot description file); got ''")
+                         f"a robot description file, or {ROBOT_DESCRIPTION}); got ''")
+    if text == ROBOT_DESCRIPTION:
+        return text, None
     if text.endswith((".yaml", ".yml", ".urdf", ".xml")) or "/" in text:
         text = str(Path(text).expanduser().resolve())
     try:
@@ -141,12 +148,16 @@ class GraphOptions:
     """The launch arguments of servo.launch.py (same names, same defaults).
 
     backend: sim | gen3, what runs the arm. robot: the kinematic model every node loads
-    (a name under config/robots or a robot YAML path; a file path is made absolute);
-    None: each node's parameter file says (config/*.yaml: gen3, see config_robot).
+    (a name under config/robots, a robot YAML or URDF path, a file path made absolute; or
+    ROBOT_DESCRIPTION: the URDF a robot driver publishes on that topic); None: each
+    node's parameter file says (config/*.yaml: gen3, see config_robot).
+    base_link, tip_link: the chain's ends in a URDF robot ('': its root, its one leaf).
     """
 
     backend: str = "sim"
     robot: str | None = None
+    base_link: str = ""
+    tip_link: str = ""
     robot_ip: str = "192.168.1.10"
     task: str = "single_point"
     estimator: str = "nk_tanh"
@@ -183,11 +194,21 @@ class GraphOptions:
                     "v4l2_camera, usb_cam) and use camera:=topic, so both see the same frames")
 
 
+def robot_parameters(options) -> dict:
+    """The robot-model parameters of every node that loads the model: `robot`, and
+    `base_link` / `tip_link` where given (GraphOptions or BabbleOptions)."""
+    params = {} if options.robot is None else {"robot": options.robot}
+    for name in ("base_link", "tip_link"):
+        if getattr(options, name):
+            params[name] = getattr(options, name)
+    return params
+
+
 def servo_graph(options: GraphOptions) -> list[NodeSpec]:
     """The nodes of the servo graph for `options`, in start order. Every node that loads
     a kinematic model gets the same `robot` (none when options.robot is None: the
     parameter files' then)."""
-    model = {} if options.robot is None else {"robot": options.robot}
+    model = robot_parameters(options)
     backend_params = {"backend": options.backend, **model, "task": options.task}
     if options.backend == "gen3":
         backend_params["robot_ip"] = options.robot_ip
@@ -240,6 +261,8 @@ class BabbleOptions:
 
     backend: str = "sim"
     robot: str | None = None
+    base_link: str = ""
+    tip_link: str = ""
     robot_ip: str = "192.168.1.10"
     task: str = "single_point"
     trajectories: int = 10
@@ -261,7 +284,7 @@ class BabbleOptions:
 def babble_graph(options: BabbleOptions) -> list[NodeSpec]:
     """Driver and babbler: OU or servo babbling from home, written as a bag of the `uvs
     collect` schema by the babbler itself (the driver's task_state is what it records)."""
-    model = {} if options.robot is None else {"robot": options.robot}
+    model = robot_parameters(options)
     driver_params = {"backend": options.backend, **model, "task": options.task}
     if options.backend == "gen3":
         driver_params["robot_ip"] = options.robot_ip

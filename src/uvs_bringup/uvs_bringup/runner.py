@@ -489,12 +489,8 @@ class ServoGraph:
         """
         if self.options.target_source != "marker":
             raise GraphError("servo_to_marker needs a graph with target_source 'marker'")
-        from uvs_core.robot import load_robot
-        from uvs_core.tasks import make_task
-
         op = self.operator
-        expected = make_task(self.options.task, load_robot(self.robot)).camera.project(
-            np.asarray(point, dtype=float))
+        expected = self._task().camera.project(np.asarray(point, dtype=float))
         if home:
             self._show_target(None)
             # Home only once the controller holds the arm: homing while it still servos
@@ -535,8 +531,14 @@ class ServoGraph:
             time.sleep(0.01)
         raise GraphError(f"timed out after {timeout:.0f} s waiting for {what}")
 
+    def _task(self):
+        """The task the controller serves (its robot model as loaded, also one read from
+        robot_description)."""
+        return self.nodes["controller"].task
+
     def _home_x(self) -> np.ndarray:
-        return home_x(self.options.task, self.robot)
+        task = self._task()
+        return np.asarray(task.x(task.home_active), dtype=float)
 
 
 def home_x(task_name: str, robot: str = "gen3") -> np.ndarray:

@@ -101,12 +101,12 @@ from uvs_core.control import (
     control_step,
     task_rank,
 )
-from uvs_core.robot import load_robot
 from uvs_core.safety import Envelope
 from uvs_core.tasks import TASK_NAMES, cond_thresholds, make_task
 from uvs_interfaces.msg import ServoStatus, TaskState
 from uvs_interfaces.srv import EstimateJacobian, SetTarget
 from uvs_ros import run_node
+from uvs_ros.robot_model import ROBOT_MODEL_PARAMETERS, load_node_robot, robot_model_reason
 
 __all__ = ["ControllerNode", "PARAMETERS", "validate_parameters", "main"]
 
@@ -161,8 +161,10 @@ PARAMETERS = {
         "Servo task: what x is, which joints are driven.", _STR, read_only=True,
         constraints=f"one of {', '.join(TASK_NAMES)}")),
     "robot": ("gen3", _descriptor(
-        "Robot description: a name in uvs_core's config/robots, or a YAML path (joint "
-        "limits, markers).", _STR, read_only=True)),
+        "Robot model (joint limits, markers): a name under config/robots, a robot YAML "
+        "or URDF path, or robot_description (the URDF on that topic, from a robot driver).",
+        _STR, read_only=True)),
+    **ROBOT_MODEL_PARAMETERS,
     "rate": (20.0, _descriptor(
         "Control rate, Hz (paper: 20, dt = 0.05 s).", _DOUBLE, floats=(1.0, 1000.0))),
     "gain": (_DEFAULT.gain, _descriptor(
@@ -274,8 +276,9 @@ def validate_parameters(values: dict) -> str | None:
     """Why this complete set of parameter values is unacceptable, or None."""
     if values["task"] not in TASK_NAMES:
         return f"task {values['task']!r} unknown; choose one of {', '.join(TASK_NAMES)}"
-    if not str(values["robot"]).strip():
-        return "robot must name a robot description or a YAML path"
+    reason = robot_model_reason(values)
+    if reason:
+        return reason
     if values["joint_limit_policy"] not in JOINT_LIMIT_POLICIES:
         return (f"joint_limit_policy {values['joint_limit_policy']!r} unknown; choose one of "
                 f"{', '.join(JOINT_LIMIT_POLICIES)}")
@@ -330,7 +333,7 @@ class ControllerNode(Node):
             raise ValueError(f"{self.get_name()}: {reason}")
         self._values = values
 
-        self.robot = load_robot(values["robot"])
+        self.robot = load_node_robot(self, values["robot"])
         self.task = make_task(values["task"], self.robot)
         active = self.task.active
         self._lower = self.robot.lower[active]

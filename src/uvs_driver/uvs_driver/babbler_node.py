@@ -43,11 +43,11 @@ from std_srvs.srv import Trigger
 
 from uvs_core.babble import BABBLE_MODES, OUProcess, ServoBabbler
 from uvs_core.dataset import Dataset, DatasetError, write_bag
-from uvs_core.robot import load_robot
 from uvs_core.tasks import TASK_NAMES, make_task
 from uvs_driver.qos import COMMAND_QOS, RECORD_QOS
 from uvs_interfaces.msg import TaskState
 from uvs_ros import run_node
+from uvs_ros.robot_model import ROBOT_MODEL_PARAMETERS, load_node_robot, robot_model_reason
 
 __all__ = ["BabblerNode", "main"]
 
@@ -75,7 +75,9 @@ _STR, _DOUBLE, _INT, _BOOL = (ParameterType.PARAMETER_STRING, ParameterType.PARA
 # only the deadlines may change while it runs.
 PARAMETERS = {
     "robot": ("gen3", _descriptor(
-        "Robot description (name or YAML path); must match the driver's.", _STR)),
+        "Robot model (a name under config/robots, a YAML or URDF path, or "
+        "robot_description: the URDF on that topic); must match the driver's.", _STR)),
+    **ROBOT_MODEL_PARAMETERS,
     "task": ("single_point", _descriptor(
         f"Task whose active joints are babbled. One of: {', '.join(TASK_NAMES)}.", _STR)),
     "rate": (20.0, _descriptor(
@@ -131,6 +133,8 @@ _ENVELOPES = ("robot", "box", "off")
 
 def validate_parameter(name: str, value) -> str | None:
     """Why ``value`` is not acceptable for parameter ``name``, or None when it is."""
+    if name in ("robot", "robot_description_timeout"):
+        return robot_model_reason({name: value})
     if name == "task" and value not in TASK_NAMES:
         return f"task {value!r} unknown; choose one of {', '.join(TASK_NAMES)}"
     if name in _POSITIVE and not (isinstance(value, float) and math.isfinite(value)
@@ -166,7 +170,7 @@ class BabblerNode(Node):
             if reason:
                 raise ValueError(f"{self.get_name()}: {reason}")
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        self.robot = load_robot(p["robot"])
+        self.robot = load_node_robot(self, p["robot"])
         self.task = make_task(p["task"], self.robot)
         self.horizon = p["horizon"]
         self.trajectories = p["trajectories"]

@@ -79,7 +79,6 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import Trigger
 
-from uvs_core.robot import load_robot
 from uvs_core.safety import (
     DEFAULT_LOOKAHEAD,
     DEFAULT_UNIT_ERROR_FACTOR,
@@ -93,6 +92,7 @@ from uvs_driver.backends import BACKEND_NAMES, MAX_RATE, BackendError, Reading, 
 from uvs_driver.qos import COMMAND_READER_QOS, SAFETY_QOS, STATE_QOS
 from uvs_interfaces.msg import TaskState
 from uvs_ros import run_node
+from uvs_ros.robot_model import ROBOT_MODEL_PARAMETERS, load_node_robot, robot_model_reason
 
 __all__ = ["DriverNode", "main"]
 
@@ -136,8 +136,10 @@ PARAMETERS = {
         "Arm backend: the kinematic simulation or a Kinova Gen3 through the Kortex API.",
         _STR, read_only=True, choices=BACKEND_NAMES)),
     "robot": ("gen3", _descriptor(
-        "Robot description: a name in uvs_core's config/robots, or a YAML path.",
+        "Robot model: a name under config/robots, a robot YAML or URDF path, or "
+        "robot_description (the URDF on that topic, from a robot driver).",
         _STR, read_only=True)),
+    **ROBOT_MODEL_PARAMETERS,
     "task": ("single_point", _descriptor(
         "Task: which joints are driven and, in simulation, what task_state holds.",
         _STR, read_only=True, choices=TASK_NAMES)),
@@ -214,8 +216,8 @@ def validate_parameter(name: str, value, backend: str = "sim") -> str | None:
         return f"task {value!r} unknown; choose one of {', '.join(TASK_NAMES)}"
     if name == "envelope" and value not in ENVELOPE_MODES:
         return f"envelope {value!r} unknown; choose one of {', '.join(ENVELOPE_MODES)}"
-    if name == "robot" and not str(value).strip():
-        return "robot must name a robot description or a YAML path"
+    if name in ("robot", "robot_description_timeout"):
+        return robot_model_reason({name: value})
     if name in _POSITIVE and not (isinstance(value, float) and math.isfinite(value)
                                   and value > 0.0):
         return f"{name} must be a finite number > 0, got {value!r}"
@@ -252,7 +254,7 @@ class DriverNode(Node):
                 raise ValueError(f"{self.get_name()}: {reason}")
         p = {name: self.get_parameter(name).value for name in PARAMETERS}
 
-        self.robot = load_robot(p["robot"])
+        self.robot = load_node_robot(self, p["robot"])
         self.task = make_task(p["task"], self.robot)
         self._backend_name = backend_name
         self._rate = p["rate"]

@@ -17,7 +17,9 @@ Parameters:
   first; an unknown name or a missing, corrupt or mismatched model is
   rejected with the reason and the current estimator keeps serving. Setting
   the current name again reloads it (a retrained model, a fresh Broyden).
-- ``task``, ``robot`` (read-only): what is estimated.
+- ``task``, ``robot`` (read-only): what is estimated; ``robot`` as every node's
+  (uvs_ros.robot_model: ``robot_description`` reads the URDF a robot driver
+  publishes, with ``base_link``, ``tip_link``, ``robot_description_timeout``).
 - ``model_dir``: root of the models, ``<model_dir>/<task>/<name>`` (the Gen3's)
   and ``<model_dir>/<robot>/<task>/<name>`` (another robot model's); by default
   the ``models/`` installed with uvs_bringup (else the repository's); empty
@@ -57,7 +59,6 @@ from std_srvs.srv import Trigger
 
 from uvs_core.estimators import ESTIMATOR_NAMES
 from uvs_core.estimators.cache import FIRST_USE
-from uvs_core.robot import load_robot
 from uvs_core.tasks import TASK_NAMES, make_task
 from uvs_estimation.jacobian_service import (
     EstimatorSetupError,
@@ -69,6 +70,7 @@ from uvs_estimation.jacobian_service import (
 )
 from uvs_interfaces.srv import EstimateJacobian
 from uvs_ros import run_node
+from uvs_ros.robot_model import ROBOT_MODEL_PARAMETERS, load_node_robot, robot_model_reason
 
 __all__ = ["DEFAULT_ESTIMATOR", "NODE_NAME", "JacobianEstimatorNode", "main"]
 
@@ -114,7 +116,12 @@ class JacobianEstimatorNode(Node):
         self._learned = _learned_names()
         self._default_model_dir = default_model_dir()
         self._declare_parameters()
-        robot = load_robot(self.get_parameter("robot").value)
+        values = {name: self.get_parameter(name).value
+                  for name in ("robot", *ROBOT_MODEL_PARAMETERS)}
+        reason = robot_model_reason(values)
+        if reason:
+            raise ValueError(f"{self.get_name()}: {reason}")
+        robot = load_node_robot(self, values["robot"])
         self._task = make_task(self.get_parameter("task").value, robot)
 
         self._models = ModelConfig(
@@ -168,9 +175,13 @@ class JacobianEstimatorNode(Node):
         ))
         self.declare_parameter("robot", "gen3", ParameterDescriptor(
             type=ParameterType.PARAMETER_STRING,
-            description="robot: a name under config/robots (gen3) or a robot YAML path",
+            description="robot model: a name under config/robots (gen3), a robot YAML or "
+                        "URDF path, or robot_description (the URDF on that topic, from a "
+                        "robot driver)",
             read_only=True,
         ))
+        for name, (default, descriptor) in ROBOT_MODEL_PARAMETERS.items():
+            self.declare_parameter(name, default, descriptor)
         self.declare_parameter("model_dir", str(self._default_model_dir), ParameterDescriptor(
             type=ParameterType.PARAMETER_STRING,
             description="root of the trained models, laid out <model_dir>/<task>/<estimator> "

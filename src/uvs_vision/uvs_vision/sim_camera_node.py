@@ -34,9 +34,9 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Header
 
-from uvs_core.robot import load_robot
 from uvs_core.tasks import make_task
 from uvs_ros import run_node
+from uvs_ros.robot_model import ROBOT_MODEL_PARAMETERS, load_node_robot, robot_model_reason
 from uvs_vision.image_conv import array_to_image_fields
 from uvs_vision.render import BACKGROUNDS, MarkerRenderer, RenderConfig
 from uvs_vision.ros_common import (
@@ -70,8 +70,10 @@ _LOG_PERIOD = 2.0  # s between repeated log lines of one kind
 # name: (default, descriptor)
 PARAMETERS = {
     "robot": ("gen3", descriptor(
-        "Robot description: a name in uvs_core's config/robots, or a YAML path.",
+        "Robot model: a name under config/robots, a robot YAML or URDF path, or "
+        "robot_description (the URDF on that topic, from a robot driver).",
         STR, read_only=True)),
+    **ROBOT_MODEL_PARAMETERS,
     "task": ("visual_servo", descriptor(
         "Task whose camera (intrinsics and pose, from the robot YAML's tasks: section) "
         "renders the marker.", STR, read_only=True, choices=CAMERA_TASKS)),
@@ -136,8 +138,9 @@ def validate_parameters(values: dict) -> str | None:
     """Why this full set of parameter values is not acceptable, or None when it is."""
     if values["task"] not in CAMERA_TASKS:
         return f"task {values['task']!r} has no camera; choose one of {', '.join(CAMERA_TASKS)}"
-    if not str(values["robot"]).strip():
-        return "robot must name a robot description or a YAML path"
+    reason = robot_model_reason(values)
+    if reason:
+        return reason
     rate = values["rate"]
     if not (isinstance(rate, float) and math.isfinite(rate) and rate > 0):
         return f"rate must be a finite number of Hz > 0, got {rate!r}"
@@ -180,7 +183,7 @@ class SimCameraNode(Node):
         if reason:
             raise ValueError(f"{self.get_name()}: {reason}")
 
-        self.robot = load_robot(values["robot"])
+        self.robot = load_node_robot(self, values["robot"])
         self.task = make_task(values["task"], self.robot)
         self.renderer = MarkerRenderer(self.task, _render_config(values))
         self._frame_id = values["frame_id"]

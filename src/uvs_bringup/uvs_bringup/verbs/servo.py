@@ -31,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what runs the arm: sim (default), the kinematic simulation of "
                         "--robot; gen3, the real Kinova Gen3 at --robot-ip")
     parser.add_argument("--robot", help="robot model every node loads: a name under "
-                        "config/robots (gen3, gen3_6dof, ur5e) or a robot YAML path "
-                        "(default: the parameter files', gen3)")
+                        "config/robots (gen3, gen3_6dof, ur5e), a robot YAML or a URDF "
+                        "path (default: the parameter files', gen3)")
     parser.add_argument("--robot-ip", default="192.168.1.10",
                         help="IP address of the Gen3 (--backend gen3; default 192.168.1.10)")
     parser.add_argument("--task", choices=TASKS, default="single_point")
@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from uvs_bringup.graph import GraphOptions, config_robot
+    from uvs_bringup.graph import ROBOT_DESCRIPTION, GraphOptions, config_robot
     from uvs_bringup.runner import GraphError, ServoGraph
     from uvs_core.estimators import ModelError
     from uvs_core.robot import load_robot
@@ -73,6 +73,11 @@ def run(args: argparse.Namespace) -> int:
                                target_source=args.target_source)
     except ValueError as exc:
         return fail(str(exc))
+    if options.robot == ROBOT_DESCRIPTION:
+        return fail("--robot robot_description: uvs servo draws its targets from the model "
+                    "before the graph starts; give the URDF path (--robot my_arm.urdf), or "
+                    "run `ros2 launch uvs_bringup servo.launch.py robot:=robot_description` "
+                    "beside the robot driver")
     if args.config is not None and not args.config.is_dir():
         return fail(f"--config {args.config}: no such folder")
     extra = {}
