@@ -247,13 +247,14 @@ PARAMETERS = {
     "target_velocity": ("message", _descriptor(
         "Velocity of a target from the target topic, fed forward (qdot = J+ (xdot* + gain "
         "(x* - x))): message = its TaskState.velocity field (empty: none; a trajectory "
-        "streamer sets it); estimate = from successive targets over "
-        "target_velocity_window (their header stamps, else receipt times; a tracked target "
-        "marker); off = none (feedback alone lags a target moving at v by v / gain).",
+        "streamer sets it); estimate = the median velocity between successive targets of "
+        "the last target_velocity_window s (by receipt time; a tracked target marker); "
+        "off = none (feedback alone lags a target moving at v by v / gain).",
         _STR, constraints=f"one of {', '.join(TARGET_VELOCITY_MODES)}")),
     "target_velocity_window": (0.2, _descriptor(
-        "target_velocity estimate: s of topic targets the velocity is the slope over "
-        "(longer: less noise, more delay).", _DOUBLE, floats=(0.0, 5.0), constraints="> 0")),
+        "target_velocity estimate: s of topic targets whose successive velocities' median "
+        "is the estimate (longer: less noise, more delay).", _DOUBLE, floats=(0.0, 5.0),
+        constraints="> 0")),
     "target_velocity_timeout": (0.25, _descriptor(
         "A topic target's velocity is fed forward, and x* extrapolated with it, while the "
         "message is at most this old, s; then the target is held still.",
@@ -609,20 +610,23 @@ class ControllerNode(Node):
             self._target_history.clear()
 
     def _estimate_velocity(self, stamp: float, target: np.ndarray) -> np.ndarray | None:
-        """ẋ* from the topic targets of the last target_velocity_window s: the slope from
-        the oldest of them to ``target`` at ``stamp``; None with no earlier one (lock held).
-        A stamp that goes back (a restarted publisher) starts the history again."""
+        """ẋ* from the topic targets of the last target_velocity_window s: the median, per
+        coordinate, of the velocities between successive ones (a jump of the target, one
+        outlier among them, is not read as motion); None with no earlier target in the
+        window (lock held). stamp: s, monotonic receipt time."""
         history = self._target_history
         if history and stamp <= history[-1][0]:
-            history.clear()
+            history.pop()
         history.append((stamp, target.copy()))
         window = self._values["target_velocity_window"]
-        while len(history) > 2 and stamp - history[1][0] >= window:
+        while len(history) > 1 and stamp - history[0][0] > window:
             history.popleft()
-        first_stamp, first = history[0]
-        if len(history) < 2 or stamp - first_stamp > 2.0 * window:
+        if len(history) < 2:
             return None
-        return (target - first) / (stamp - first_stamp)
+        stamps = np.array([t for t, _ in history])
+        points = np.stack([x for _, x in history])
+        steps = np.diff(points, axis=0) / np.diff(stamps)[:, None]
+        return np.median(steps, axis=0)
 
     def _target_now(self, now: float) -> tuple[np.ndarray | None, np.ndarray | None]:
         """(x* (m,), ẋ* (m,) or None) for a cycle at monotonic ``now`` (lock held): a topic
@@ -672,7 +676,9 @@ class ControllerNode(Node):
                 return
         with self._lock:
             if mode == "estimate":
-                velocity = self._estimate_velocity(stamp, target)
+                # Receipt times: a camera pipeline's stamp is the frame's joint state, which
+                # says when the arm was seen, not when the target was (two frames may share it).
+                velocity = self._estimate_velocity(received, target)
             self._set_target(target, received=received, velocity=velocity, stamp=stamp)
 
     def _on_set_target(self, request: SetTarget.Request, response: SetTarget.Response):
