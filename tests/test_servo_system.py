@@ -288,3 +288,44 @@ def test_uvs_servo_the_ur5e_with_llknn_made_on_first_use_for_it(tmp_path):
     meta = json.loads((tmp_path / "cache" / "models" / "ur5e" / "single_point" / "llknn"
                        / "metadata.json").read_text())
     assert (meta["robot"], meta["k"]) == ("ur5e", 6)
+
+
+def test_visual_servo_follows_a_moving_target_marker():
+    """The sim camera's target marker moving on a 10 cm circle at 10 cm/s (target_motion):
+    the target tracker's pixel moves, and the controller (target_velocity estimate, as
+    target_source:=marker sets it) keeps the tool marker on it."""
+    from rclpy.parameter import Parameter
+
+    from uvs_interfaces.msg import ServoStatus
+
+    task = make_task("visual_servo", GEN3)
+    point = GEN3.position(task.expand(np.array([0.5, 1.0])))
+    options = GraphOptions(task="visual_servo", estimator="tj", camera="sim",
+                           target_source="marker")
+    with ServoGraph(options) as graph:
+        result = graph.servo_to_marker(point, timeout=20.0)
+        assert result.outcome == "converged", result.summary()
+        camera = graph.nodes["sim_camera"]
+        assert graph.nodes["controller"].get_parameter("target_velocity").value == "estimate"
+        results = camera.set_parameters([Parameter("target_motion_size", value=0.1),
+                                         Parameter("target_motion_speed", value=0.1),
+                                         Parameter("target_motion", value="circle")])
+        assert all(r.successful for r in results)
+        graph.operator.take_statuses()
+        start = time.monotonic()
+        seen = []
+        while time.monotonic() < start + 7.0:
+            seen += [(time.monotonic() - start, s) for s in graph.operator.take_statuses()]
+            time.sleep(0.02)
+    late = [s for t, s in seen if t >= 2.0 and len(s.target) == 2 and len(s.position) == 2]
+    assert len(late) >= 50
+    targets = np.array([s.target for s in late])
+    positions = np.array([s.position for s in late])
+    errors = np.array([s.error_norm for s in late])
+    excursion = np.ptp(targets, axis=0).max()
+    print(f"excursion {excursion:.1f} px, median error {np.median(errors):.2f} px, "
+          f"max {errors.max():.2f} px")
+    assert excursion > 30.0                                  # the tracked target moves
+    assert np.ptp(positions, axis=0).max() > 0.8 * excursion  # and the tool with it
+    assert np.median(errors) < 0.1 * excursion, (np.median(errors), excursion)
+    assert all(s.state in (ServoStatus.SERVOING, ServoStatus.CONVERGED) for s in late)

@@ -226,7 +226,9 @@ def servo_graph(options: GraphOptions) -> list[NodeSpec]:
         NodeSpec("controller", "uvs_control", "controller",
                  "uvs_control.controller_node:ControllerNode", "controller.yaml",
                  {**model, "task": options.task,
-                  **({"target_timeout": MARKER_TARGET_TIMEOUT}
+                  **({"target_timeout": MARKER_TARGET_TIMEOUT,
+                      # the tracked marker's pixel carries no velocity: estimate it
+                      "target_velocity": "estimate"}
                                            if options.target_source == "marker" else {})}),
     ]
     if options.task == "visual_servo":

@@ -34,7 +34,15 @@ Topics (relative names, so a namespace applies):
   best-effort depth 1 (matches reliable and sensor-data publishers);
 - subscribes ``target`` (uvs_interfaces/TaskState): each message updates x*
   (a moving target); the convergence bookkeeping restarts only when the
-  target moved by more than ``convergence_tolerance``. A target from this
+  target moved by more than ``convergence_tolerance`` (for a target with a
+  velocity: from where that velocity said it would be). A moving target's
+  velocity ẋ* (``target_velocity``: the message's ``velocity`` field, or
+  estimated from successive targets, or off) is fed forward, qdot = J+ (ẋ* +
+  gain (x* - x)), and x* is extrapolated by ẋ* times the message's age, while
+  the message is at most ``target_velocity_timeout`` old (then the target is held
+  still where it was). A moving target within the tolerance reports CONVERGED
+  and is still followed (the command is not zeroed), and is never STALLED (a
+  steady tracking error is no stall). A target from this
   topic can be lost: a message with valid=false (a tracked target marker out
   of sight), or no message for ``target_timeout`` s (when > 0), commands zero
   and reports HALTED ``target lost`` / ``target stale`` until a valid target
@@ -127,6 +135,7 @@ _LATCHING = ("estimator unavailable", "estimator timeout", "estimator failed",
              "estimator returned", "joint states stale", "task state stale",
              "joint_states lacks", "task state has")
 ENVELOPE_MODES = ("robot", "box", "off")
+TARGET_VELOCITY_MODES = ("message", "estimate", "off")
 MARKER_RATE = 20.0  # Hz, the most ~/markers is published (RViz needs no more)
 
 _STR, _DOUBLE, _INT = (ParameterType.PARAMETER_STRING, ParameterType.PARAMETER_DOUBLE,
@@ -237,6 +246,21 @@ PARAMETERS = {
         "command, HALTED until the next one. 0 = topic targets never go stale (one-shot "
         "targets); a tracked target marker publishes every frame (servo.launch.py "
         "target_source:=marker sets 0.5).", _DOUBLE, floats=(0.0, 60.0))),
+    "target_velocity": ("message", _descriptor(
+        "Velocity of a target from the target topic, fed forward (qdot = J+ (xdot* + gain "
+        "(x* - x))): message = its TaskState.velocity field (empty: none; a trajectory "
+        "streamer sets it); estimate = the median velocity between successive targets of "
+        "the last target_velocity_window s (by receipt time; a tracked target marker); "
+        "off = none (feedback alone lags a target moving at v by v / gain).",
+        _STR, constraints=f"one of {', '.join(TARGET_VELOCITY_MODES)}")),
+    "target_velocity_window": (0.2, _descriptor(
+        "target_velocity estimate: s of topic targets whose successive velocities' median "
+        "is the estimate (longer: less noise, more delay).", _DOUBLE, floats=(0.0, 5.0),
+        constraints="> 0")),
+    "target_velocity_timeout": (0.25, _descriptor(
+        "A topic target's velocity is fed forward, and x* extrapolated with it, while the "
+        "message is at most this old, s; then the target is held still.",
+        _DOUBLE, floats=(0.0, 10.0))),
     "state_timeout": (0.25, _descriptor(
         "joint_states / task_state older than this (s, receipt time) are stale: zero "
         "command, HALTED.", _DOUBLE, floats=(0.0, 60.0), constraints="> 0")),
@@ -301,6 +325,15 @@ def validate_parameters(values: dict) -> str | None:
         return "stall_window must be >= 1"
     if not 0.0 <= values["stall_fraction"] < 1.0:
         return "stall_fraction must be in [0, 1)"
+    if values["target_velocity"] not in TARGET_VELOCITY_MODES:
+        return (f"target_velocity {values['target_velocity']!r} unknown; choose one of "
+                f"{', '.join(TARGET_VELOCITY_MODES)}")
+    if not (math.isfinite(values["target_velocity_window"])
+            and values["target_velocity_window"] > 0):
+        return "target_velocity_window must be > 0"
+    if not (math.isfinite(values["target_velocity_timeout"])
+            and values["target_velocity_timeout"] >= 0):
+        return "target_velocity_timeout must be >= 0"
     if values["envelope"] not in ENVELOPE_MODES:
         return f"envelope {values['envelope']!r} unknown; choose one of " \
                f"{', '.join(ENVELOPE_MODES)}"
@@ -363,6 +396,11 @@ class ControllerNode(Node):
         # None when from ~/set_target; and whether the topic has since said it is lost.
         self._target_time: float | None = None
         self._target_lost = False
+        # The topic target's velocity ẋ* (m,) task units/s (None: none) and the stamp of
+        # its message, s (header stamp, else receipt); recent (stamp, x*) for the estimate.
+        self._target_velocity: np.ndarray | None = None
+        self._target_stamp: float | None = None
+        self._target_history: deque[tuple[float, np.ndarray]] = deque(maxlen=200)
         self._step = 0
         self._latched = ""          # the fault that latched the halt; "" when not latched
         self._unanswered_since: float | None = None  # monotonic, first unanswered request
@@ -538,14 +576,24 @@ class ControllerNode(Node):
         return None
 
     def _set_target(self, target: np.ndarray, restart: bool = False,
-                    received: float | None = None) -> None:
+                    received: float | None = None, velocity: np.ndarray | None = None,
+                    stamp: float | None = None) -> None:
         """Take a new x* (lock held). Bookkeeping restarts, and a latched halt clears, when
         it moved beyond the tolerance or ``restart`` (an operator's ~/set_target); a small
         move (a moving target's next sample) only updates x*. ``received``: monotonic
-        receipt time of a target from the topic (it can go stale), None for the service."""
+        receipt time of a target from the topic (it can go stale), None for the service.
+        ``velocity``: (m,) ẋ* of a topic target, None for none; ``stamp``: s, its
+        message's time (header stamp, else receipt). A target that moves with a velocity
+        is compared with where the previous one's velocity took it, not with the anchor."""
         self._target_time, self._target_lost = received, False
-        if (restart or self._anchor is None
-                or np.linalg.norm(target - self._anchor) > self.tolerance):
+        reference = self._anchor
+        moving = (self._target_velocity is not None and self._target is not None
+                  and self._target_stamp is not None and stamp is not None)
+        if moving:
+            reference = self._target + self._target_velocity * max(
+                0.0, min(stamp - self._target_stamp, self._values["target_velocity_timeout"]))
+        if (restart or reference is None
+                or np.linalg.norm(target - reference) > self.tolerance):
             self._unlatch("new target")
             self._target_gen += 1
             self._fault_since = None
@@ -556,7 +604,47 @@ class ControllerNode(Node):
             # One free step for the condition check, so a servo halted near a
             # singularity can try the new direction (see control_step).
             self._cond_last = self._cond_ref = math.nan
+        elif moving or velocity is not None:
+            self._anchor = target.copy()       # a stream: the anchor follows it
         self._target = target.copy()
+        self._target_velocity = None if velocity is None else velocity.copy()
+        self._target_stamp = stamp
+        if received is None:
+            self._target_history.clear()
+
+    def _estimate_velocity(self, stamp: float, target: np.ndarray) -> np.ndarray | None:
+        """ẋ* from the topic targets of the last target_velocity_window s: the median, per
+        coordinate, of the velocities between successive ones (a jump of the target, one
+        outlier among them, is not read as motion); None with no earlier target in the
+        window (lock held). stamp: s, monotonic receipt time."""
+        history = self._target_history
+        if history and stamp <= history[-1][0]:
+            history.pop()
+        history.append((stamp, target.copy()))
+        window = self._values["target_velocity_window"]
+        while len(history) > 1 and stamp - history[0][0] > window:
+            history.popleft()
+        if len(history) < 2:
+            return None
+        stamps = np.array([t for t, _ in history])
+        points = np.stack([x for _, x in history])
+        steps = np.diff(points, axis=0) / np.diff(stamps)[:, None]
+        return np.median(steps, axis=0)
+
+    def _target_now(self, now: float) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(x* (m,), ẋ* (m,) or None) for a cycle at monotonic ``now`` (lock held): a topic
+        target with a velocity, at most target_velocity_timeout old, is extrapolated to now
+        and fed forward; else it is held still."""
+        if self._target is None:
+            return None, None
+        target = self._target.copy()
+        velocity = self._target_velocity
+        if velocity is None or self._target_time is None or not np.any(velocity != 0.0):
+            return target, None
+        age = now - self._target_time
+        if age > self._values["target_velocity_timeout"]:
+            return target, None
+        return target + velocity * max(age, 0.0), velocity.copy()
 
     def _on_target(self, msg: TaskState) -> None:
         if not msg.valid:
@@ -576,8 +664,25 @@ class ControllerNode(Node):
             self.get_logger().warning(f"target topic: ignored, {problem}",
                                       throttle_duration_sec=_WARN_PERIOD)
             return
+        received = time.monotonic()
+        header = msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+        stamp = header if header > 0.0 else received
+        mode = self._values["target_velocity"]
+        velocity = None
+        if mode == "message" and len(msg.velocity):
+            velocity = np.asarray(msg.velocity, dtype=float)
+            if velocity.shape != target.shape or not np.all(np.isfinite(velocity)):
+                self.get_logger().warning(
+                    f"target topic: ignored, velocity has {velocity.size} values or NaN/Inf; "
+                    f"expected {target.size} finite ones (or none)",
+                    throttle_duration_sec=_WARN_PERIOD)
+                return
         with self._lock:
-            self._set_target(target, received=time.monotonic())
+            if mode == "estimate":
+                # Receipt times: a camera pipeline's stamp is the frame's joint state, which
+                # says when the arm was seen, not when the target was (two frames may share it).
+                velocity = self._estimate_velocity(received, target)
+            self._set_target(target, received=received, velocity=velocity, stamp=stamp)
 
     def _on_set_target(self, request: SetTarget.Request, response: SetTarget.Response):
         target = np.asarray(request.target, dtype=float)
@@ -625,6 +730,8 @@ class ControllerNode(Node):
             self._target_gen += 1
             self._fault_since = None
             self._target = self._anchor = self._target_time = None
+            self._target_velocity = self._target_stamp = None
+            self._target_history.clear()
             self._target_lost = False
             self._step = 0
             self._monitor.reset()
@@ -755,7 +862,7 @@ class ControllerNode(Node):
         # after the estimator's answer (whose round trip varies).
         stamp = self.get_clock().now().to_msg()
         with self._lock:
-            target = None if self._target is None else self._target.copy()
+            target, target_velocity = self._target_now(now)
             generation = self._target_gen
             q, x, positions, names, problem = self._read_inputs(now)
             config, timeout = self._config, self._values["estimator_timeout"]
@@ -781,7 +888,7 @@ class ControllerNode(Node):
                     jac, x, target, q[self.task.active], config, self._lower, self._upper,
                     velocity_limits=self._velocity_limits, prev_condition=prev_condition,
                     rank=self._rank, condition_transform=self.task.condition_transform,
-                    inverse_rank=self._rank)
+                    inverse_rank=self._rank, x_star_dot=target_velocity)
                 condition = float(info.condition)
                 if info.halted:
                     state = ServoStatus.HALTED
@@ -821,7 +928,13 @@ class ControllerNode(Node):
                     self._monitor.reset()
                 else:
                     converged, stalled = self._monitor.update(float(info.error_norm))
-                    if converged[0]:
+                    if target_velocity is not None:
+                        # A moving target: followed on target too, and a steady tracking
+                        # error is no stall.
+                        full[self.task.active] = qdot
+                        state = ServoStatus.CONVERGED if converged[0] \
+                            else ServoStatus.SERVOING
+                    elif converged[0]:
                         state = ServoStatus.CONVERGED
                     else:
                         full[self.task.active] = qdot

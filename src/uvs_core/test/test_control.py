@@ -19,6 +19,7 @@ from uvs_core.control import (
     pseudo_inverse,
     task_rank,
 )
+from uvs_core.robot import load_robot
 from uvs_core.sim import Simulation
 from uvs_core.tasks import make_task
 
@@ -557,3 +558,85 @@ def test_inverse_rank_drops_the_noise_singular_value_of_a_learned_multi_point_j(
     truncated, _ = control_step(noisy, x, target, config=free, inverse_rank=6)
     assert np.linalg.norm(plain) > 50 * np.linalg.norm(exact)
     np.testing.assert_allclose(truncated, exact, atol=1e-6 * np.linalg.norm(exact))
+
+
+# ------------------------------------------------------------ feed-forward (moving targets)
+@pytest.mark.parametrize("config", [
+    BARE,
+    ControlConfig(),                                              # condition checks, cap
+    ControlConfig(joint_limit_policy="lock", nullspace_gain=0.5, damping=0.01),
+    ControlConfig(velocity_limit_mode="clip", joint_limit_policy="mask"),
+])
+def test_a_zero_or_absent_target_velocity_is_the_law_without_it_bit_for_bit(rng, config):
+    task = make_task("single_point", load_robot("gen3"))
+    qa = rng.uniform(-1.5, 1.5, size=(16, 7))
+    qa[:4, 1] = task.robot.upper[1] - 0.01          # some at a joint limit
+    jac = task.jacobian(qa)
+    x = task.x(qa)
+    x_star = x + rng.normal(scale=0.2, size=x.shape)
+    kwargs = dict(velocity_limits=task.robot.velocity_limits, rank=3,
+                  prev_condition=np.full(16, np.nan))
+    base, info = control_step(jac, x, x_star, qa, config, task.robot.lower,
+                              task.robot.upper, **kwargs)
+    for zero in (None, np.zeros(3), np.zeros((16, 3))):
+        qdot, info0 = control_step(jac, x, x_star, qa, config, task.robot.lower,
+                                   task.robot.upper, x_star_dot=zero, **kwargs)
+        assert np.array_equal(qdot, base)
+        for a, b in zip(info, info0):
+            assert np.array_equal(a, b, equal_nan=True)
+
+
+@pytest.mark.parametrize("gain", [0.5, 1.0, 3.0])
+def test_feed_forward_adds_the_target_velocity_through_the_pseudo_inverse(rng, gain):
+    # A linear system x = J q: qdot = J+ (xdot* + gain e), so x moves by dt (xdot* + gain e)
+    # and the error to the moved target x* + dt xdot* shrinks by (1 - gain dt) exactly.
+    jac = rng.normal(size=(3, 7))
+    q = rng.normal(size=7)
+    x, x_star, v = jac @ q, rng.normal(size=3), rng.normal(size=3)
+    config = ControlConfig(gain=gain, cond_slowdown=INF, cond_halt=INF,
+                           max_joint_velocity=INF, dt=0.05)
+    qdot, info = control_step(jac, x, x_star, q, config, x_star_dot=v)
+    np.testing.assert_allclose(qdot, np.linalg.pinv(jac) @ (v + gain * (x_star - x)),
+                               atol=1e-12)
+    x_next = jac @ (q + 0.05 * qdot)
+    np.testing.assert_allclose((x_star + 0.05 * v) - x_next, (1 - gain * 0.05) * (x_star - x),
+                               atol=1e-12)
+    # |x* - x| is still the position error, whatever the velocity
+    assert info.error_norm == pytest.approx(np.linalg.norm(x_star - x))
+    # On target, the command is the feed-forward alone.
+    qdot, _ = control_step(jac, x, x, q, config, x_star_dot=v)
+    np.testing.assert_allclose(jac @ qdot, v, atol=1e-12)
+
+
+def test_feed_forward_keeps_the_velocity_cap_and_halts_on_a_non_finite_velocity(rng):
+    jac = rng.normal(size=(3, 7))
+    q = np.zeros(7)
+    x = jac @ q
+    config = ControlConfig(cond_slowdown=INF, cond_halt=INF, max_joint_velocity=0.5)
+    v = np.array([30.0, -20.0, 10.0])                  # far over the cap
+    qdot, info = control_step(jac, x, x, q, config, x_star_dot=v)
+    raw = np.linalg.pinv(jac) @ v
+    assert np.max(np.abs(qdot)) == pytest.approx(0.5)
+    np.testing.assert_allclose(qdot, raw * 0.5 / np.max(np.abs(raw)), atol=1e-12)
+    assert info.velocity_scale == pytest.approx(0.5 / np.max(np.abs(raw)))
+    qdot, info = control_step(jac, x, x, q, config, x_star_dot=[np.nan, 0.0, 0.0])
+    assert info.halted and info.reason == HALT_NONFINITE_STATE
+    np.testing.assert_array_equal(qdot, np.zeros(7))
+    with pytest.raises(ValueError, match="x_star_dot"):
+        control_step(jac, x, x, q, config, x_star_dot=np.zeros(2))
+
+
+def test_feed_forward_batch_equals_loop(rng):
+    task = make_task("single_point", load_robot("gen3"))
+    qa = rng.uniform(-1.0, 1.0, size=(8, 7))
+    jac, x = task.jacobian(qa), task.x(qa)
+    x_star = x + rng.normal(scale=0.05, size=x.shape)
+    v = rng.normal(scale=0.1, size=x.shape)
+    v[::2] = 0.0                                     # zero and non-zero rows mixed
+    config = ControlConfig(joint_limit_policy="lock")
+    batch, _ = control_step(jac, x, x_star, qa, config, task.robot.lower, task.robot.upper,
+                            rank=3, x_star_dot=v)
+    for i in range(8):
+        one, _ = control_step(jac[i], x[i], x_star[i], qa[i], config, task.robot.lower,
+                              task.robot.upper, rank=3, x_star_dot=v[i])
+        np.testing.assert_allclose(batch[i], one, atol=1e-12)

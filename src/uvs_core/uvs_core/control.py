@@ -12,7 +12,10 @@ joint positions in rad, velocities in rad/s.
 The law, per trajectory::
 
     e     = x* - x
-    qdot  = gain * (J+ e + (I - J+ J) y)        Eq. 1; y pulls joints to mid-range
+    qdot  = J+ (xdot* + gain e) + gain (I - J+ J) y
+                                                Eq. 1 with the feed-forward of a moving
+                                                target's velocity xdot* (0: Eq. 1 as is);
+                                                y pulls joints to mid-range
     qdot *= s_cond                              slow down near a singularity
     qdot *= s_vel                               whole-vector velocity cap
     qdot  = 0 if a joint would pass limit - margin within dt
@@ -308,6 +311,7 @@ def control_step(
     rank: int | None = None,
     condition_transform: np.ndarray | None = None,
     inverse_rank: int | None = None,
+    x_star_dot: np.ndarray | None = None,
 ) -> tuple[np.ndarray, ControlInfo]:
     """One step of the inverse-Jacobian controller (paper Eq. 1 / Algorithm 1).
 
@@ -340,6 +344,13 @@ def control_step(
         (a task's ``condition_transform``, which makes it measure the distance from
         a singularity of the arm whatever units x stacks); None = J's own. Only the
         condition check uses it; the inverse is always that of J.
+    x_star_dot: (B, m) or (m,) velocity of the target, task units/s (a moving
+        target's ẋ*): the feed-forward term, qdot = J+ (ẋ* + gain (x* - x)), so a target
+        moving at ẋ* is followed without the lag ẋ*/gain of the feedback alone. None (or
+        zeros) gives the law without it, bit for bit. Every safety rule applies to the
+        sum (condition slowdown and halt, velocity cap, joint-limit policy; under "lock"
+        the progress check asks that the step still goes along ẋ* + gain e); a
+        non-finite ẋ* halts as a non-finite target does.
 
     Returns (qdot, info): qdot (B, k) or (k,) rad/s, zero where halted, and a
     ControlInfo with the same leading shape. Non-finite J, x, x* or qa give a
@@ -358,10 +369,13 @@ def control_step(
         raise ValueError(f"rank must be in 1..{min(m, k)}, got {rank}")
     x = _as_batch(x, m, b, "x")
     x_star = _as_batch(x_star, m, b, "x_star")
+    xsd = None if x_star_dot is None else _as_batch(x_star_dot, m, b, "x_star_dot")
     qa_b = None if qa is None else _as_batch(qa, k, b, "qa")
 
     finite_j = np.all(np.isfinite(jac), axis=(1, 2))
     finite_x = np.all(np.isfinite(x), axis=1) & np.all(np.isfinite(x_star), axis=1)
+    if xsd is not None:
+        finite_x &= np.all(np.isfinite(xsd), axis=1)
     if qa_b is not None:
         finite_x &= np.all(np.isfinite(qa_b), axis=1)
     ok = finite_j & finite_x
@@ -370,6 +384,11 @@ def control_step(
         error_norm = np.linalg.norm(error, axis=1)
     jz = np.where(ok[:, None, None], jac, 0.0)
     ez = np.where(ok[:, None], error, 0.0)
+    if xsd is not None and np.any(xsd != 0.0):
+        # The feed-forward as an error: J+ (xdot* + gain e) = gain J+ (e + xdot* / gain), so
+        # the rest of the law (slowdown, lock's re-solve, caps) is unchanged; rows with a
+        # zero xdot* get e + 0 = e, the same numbers as without it.
+        ez = ez + np.where(ok[:, None], xsd, 0.0) / config.gain
 
     u, s, vt = _svd(jz)
     if inverse_rank is not None and inverse_rank < s.shape[-1]:

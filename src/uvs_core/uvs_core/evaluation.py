@@ -35,6 +35,7 @@ __all__ = [
     "PAPER_LABELS", "Protocol", "Rollout", "BatchedBroyden",
     "batched", "task_distance", "threshold_success", "bin_indices", "binned_success",
     "positive_definite", "rollout", "summarize", "QUANTILES", "SINGULAR_CONDITION",
+    "Tracking", "tracking_rollout", "tracking_metrics",
 ]
 
 #: J* with a larger condition number counts as singular for the criterion J* J_hat+ > 0
@@ -534,6 +535,116 @@ def rollout(task, estimator, targets: np.ndarray, steps: int = 100, dt: float = 
     return Rollout(distance=dist, frobenius=frob, condition=cond, positive_definite=pd,
                    halted=halted, x_final=x, targets=targets, alt_distance=alt,
                    pd_undefined=pd_undefined)
+
+
+# ------------------------------------------------------- moving targets
+@dataclass
+class Tracking:
+    """Records of B arms following moving targets for T steps.
+
+    error: (B, T + 1) task units, |x*(t) - x(t)| before each step and after the last.
+    x: (B, T + 1, m) the task states; targets: (B, T + 1, m) x*(t).
+    halted: (B, T) bool, the control law zeroed the command.
+    dt: s per step.
+    """
+
+    error: np.ndarray
+    x: np.ndarray
+    targets: np.ndarray
+    halted: np.ndarray
+    dt: float
+
+
+def tracking_rollout(task, estimator, targets: np.ndarray,
+                     velocities: np.ndarray | None = None, dt: float = 0.05,
+                     config: ControlConfig | None = None, joint_limits: str = "mask",
+                     start: np.ndarray | None = None, velocity_cap: float | None = 1.22,
+                     velocity_mode: str = "clip") -> Tracking:
+    """Servo B arms onto moving targets: step t commands
+    control_step(J_hat, x, x*(t), ..., x_star_dot=ẋ*(t)), then the simulation steps.
+
+    targets: (B, T + 1, m) x*(t) at t = 0, dt, ..., T dt (task units); velocities:
+    (B, T + 1, m) ẋ*(t), task units/s, the feed-forward; None: feedback only (the
+    law of the static benchmark, whose lag behind a target moving at v is v / gain).
+    start: (n,) rad, every arm's start pose (None: the task's home). config,
+    joint_limits, velocity_cap, velocity_mode: as :func:`rollout` (the paper
+    protocol's: per-joint 1.22 rad/s clip in the simulation, joints masked before a
+    limit). The estimator is reset first and updated with (qa, x) every step (Broyden
+    learns online as in :func:`rollout`).
+    """
+    if joint_limits not in ("clip", "halt", "mask"):
+        raise ValueError(f"joint_limits must be 'clip', 'mask' or 'halt', got {joint_limits!r}")
+    if velocity_mode not in ("scale", "clip"):
+        raise ValueError(f"velocity_mode must be 'scale' or 'clip', got {velocity_mode!r}")
+    if velocity_mode == "clip" and velocity_cap is None:
+        raise ValueError("velocity_mode 'clip' needs a velocity_cap")
+    targets = np.asarray(targets, dtype=float)
+    if targets.ndim != 3 or targets.shape[2] != task.m or targets.shape[1] < 2:
+        raise ValueError(f"targets must have shape (B, T + 1, {task.m}) with T >= 1, "
+                         f"got {targets.shape}")
+    if velocities is not None:
+        velocities = np.asarray(velocities, dtype=float)
+        if velocities.shape != targets.shape:
+            raise ValueError(f"velocities must have the targets' shape {targets.shape}, "
+                             f"got {velocities.shape}")
+    if config is None:
+        cap = math.inf if velocity_mode == "clip" or velocity_cap is None else velocity_cap
+        config = replace(ControlConfig.paper(dt=dt), max_joint_velocity=cap)
+    b, steps = targets.shape[0], targets.shape[1] - 1
+    robot = task.robot
+    limit_mode = "mask" if joint_limits == "mask" else "clip"
+    if velocity_mode == "clip":
+        sim = Simulation(task, dt=dt, batch=b, velocity_limits=velocity_cap,
+                         velocity_mode="clip", limit_mode=limit_mode)
+        velocity_limits = None
+    else:
+        sim = Simulation(task, dt=dt, batch=b, limit_mode=limit_mode)
+        velocity_limits = robot.velocity_limits[task.active]
+    x = sim.reset(start)
+    lower = robot.lower[task.active] if joint_limits == "halt" else None
+    upper = robot.upper[task.active] if joint_limits == "halt" else None
+    rank = task_rank(task)
+    est = batched(estimator, b)
+    est.reset()
+    xs = np.empty((b, steps + 1, task.m))
+    halted = np.empty((b, steps), dtype=bool)
+    for t in range(steps):
+        qa = sim.qa
+        xs[:, t] = x
+        est.update(qa, x)
+        j_hat = np.asarray(est.estimate_batch(qa, x), dtype=float)
+        qdot, info = control_step(
+            j_hat, x, targets[:, t], qa, config, lower, upper,
+            velocity_limits=velocity_limits, rank=rank,
+            x_star_dot=None if velocities is None else velocities[:, t])
+        halted[:, t] = info.halted
+        x = sim.step(qdot).x
+    xs[:, steps] = x
+    error = np.linalg.norm(targets - xs, axis=2)
+    return Tracking(error=error, x=xs, targets=targets, halted=halted, dt=float(dt))
+
+
+def tracking_metrics(error: np.ndarray, dt: float, settle: float) -> dict:
+    """Tracking error of N runs after a settling time.
+
+    error: (N, T + 1) task units at t = 0, dt, ...; settle: s, the samples with
+    t >= settle count (the transient before is left out). Returns {"rms": RMS over
+    those samples of all runs, "max": their largest, "final": mean of the last ones,
+    "rms_per_run": (N,) list, "samples": count}; NaN errors make the numbers None.
+    """
+    error = np.asarray(error, dtype=float)
+    first = int(math.ceil(settle / dt - 1e-9))
+    if not 0 <= first < error.shape[1]:
+        raise ValueError(f"settle {settle} s leaves no samples of {error.shape[1]} "
+                         f"at dt {dt} s")
+    kept = error[:, first:]
+    finite = bool(np.all(np.isfinite(kept)))
+    per_run = np.sqrt(np.mean(kept ** 2, axis=1))
+    return {"rms": float(np.sqrt(np.mean(kept ** 2))) if finite else None,
+            "max": float(np.max(kept)) if finite else None,
+            "final": float(np.mean(kept[:, -1])) if finite else None,
+            "rms_per_run": [float(v) if math.isfinite(v) else None for v in per_run],
+            "samples": int(kept.size), "settle": float(settle)}
 
 
 # ---------------------------------------------------------------- summaries

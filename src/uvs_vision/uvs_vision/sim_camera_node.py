@@ -7,6 +7,14 @@ tool point, see :mod:`uvs_vision.render`) for the latest joint state, at
 ring, ``target_color``) at a point of the base frame: ``target_position``, or
 the newest ``target_point`` message; a second hue tracker then reads the target
 pixel from the same images (servo.launch.py ``target_source:=marker``).
+With ``target_motion`` circle or line the target marker moves
+(uvs_core.trajectories.TargetPath from that point: a circle of radius
+``target_motion_size`` m with normal ``target_motion_axis``, or a line of that
+length along it and back, at ``target_motion_speed`` m/s, on the node's clock
+from when the motion or its start point was last set): a moving target for the
+tracker and the controller (whose ``target_velocity`` estimate feeds it forward).
+The default axis [0, 1, 0] keeps the marker in the plane joints 2 and 4 move the
+tool in, so the visual_servo task can follow it.
 
 Topics (relative names, so a namespace or a remap applies):
 - subscribes ``joint_states`` (sensor_msgs/JointState; by name, else in the
@@ -35,6 +43,7 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Header
 
 from uvs_core.tasks import make_task
+from uvs_core.trajectories import PATH_KINDS, TargetPath
 from uvs_ros import run_node
 from uvs_ros.robot_model import ROBOT_MODEL_PARAMETERS, load_node_robot, robot_model_reason
 from uvs_vision.image_conv import array_to_image_fields
@@ -113,6 +122,18 @@ PARAMETERS = {
     "target_ring_px": (_DEFAULT_RENDER.target_ring_px, descriptor(
         "Width of the target ring's band, px (<= target_radius_px).",
         DOUBLE, floats=(0.0, 1000.0))),
+    "target_motion": ("none", descriptor(
+        "Move the target marker from target_position: none, circle (radius "
+        "target_motion_size, normal target_motion_axis) or line (target_motion_size along "
+        "target_motion_axis and back), at target_motion_speed.", STR,
+        choices=("none",) + PATH_KINDS)),
+    "target_motion_size": (0.05, descriptor(
+        "Circle radius or line length of the target motion, m.", DOUBLE, floats=(0.0, 2.0))),
+    "target_motion_speed": (0.05, descriptor(
+        "Speed of the target motion, m/s.", DOUBLE, floats=(0.0, 2.0))),
+    "target_motion_axis": ([0.0, 1.0, 0.0], descriptor(
+        "Circle normal or line direction, base frame (default: the plane joints 2 and 4 "
+        "move the tool in).", DOUBLE_ARRAY)),
     "base_frame": ("base_link", descriptor(
         "The robot's base frame: target_point messages must be in it (or have no "
         "frame_id).", STR, read_only=True)),
@@ -149,9 +170,26 @@ def validate_parameters(values: dict) -> str | None:
         return f"target_position must be three finite numbers [x, y, z] m, got {list(target)}"
     try:
         _render_config(values)
+        _motion(values, target)
     except (ValueError, TypeError) as exc:
         return str(exc)
     return None
+
+
+def _motion(values: dict, start) -> TargetPath | None:
+    """The target marker's path from ``start`` (3,) m, None when it stands still;
+    ValueError with the reason for a bad motion."""
+    kind = values["target_motion"]
+    if kind == "none":
+        return None
+    if kind not in PATH_KINDS:
+        raise ValueError(f"target_motion must be none, {', '.join(PATH_KINDS)}; got {kind!r}")
+    try:
+        return TargetPath(kind, tuple(start), tuple(values["target_motion_axis"]),
+                          size=values["target_motion_size"],
+                          speed=values["target_motion_speed"])
+    except ValueError as exc:
+        raise ValueError(f"target_motion: {exc}") from None
 
 
 def camera_info(camera, header: Header) -> CameraInfo:
@@ -192,10 +230,13 @@ class SimCameraNode(Node):
         self._joint_state: tuple[object, np.ndarray] | None = None  # (stamp, q (n,) rad)
         self._visible: bool | None = None
         self._target_visible: bool | None = None
+        self._setting_point = False      # target_position being set from target_point
         self._show_target = bool(values["target_marker"])
         self._base_frame = values["base_frame"]
         # (3,) m, base frame; NaN while hidden by a NaN target_point
         self._target_point = np.asarray(values["target_position"], dtype=float)
+        self._path = _motion(values, self._target_point)
+        self._path_t0 = self.get_clock().now()
 
         self._image_pub = self.create_publisher(Image, "image_raw", SENSOR_QOS)
         self._info_pub = self.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
@@ -235,8 +276,17 @@ class SimCameraNode(Node):
             self._timer.timer_period_ns = int(1e9 / self._rate)
         if "target_marker" in names:
             self._show_target = bool(values["target_marker"])
-        if "target_position" in names:
+        if "target_position" in names and not self._setting_point:
             self._target_point = np.asarray(values["target_position"], dtype=float)
+        if names & {"target_position", "target_motion", "target_motion_size",
+                    "target_motion_speed", "target_motion_axis"} and not self._setting_point:
+            self._restart_motion(values)
+
+    def _restart_motion(self, values: dict) -> None:
+        """The target motion again from the target point, now."""
+        point = self._target_point
+        self._path = _motion(values, point) if np.all(np.isfinite(point)) else None
+        self._path_t0 = self.get_clock().now()
 
     # ------------------------------------------------------------------ callbacks
 
@@ -267,8 +317,22 @@ class SimCameraNode(Node):
         point = np.array([msg.point.x, msg.point.y, msg.point.z])
         self._target_point = point
         if np.all(np.isfinite(point)):
-            # Keep the parameter in step, so `ros2 param get` tells where the target is.
-            self.set_parameters([Parameter("target_position", value=point.tolist())])
+            # Keep the parameter in step, so `ros2 param get` tells where the target is
+            # (the start point of a target motion, which starts again from there).
+            self._setting_point = True
+            try:
+                self.set_parameters([Parameter("target_position", value=point.tolist())])
+            finally:
+                self._setting_point = False
+        self._restart_motion(self._values())
+
+    def target_point(self) -> np.ndarray:
+        """(3,) m, base frame: where the target marker is now (moving along the target
+        motion; NaN while hidden)."""
+        if self._path is None or not np.all(np.isfinite(self._target_point)):
+            return self._target_point
+        t = (self.get_clock().now() - self._path_t0).nanoseconds * 1e-9
+        return self._path.sample([t])[0][0]
 
     def _tick(self) -> None:
         if self._joint_state is None:
@@ -278,7 +342,7 @@ class SimCameraNode(Node):
         uv, radius, visible = self.renderer.marker(q)
         target_uv = None
         if self._show_target:
-            target_uv, target_visible = self.renderer.target(self._target_point)
+            target_uv, target_visible = self.renderer.target(self.target_point())
             if target_visible != self._target_visible:
                 if target_visible:
                     self.get_logger().info(

@@ -2,7 +2,11 @@
 bag), train every learned estimator with the protocol's settings, servo targets x seeds
 trajectories with the controller node's control law, and write OUT/results.json,
 OUT/report.md (Tables I/II beside the paper's numbers, Jacobian analyses), OUT/steps.npz
-(per-step records) and figures like the paper's Figures 3-6."""
+(per-step records) and figures like the paper's Figures 3-6.
+
+With --moving: the tracking error (RMS, max) of every estimator on targets moving along
+circles and lines, with and without the feed-forward of the target velocity (shipped
+models, no training; uvs_bringup.benchmark_moving)."""
 
 from __future__ import annotations
 
@@ -80,6 +84,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--robot", default="gen3",
                         help="robot: a name under config/robots, a YAML or a URDF file "
                              "(default gen3)")
+    parser.add_argument("--moving", action="store_true",
+                        help="moving targets: tracking error on circles and lines (radius / "
+                             "length --size at --speed) for each estimator's shipped or "
+                             "first-use model, with and without feed-forward")
+    parser.add_argument("--size", type=float, default=0.1,
+                        help="--moving: circle radius and line length, m (default 0.1)")
+    parser.add_argument("--speed", type=float, default=0.05,
+                        help="--moving: target speed, m/s (default 0.05)")
+    parser.add_argument("--settle", type=float, default=2.0,
+                        help="--moving: s left out of the error statistics (default 2)")
+    parser.add_argument("--duration", type=float,
+                        help="--moving: s per run (default one lap of the circle)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace results in an existing output directory")
     parser.add_argument("--json", action="store_true",
@@ -95,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         estimators = _estimator_list(estimators)
     if (args.out / "results.json").exists() and not args.overwrite:
         return fail(f"{args.out / 'results.json'} exists; pass --overwrite to replace it")
+    if getattr(args, "moving", False):
+        return _run_moving(args, estimators)
     if args.data is not None and args.samples is not None:
         return fail("--samples and --data exclude each other")
     try:
@@ -134,6 +152,52 @@ def run(args: argparse.Namespace) -> int:
                      + (f"   (paper {paper:.2f})" if paper is not None else ""))
     lines.append(f"total {results['timing']['total_seconds']:.1f} s; "
                  f"wrote {args.out / 'results.json'}, {args.out / 'report.md'}")
+    emit(jsonable(results), args.json, lines)
+    return 0
+
+
+_NOT_MOVING = ("targets", "seeds", "samples", "data", "epochs", "steps", "joint_limits")
+
+
+def _run_moving(args: argparse.Namespace, estimators: tuple[str, ...]) -> int:
+    from uvs_bringup.benchmark import jsonable
+    from uvs_bringup.benchmark_moving import MovingConfig, moving_table, run_moving_benchmark
+    from uvs_core.dataset import DatasetError
+
+    for opt in _NOT_MOVING:
+        if getattr(args, opt) is not None:
+            return fail(f"--{opt.replace('_', '-')} does not apply to --moving (no training, "
+                        "no static targets)")
+    if args.param or args.protocol != "paper":
+        return fail("--param and --protocol do not apply to --moving")
+    for name, value in (("size", args.size), ("speed", args.speed)):
+        if not value > 0:
+            return fail(f"--{name} must be > 0, got {value}")
+    models = {}
+    for item in args.model:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            return fail(f"--model {item!r}: expected EST=DIR")
+        models[name.strip()] = path.strip()
+    cfg = MovingConfig(task=args.task, out=args.out, estimators=estimators, size=args.size,
+                       speed=args.speed, duration=args.duration, settle=args.settle,
+                       quick=args.quick, robot=args.robot, models=models,
+                       command=shlex.join(["uvs", *sys.argv[1:]])
+                       if sys.argv[1:2] == ["benchmark"] else "uvs benchmark --moving")
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    try:
+        results = run_moving_benchmark(cfg, show_progress=True, log=log)
+    except (ValueError, DatasetError, OSError) as exc:
+        return fail(str(exc))
+    p = results["protocol"]
+    lines = [f"{results['task']} moving targets: tracking error (mm) after {p['settle']:g} s, "
+             f"{len(p['paths'])} paths, {p['speed']:g} m/s, size {p['size']:g} m",
+             *moving_table(results),
+             f"total {results['timing']['total_seconds']:.1f} s; wrote "
+             f"{args.out / 'results.json'}, {args.out / 'report.md'}"]
     emit(jsonable(results), args.json, lines)
     return 0
 
