@@ -189,9 +189,10 @@ def protocol(task: str, variant: str = "paper") -> Protocol:
     return table[task]
 
 
-#: the paper's row labels, in its table order
+#: the paper's row labels, in its table order (and nk_adapt's, which is not the paper's)
 PAPER_LABELS = {"broyden": "Broyden", "llknn": "LL-KNN", "nj": "NJ", "binj": "Bi-NJ",
-                "nk_relu": "Relu-NK", "nk_tanh": "Tanh-NK", "tj": "TJ"}
+                "nk_relu": "Relu-NK", "nk_tanh": "Tanh-NK", "nk_adapt": "NK-adapt",
+                "tj": "TJ"}
 
 #: Tables I and II: success % per initial-distance bin, then the total
 PAPER_TABLES: dict[str, dict[str, tuple[float, ...]]] = {
@@ -405,12 +406,17 @@ def batched(est, batch: int):
     """A batch view of ``est`` for B trajectories: reset(), update(qa (B, k), x (B, m)),
     estimate_batch(qa (B, k), x) -> (B, m, k).
 
+    An estimator with a ``batch_view(batch)`` method provides its own (nk_adapt);
     Broyden gets B independent states (BatchedBroyden); another online
     estimator (one that overrides ``update``) gets B copies; a stateless one
     is called with the whole batch.
     """
     from uvs_core.estimators import Estimator
     from uvs_core.estimators.classical import Broyden
+
+    view = getattr(est, "batch_view", None)
+    if callable(view):
+        return view(batch)
 
     if isinstance(est, Broyden):
         return BatchedBroyden.from_estimator(est, batch)

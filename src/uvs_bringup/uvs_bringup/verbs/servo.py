@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="IP address of the Gen3 (--backend gen3; default 192.168.1.10)")
     parser.add_argument("--task", choices=TASKS, default="single_point")
     parser.add_argument("--estimator", default="nk_tanh",
-                        help="tj, broyden, llknn, nj, binj, nk_tanh, nk_relu (default nk_tanh)")
+                        help="tj, broyden, llknn, nj, binj, nk_tanh, nk_relu, nk_adapt "
+                             "(default nk_tanh)")
     parser.add_argument("--model", type=Path, help="model directory of the learned "
                         "estimator (default: the shipped one, models/<task>/<estimator>)")
     parser.add_argument("--targets", type=_positive(int), default=3, help="number of targets")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from uvs_bringup.verbs._common import emit, fail
 
-ESTIMATORS = ("tj", "broyden", "llknn", "nj", "binj", "nk_tanh", "nk_relu")
+ESTIMATORS = ("tj", "broyden", "llknn", "nj", "binj", "nk_tanh", "nk_relu", "nk_adapt")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -47,9 +47,11 @@ _REGISTRY: dict[str, str] = {
     "binj": "uvs_learning.neural_jacobian:BiNeuralJacobian",
     "nk_tanh": "uvs_learning.neural_kinematics:NeuralKinematicsTanh",
     "nk_relu": "uvs_learning.neural_kinematics:NeuralKinematicsReLU",
+    # beyond the paper: the nk_tanh prior corrected online (issue 15)
+    "nk_adapt": "uvs_learning.nk_adapt:NeuralKinematicsAdapt",
 }
 
-#: the built-in estimators, in the paper's order of baselines then methods
+#: the built-in estimators, in the paper's order of baselines then methods, then ours
 ESTIMATOR_NAMES: tuple[str, ...] = tuple(_REGISTRY)
 
 
