@@ -323,8 +323,6 @@ def test_visual_servo_follows_a_moving_target_marker():
     positions = np.array([s.position for s in late])
     errors = np.array([s.error_norm for s in late])
     excursion = np.ptp(targets, axis=0).max()
-    print(f"excursion {excursion:.1f} px, median error {np.median(errors):.2f} px, "
-          f"max {errors.max():.2f} px")
     assert excursion > 30.0                                  # the tracked target moves
     assert np.ptp(positions, axis=0).max() > 0.8 * excursion  # and the tool with it
     assert np.median(errors) < 0.1 * excursion, (np.median(errors), excursion)
