@@ -2,7 +2,6 @@
 prismatic joints in the model, the sim, the estimators and the servo loop."""
 
 import dataclasses
-import math
 
 import numpy as np
 import pinocchio as pin
@@ -55,28 +54,8 @@ CASES = {
 }
 
 
-def _pin_q(model: pin.Model, robot: Robot, q: np.ndarray) -> np.ndarray:
-    """uvs q: (n,) rad / m -> pinocchio configuration (continuous joints: cos, sin)."""
-    out = pin.neutral(model)
-    for j, name in enumerate(robot.joint_names):
-        joint = model.joints[model.getJointId(name)]
-        if joint.nq == 2:
-            out[joint.idx_q:joint.idx_q + 2] = math.cos(q[j]), math.sin(q[j])
-        else:
-            out[joint.idx_q] = q[j]
-    return out
-
-
-def _configurations(robot: Robot, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    q = robot.sample(rng, SAMPLES)
-    q[:, robot.continuous] = rng.uniform(-2 * np.pi, 2 * np.pi,
-                                         (SAMPLES, int(robot.continuous.sum())))
-    return q
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_fk_and_jacobians_equal_pinocchio(case):
+def test_fk_and_jacobians_equal_pinocchio(case, pin_q, configurations):
     """Tip frame, 3xn and 6xn geometric Jacobians (base-frame axes) to 1e-9."""
     xml, base, tip = CASES[case]
     robot = Robot.from_urdf(xml, base_link=base, tip_link=tip)
@@ -85,10 +64,10 @@ def test_fk_and_jacobians_equal_pinocchio(case):
     base_id = model.getFrameId(robot.link_names[0])
     tip_id = model.getFrameId(tip or robot.link_names[-1])
     cols = [model.joints[model.getJointId(name)].idx_v for name in robot.joint_names]
-    q = _configurations(robot, seed=len(case))
+    q = configurations(robot, len(case), SAMPLES)
     fk, jac_pos, jac_pose = robot.fk(q), robot.jacobian(q), robot.jacobian(q, kind="pose")
     for i, row in enumerate(q):
-        pq = _pin_q(model, robot, row)
+        pq = pin_q(model, robot, row)
         pin.framesForwardKinematics(model, data, pq)
         o_base = data.oMf[base_id]
         expected = (o_base.inverse() * data.oMf[tip_id]).homogeneous

@@ -55,27 +55,6 @@ def model(robot):
     return text, pin.buildModelFromXML(text)
 
 
-def _pin_q(model: pin.Model, robot: Robot, q: np.ndarray) -> np.ndarray:
-    """uvs joint angles q: (n,) rad -> pinocchio configuration (continuous joints: cos, sin)."""
-    out = pin.neutral(model)
-    for j, name in enumerate(robot.joint_names):
-        joint = model.joints[model.getJointId(name)]
-        if joint.nq == 2:
-            out[joint.idx_q:joint.idx_q + 2] = math.cos(q[j]), math.sin(q[j])
-        else:
-            out[joint.idx_q] = q[j]
-    return out
-
-
-def _configurations(robot: Robot, seed: int) -> np.ndarray:
-    """(SAMPLES, n) rad: uniform within the limits; continuous joints over two turns."""
-    rng = np.random.default_rng(seed)
-    q = robot.sample(rng, SAMPLES)
-    q[:, robot.continuous] = rng.uniform(-2 * np.pi, 2 * np.pi,
-                                         (SAMPLES, int(robot.continuous.sum())))
-    return q
-
-
 def _joint_frames(robot: Robot, q: np.ndarray) -> np.ndarray:
     """(n, 4, 4): the DH frame before each joint's row, turned by the joint angle, which
     is where the URDF puts each moving link; walked row by row, as the DH rows read."""
@@ -130,14 +109,14 @@ def test_gen3_links_have_kortex_description_names():
                                              "flange")
 
 
-def test_tool_flange_and_joint_frames_match_the_dh_model(robot, model):
+def test_tool_flange_and_joint_frames_match_the_dh_model(robot, model, pin_q, configurations):
     _, m = model
     data = m.createData()
     tool, flange = m.getFrameId(TOOL_LINK), m.getFrameId(robot.link_names[-1])
     joint_ids = [m.getJointId(name) for name in robot.joint_names]
     worst_position = worst_rotation = 0.0
-    for q in _configurations(robot, seed=7):
-        pin.framesForwardKinematics(m, data, _pin_q(m, robot, q))
+    for q in configurations(robot, 7, SAMPLES):
+        pin.framesForwardKinematics(m, data, pin_q(m, robot, q))
         expected_tool = robot.fk(q)
         expected_flange = expected_tool.copy()
         expected_flange[:3, 3] -= robot.tool_offset * expected_tool[:3, 2]
@@ -154,26 +133,26 @@ def test_tool_flange_and_joint_frames_match_the_dh_model(robot, model):
     assert worst_rotation < 1e-9      # rotation matrix entries
 
 
-def test_tool_frame_at_zero_is_the_documented_point():
+def test_tool_frame_at_zero_is_the_documented_point(pin_q):
     """Gen3 at q = 0: straight up, the tool 0.12 m above the interface module at
     (0, -0.0246, 1.1873) m (Kinova user guide)."""
     gen3 = load_robot("gen3")
     m = pin.buildModelFromXML(robot_urdf(gen3))
     data = m.createData()
-    pin.framesForwardKinematics(m, data, _pin_q(m, gen3, np.zeros(7)))
+    pin.framesForwardKinematics(m, data, pin_q(m, gen3, np.zeros(7)))
     np.testing.assert_allclose(data.oMf[m.getFrameId(TOOL_LINK)].translation,
                                [0.0, -0.0246, 1.1873 + 0.12], atol=1e-4)
 
 
-def test_visual_cylinders_join_every_joint_to_the_next(robot, model):
+def test_visual_cylinders_join_every_joint_to_the_next(robot, model, pin_q, configurations):
     """At random configurations, every joint origin (and the flange, the tool point) is an
     end of some link cylinder or lies on a joint's housing axis: RViz draws a connected arm."""
     text, m = model
     geometry = pin.buildGeomFromUrdfString(m, text, pin.GeometryType.VISUAL)
     data, geometry_data = m.createData(), geometry.createData()
     assert len(geometry.geometryObjects) >= robot.n + 2
-    for q in _configurations(robot, seed=3)[:20]:
-        pin.framesForwardKinematics(m, data, _pin_q(m, robot, q))
+    for q in configurations(robot, 3, SAMPLES)[:20]:
+        pin.framesForwardKinematics(m, data, pin_q(m, robot, q))
         pin.updateGeometryPlacements(m, data, geometry, geometry_data)
         ends = []
         for placement, obj in zip(geometry_data.oMg, geometry.geometryObjects):

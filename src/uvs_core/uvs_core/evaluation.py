@@ -453,6 +453,16 @@ class Rollout:
     pd_undefined: np.ndarray | None = field(default=None)
 
 
+def _check_rollout_modes(joint_limits: str, velocity_mode: str, velocity_cap) -> None:
+    """ValueError for an unknown joint-limit or velocity mode (rollout's options)."""
+    if joint_limits not in ("clip", "halt", "mask"):
+        raise ValueError(f"joint_limits must be 'clip', 'mask' or 'halt', got {joint_limits!r}")
+    if velocity_mode not in ("scale", "clip"):
+        raise ValueError(f"velocity_mode must be 'scale' or 'clip', got {velocity_mode!r}")
+    if velocity_mode == "clip" and velocity_cap is None:
+        raise ValueError("velocity_mode 'clip' needs a velocity_cap")
+
+
 def rollout(task, estimator, targets: np.ndarray, steps: int = 100, dt: float = 0.05,
             config: ControlConfig | None = None, joint_limits: str = "clip",
             distance: str = "euclidean", alt_distance: str | None = None,
@@ -480,12 +490,7 @@ def rollout(task, estimator, targets: np.ndarray, steps: int = 100, dt: float = 
         would pass a limit).
     distance, alt_distance: see task_distance.
     """
-    if joint_limits not in ("clip", "halt", "mask"):
-        raise ValueError(f"joint_limits must be 'clip', 'mask' or 'halt', got {joint_limits!r}")
-    if velocity_mode not in ("scale", "clip"):
-        raise ValueError(f"velocity_mode must be 'scale' or 'clip', got {velocity_mode!r}")
-    if velocity_mode == "clip" and velocity_cap is None:
-        raise ValueError("velocity_mode 'clip' needs a velocity_cap")
+    _check_rollout_modes(joint_limits, velocity_mode, velocity_cap)
     if config is None:
         cap = math.inf if velocity_mode == "clip" or velocity_cap is None else velocity_cap
         config = replace(ControlConfig.paper(dt=dt), max_joint_velocity=cap)
@@ -578,12 +583,7 @@ def tracking_rollout(task, estimator, targets: np.ndarray,
     limit). The estimator is reset first and updated with (qa, x) every step (Broyden
     learns online as in :func:`rollout`).
     """
-    if joint_limits not in ("clip", "halt", "mask"):
-        raise ValueError(f"joint_limits must be 'clip', 'mask' or 'halt', got {joint_limits!r}")
-    if velocity_mode not in ("scale", "clip"):
-        raise ValueError(f"velocity_mode must be 'scale' or 'clip', got {velocity_mode!r}")
-    if velocity_mode == "clip" and velocity_cap is None:
-        raise ValueError("velocity_mode 'clip' needs a velocity_cap")
+    _check_rollout_modes(joint_limits, velocity_mode, velocity_cap)
     targets = np.asarray(targets, dtype=float)
     if targets.ndim != 3 or targets.shape[2] != task.m or targets.shape[1] < 2:
         raise ValueError(f"targets must have shape (B, T + 1, {task.m}) with T >= 1, "
