@@ -467,7 +467,8 @@ def rollout(task, estimator, targets: np.ndarray, steps: int = 100, dt: float = 
             config: ControlConfig | None = None, joint_limits: str = "clip",
             distance: str = "euclidean", alt_distance: str | None = None,
             start: np.ndarray | None = None, velocity_cap: float | None = 1.22,
-            velocity_mode: str = "scale") -> Rollout:
+            velocity_mode: str = "scale", tracker_noise=None,
+            noise_seed: int = 0) -> Rollout:
     """Servo B arms from ``start`` to ``targets`` (B, m) for ``steps`` steps.
 
     Each step, per trajectory, as the estimator service and controller node do:
@@ -489,6 +490,9 @@ def rollout(task, estimator, targets: np.ndarray, steps: int = 100, dt: float = 
         "halt" (as the controller node: control_step zeroes a command that
         would pass a limit).
     distance, alt_distance: see task_distance.
+    tracker_noise: a uvs_core.tracker_noise.TrackerNoise (tasks with a camera): the
+        estimator and the control law see x as that noisy tracker reports it
+        (generator seeded with ``noise_seed``); distances are of the true x.
     """
     _check_rollout_modes(joint_limits, velocity_mode, velocity_cap)
     if config is None:
@@ -513,6 +517,8 @@ def rollout(task, estimator, targets: np.ndarray, steps: int = 100, dt: float = 
     with_pd = task.m <= rank
     est = batched(estimator, b)
     est.reset()
+    observe = _observer(task, tracker_noise, noise_seed)
+    seen = None
 
     dist = np.empty((b, steps + 1))
     alt = np.empty((b, steps + 1)) if alt_distance else None
@@ -526,8 +532,9 @@ def rollout(task, estimator, targets: np.ndarray, steps: int = 100, dt: float = 
         dist[:, t] = task_distance(x, targets, distance)
         if alt is not None:
             alt[:, t] = task_distance(x, targets, alt_distance)
-        est.update(qa, x)
-        j_hat = np.asarray(est.estimate_batch(qa, x), dtype=float)
+        seen = x if observe is None else observe(x, seen)
+        est.update(qa, seen)
+        j_hat = np.asarray(est.estimate_batch(qa, seen), dtype=float)
         j_true = task.jacobian(qa)
         with np.errstate(invalid="ignore"):
             frob[:, t] = np.sqrt(np.sum((j_hat - j_true) ** 2, axis=(1, 2)))
@@ -535,7 +542,7 @@ def rollout(task, estimator, targets: np.ndarray, steps: int = 100, dt: float = 
             undefined = ~(condition_number(j_true, rank) < SINGULAR_CONDITION)
             pd_undefined[:, t] = undefined
             pd[:, t] = positive_definite(j_true, j_hat) | undefined
-        qdot, info = control_step(j_hat, x, targets, qa, config, lower, upper,
+        qdot, info = control_step(j_hat, seen, targets, qa, config, lower, upper,
                                   velocity_limits=velocity_limits, rank=rank)
         cond[:, t] = info.condition
         halted[:, t] = info.halted
@@ -546,6 +553,20 @@ def rollout(task, estimator, targets: np.ndarray, steps: int = 100, dt: float = 
     return Rollout(distance=dist, frobenius=frob, condition=cond, positive_definite=pd,
                    halted=halted, x_final=x, targets=targets, alt_distance=alt,
                    pd_undefined=pd_undefined)
+
+
+def _observer(task, noise, seed: int):
+    """observe(x (B, 2) px, last (B, 2) | None) -> (B, 2) px of a noisy tracker, or None
+    for a perfect one; ValueError for a task without a camera."""
+    if noise is None or not noise.active:
+        return None
+    from uvs_core.tracker_noise import observe_batch
+
+    camera = getattr(task, "camera", None)
+    if camera is None or task.m != 2:
+        raise ValueError(f"tracker noise needs a camera task, not {task.name!r}")
+    rng = np.random.default_rng(seed)
+    return lambda x, last: observe_batch(noise, rng, x, last, camera.width, camera.height)
 
 
 # ------------------------------------------------------- moving targets

@@ -34,6 +34,7 @@ from uvs_core.estimators.base import (
 
 ACTIVATIONS = ("relu", "tanh")
 LR_SCHEDULES = ("constant", "cosine")
+LOSSES = ("mse", "huber")
 
 
 class MLP(nn.Module):
@@ -149,6 +150,24 @@ def numpy_input_jacobian(layers, activation: str, q: np.ndarray
     return y, jac
 
 
+def residual_penalty(res: torch.Tensor, loss: str = "mse", delta: float = 0.1
+                     ) -> torch.Tensor:
+    """Per-item penalty of residual vectors: res (..., m) -> (...).
+
+    "mse": ||r||^2. "huber": ||r||^2 where ||r|| <= delta, else 2 delta ||r|| - delta^2
+    (the Huber function of the residual's norm, times 2 so that it equals the squared
+    error below delta): an outlier pulls with a bounded force 2 delta instead of 2 ||r||.
+    """
+    sq = (res * res).sum(dim=-1)
+    if loss == "mse":
+        return sq
+    if loss != "huber":
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    # Clamped so the unused branch's gradient stays finite at r = 0.
+    norm = sq.clamp(min=1e-24).sqrt()
+    return torch.where(norm <= delta, sq, 2.0 * delta * norm - delta * delta)
+
+
 def _relu(a):
     return np.maximum(a, 0.0)
 
@@ -177,6 +196,10 @@ class TorchEstimator(Estimator):
         "seed": 0,
         "threads": 1,
         "eval_batch": 65536,
+        # Training loss on the residuals: "mse" (the paper's) or "huber" (robust to
+        # tracker outliers; quadratic up to huber_delta, normalised task units, then linear).
+        "loss": "mse",
+        "huber_delta": 0.1,
     }
     # The paper's sizes: 2 hidden layers for 7-DOF single point, 4 for
     # multi-point, 1 for 2-DOF visual servoing; ~30 / 40 epochs.
@@ -204,6 +227,10 @@ class TorchEstimator(Estimator):
             raise ValueError(
                 f"{self.name}: lr_schedule must be one of {LR_SCHEDULES}, got {p['lr_schedule']!r}"
             )
+        if p["loss"] not in LOSSES:
+            raise ValueError(f"{self.name}: loss must be one of {LOSSES}, got {p['loss']!r}")
+        if not float(p["huber_delta"]) > 0.0:
+            raise ValueError(f"{self.name}: huber_delta must be > 0, got {p['huber_delta']}")
         if not 0.0 <= float(p["val_fraction"]) < 1.0:
             raise ValueError(
                 f"{self.name}: val_fraction must be in [0, 1), got {p['val_fraction']}"

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from uvs_core.estimators.base import neighbour_pairs, unique_rows
-from uvs_learning.mlp import TorchEstimator
+from uvs_learning.mlp import TorchEstimator, residual_penalty
 
 
 def damped_pinv(jac: torch.Tensor, damping: float = 1e-6) -> torch.Tensor:
@@ -101,12 +101,13 @@ class NeuralJacobian(TorchEstimator):
         z, dq, dx = self._pairs(data, idx)
         jac = net(z).view(-1, self.m, self.k)
         res = dx - dq @ jac.transpose(1, 2)
-        loss = (res * res).sum(dim=-1).mean()
+        kind, delta = self.params["loss"], float(self.params["huber_delta"])
+        loss = residual_penalty(res, kind, delta).mean()
         beta = float(self.params["beta"])
         if beta > 0.0:
             jinv = damped_pinv(jac, float(self.params["pinv_damping"]))
             res_q = dq - dx @ jinv.transpose(1, 2)
-            loss = loss + beta * (res_q * res_q).sum(dim=-1).mean()
+            loss = loss + beta * residual_penalty(res_q, kind, delta).mean()
         return loss
 
     @torch.no_grad()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from uvs_learning.mlp import TorchEstimator
+from uvs_learning.mlp import TorchEstimator, residual_penalty
 
 SECANT_MODES = ("forward", "central")
 
@@ -99,16 +99,21 @@ class _NeuralKinematics(TorchEstimator):
 
     def _loss(self, net, data, idx):
         weight = float(self.params["secant_weight"])
+        kind, delta = self.params["loss"], float(self.params["huber_delta"])
         if weight == 0.0:
             err = net(data["z"][idx]) - data["y"][idx]
-            # Summed over task dimensions, averaged over samples: ||x - f(q)||^2.
-            return (err * err).sum(dim=1).mean()
+            # Per sample ||x - f(q)||^2 (or its Huber), averaged over samples.
+            return residual_penalty(err, kind, delta).mean()
         y, dy = net.forward_tangent(data["z"][idx], data["dz"][idx])
         err = y - data["y"][idx]
-        loss = (err * err).sum(dim=1).mean()
+        loss = residual_penalty(err, kind, delta).mean()
         res = dy - data["dy"][idx]
         have = data["have"][idx]
-        sq = (res * res).sum(dim=-1) * have * data["scale"]  # (B, P)
+        if kind == "mse":
+            sq = (res * res).sum(dim=-1) * have * data["scale"]  # (B, P)
+        else:
+            # The tangent residual in the units its weight gives it: sqrt(scale) * res.
+            sq = residual_penalty(res * data["scale"].sqrt()[:, None], kind, delta) * have
         return loss + weight * sq.sum() / have.sum().clamp(min=1.0)
 
     def _extract(self) -> None:

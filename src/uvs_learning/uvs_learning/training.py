@@ -41,6 +41,8 @@ def train_model(
     progress: Callable[[int, int, float, float], None] | None = None,
     log: Callable[[str], None] | None = None,
     data_hash: str | None = None,
+    loss: str | None = None,
+    huber_delta: float | None = None,
     **params: Any,
 ) -> dict:
     """Fit estimator ``name`` for ``task`` on ``dataset``; optionally save it to ``out``.
@@ -51,6 +53,10 @@ def train_model(
     log(message): human-readable milestones.
     data_hash: identifies the training data (e.g. dataset.file_hash of the
     bag) and is stored in the metadata.
+    loss, huber_delta: the training loss of the neural estimators, "mse" (the
+    paper's) or "huber" (robust to tracker outliers), and Huber's threshold in
+    normalised task units (None: the estimator's default); ValueError for an
+    estimator without a training loss (tj, broyden, llknn).
 
     Returns the model metadata (estimator, task, robot, m, k, active,
     params, data_hash, val_loss, jacobian_frobenius_mean, epochs_run,
@@ -75,6 +81,13 @@ def train_model(
         params["epochs"] = int(epochs)
     if "seed" in accepted:
         params.setdefault("seed", int(seed))
+    for key, value in (("loss", loss), ("huber_delta", huber_delta)):
+        if value is None:
+            continue
+        if key not in accepted:
+            raise ValueError(f"{name} has no training loss to set ({key}); "
+                             "the neural estimators (nj, binj, nk_*) have")
+        params[key] = value
     est = est_cls(task, **params)
 
     say(f"training {name} for {task.name} on {qa.shape[0]} samples "

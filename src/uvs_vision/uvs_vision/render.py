@@ -220,13 +220,17 @@ class MarkerRenderer:
             return np.full(2, np.nan), False
         return self.camera.project(p), True
 
-    def render_at(self, uv, radius: float, target_uv=None) -> np.ndarray:
+    def render_at(self, uv, radius: float, target_uv=None, distractor=None) -> np.ndarray:
         """(H, W, 3) uint8 BGR with the marker at ``uv`` px (omitted when uv is None) over
-        the target ring at ``target_uv`` px (omitted when None)."""
+        the target ring at ``target_uv`` px (omitted when None). distractor: (uv (2,) px,
+        radius px) of a wrong blob in the marker's colour (a noisy tracker's outlier,
+        uvs_core.tracker_noise), or None."""
         image = self._background.copy()
         if target_uv is not None:
             draw_ring(image, target_uv, self._config.target_radius_px,
                       self._config.target_ring_px, self._config.target_color)
+        if distractor is not None:
+            draw_disc(image, distractor[0], distractor[1], self._config.marker_color)
         if uv is not None:
             draw_disc(image, uv, radius, self._config.marker_color)
         if self._config.noise_std > 0:

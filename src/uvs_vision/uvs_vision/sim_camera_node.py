@@ -16,6 +16,14 @@ tracker and the controller (whose ``target_velocity`` estimate feeds it forward)
 The default axis [0, 1, 0] keeps the marker in the plane joints 2 and 4 move the
 tool in, so the visual_servo task can follow it.
 
+A noisy tracker (uvs_core.tracker_noise; all off by default, seeded by ``seed``):
+``tracker_noise_px`` draws the marker N(0, sigma) px off its true pixel per axis;
+``drop_probability`` loses a frame (no image, no camera_info); ``wrong_blob_probability``
+adds a distractor of the marker's colour, 1.5 times its radius, elsewhere in the
+image (at least ``wrong_blob_min_px`` away), so a hue tracker that keeps the largest
+blob tracks the wrong thing. The counters ``frames_published``, ``frames_dropped`` and
+``wrong_blobs`` say what was done.
+
 Topics (relative names, so a namespace or a remap applies):
 - subscribes ``joint_states`` (sensor_msgs/JointState; by name, else in the
   robot's joint order), best effort, newest only;
@@ -32,6 +40,7 @@ Topics (relative names, so a namespace or a remap applies):
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 from geometry_msgs.msg import PointStamped
@@ -43,6 +52,7 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Header
 
 from uvs_core.tasks import make_task
+from uvs_core.tracker_noise import TrackerNoise, sample_frame
 from uvs_core.trajectories import PATH_KINDS, TargetPath
 from uvs_ros import run_node
 from uvs_ros.robot_model import ROBOT_MODEL_PARAMETERS, load_node_robot, robot_model_reason
@@ -134,6 +144,18 @@ PARAMETERS = {
     "target_motion_axis": ([0.0, 1.0, 0.0], descriptor(
         "Circle normal or line direction, base frame (default: the plane joints 2 and 4 "
         "move the tool in).", DOUBLE_ARRAY)),
+    "tracker_noise_px": (0.0, descriptor(
+        "Noisy tracker: the marker is drawn N(0, this) px off its true pixel per axis.",
+        DOUBLE, floats=(0.0, 100.0))),
+    "drop_probability": (0.0, descriptor(
+        "Noisy tracker: probability that a frame is lost (not published).",
+        DOUBLE, floats=(0.0, 0.99))),
+    "wrong_blob_probability": (0.0, descriptor(
+        "Noisy tracker: probability that a frame also shows a larger blob of the marker's "
+        "colour elsewhere, which a hue tracker then reports.", DOUBLE, floats=(0.0, 0.99))),
+    "wrong_blob_min_px": (60.0, descriptor(
+        "Noisy tracker: the wrong blob is at least this far from the marker, px.",
+        DOUBLE, floats=(0.0, 1000.0))),
     "base_frame": ("base_link", descriptor(
         "The robot's base frame: target_point messages must be in it (or have no "
         "frame_id).", STR, read_only=True)),
@@ -155,6 +177,14 @@ def _render_config(values: dict) -> RenderConfig:
         target_ring_px=float(values["target_ring_px"]))
 
 
+def _tracker_noise(values: dict) -> TrackerNoise:
+    """TrackerNoise from parameter values; ValueError with the reason when invalid."""
+    return TrackerNoise(pixel_std=float(values["tracker_noise_px"]),
+                        drop_prob=float(values["drop_probability"]),
+                        outlier_prob=float(values["wrong_blob_probability"]),
+                        outlier_min_px=float(values["wrong_blob_min_px"]))
+
+
 def validate_parameters(values: dict) -> str | None:
     """Why this full set of parameter values is not acceptable, or None when it is."""
     if values["task"] not in CAMERA_TASKS:
@@ -170,6 +200,7 @@ def validate_parameters(values: dict) -> str | None:
         return f"target_position must be three finite numbers [x, y, z] m, got {list(target)}"
     try:
         _render_config(values)
+        _tracker_noise(values)
         _motion(values, target)
     except (ValueError, TypeError) as exc:
         return str(exc)
@@ -237,6 +268,12 @@ class SimCameraNode(Node):
         self._target_point = np.asarray(values["target_position"], dtype=float)
         self._path = _motion(values, self._target_point)
         self._path_t0 = self.get_clock().now()
+        self._noise = _tracker_noise(values)
+        # Its own stream of the seed, apart from the pixel-intensity noise's.
+        self._noise_rng = np.random.default_rng([int(values["seed"]), 1])
+        self.frames_published = 0
+        self.frames_dropped = 0
+        self.wrong_blobs = 0
 
         self._image_pub = self.create_publisher(Image, "image_raw", SENSOR_QOS)
         self._info_pub = self.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
@@ -274,6 +311,10 @@ class SimCameraNode(Node):
         if "rate" in names and values["rate"] != self._rate:
             self._rate = values["rate"]
             self._timer.timer_period_ns = int(1e9 / self._rate)
+        if names & {"tracker_noise_px", "drop_probability", "wrong_blob_probability",
+                    "wrong_blob_min_px"}:
+            self._noise = _tracker_noise(values)
+            self.get_logger().info(f"tracker noise now {self._noise}")
         if "target_marker" in names:
             self._show_target = bool(values["target_marker"])
         if "target_position" in names and not self._setting_point:
@@ -351,7 +392,24 @@ class SimCameraNode(Node):
                     self.get_logger().warning("target marker hidden or out of view")
                 self._target_visible = target_visible
             target_uv = target_uv if target_visible else None
-        image = self.renderer.render_at(uv if visible else None, radius, target_uv)
+        distractor = None
+        if self._noise.active:
+            cam = self.task.camera
+            blob = 1.5 * (radius if visible else self._default_radius())
+            # Far enough that the wrong blob never touches the marker (or merges with it).
+            noise = replace(self._noise, outlier_min_px=max(self._noise.outlier_min_px,
+                                                            radius + blob + 4.0))
+            frame = sample_frame(noise, self._noise_rng, uv, cam.width, cam.height,
+                                 margin=blob + 1.0)
+            if frame.dropped:
+                self.frames_dropped += 1
+                return
+            uv = uv + frame.offset
+            if frame.outlier is not None:
+                distractor = (frame.outlier, blob)
+                self.wrong_blobs += 1
+        image = self.renderer.render_at(uv if visible else None, radius, target_uv,
+                                        distractor)
         if visible != self._visible:
             if visible:
                 self.get_logger().info(f"marker in view at ({uv[0]:.1f}, {uv[1]:.1f}) px",
@@ -362,6 +420,12 @@ class SimCameraNode(Node):
         header = Header(stamp=stamp, frame_id=self._frame_id)
         self._image_pub.publish(Image(header=header, **array_to_image_fields(image, "bgr8")))
         self._info_pub.publish(camera_info(self.task.camera, header))
+        self.frames_published += 1
+
+    def _default_radius(self) -> float:
+        """px: the marker's radius when it is out of view (at a 1 m depth)."""
+        config = self.renderer.config
+        return config.marker_radius_px or self.task.camera.fx * config.marker_radius
 
 
 def main(args=None) -> int:

@@ -22,6 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="task (default: the task recorded in the bag)")
     parser.add_argument("--epochs", type=int, help="training epochs (default: the protocol's)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    parser.add_argument("--loss", choices=("mse", "huber"),
+                        help="training loss of the neural estimators: mse (the paper's, "
+                             "default) or huber (robust to tracker outliers)")
+    parser.add_argument("--huber-delta", type=float,
+                        help="--loss huber: where the loss turns linear, normalised task "
+                             "units (default 0.1)")
     parser.add_argument("--robot", default="gen3", help="robot name or YAML (default gen3)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing model")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
@@ -59,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = train_model(args.estimator, task, dataset, out=args.out, epochs=args.epochs,
                              seed=args.seed, progress=progress, log=log,
-                             data_hash=file_hash(args.data))
+                             data_hash=file_hash(args.data), loss=args.loss,
+                             huber_delta=args.huber_delta)
     except ValueError as exc:
         return fail(str(exc))
     result.pop("history", None)
