@@ -167,3 +167,25 @@ def test_small_sweep_on_a_local_ray_instance(tmp_path):
     table = (out / "sweep.md").read_text()
     assert "| gen3 | broyden | alpha=0.5 |" in table and "| ur5e | broyden | alpha=1.0 |" in table
     assert "sweep:" in result.stderr and "4/4" in result.stderr.replace(".00", "")  # bar
+
+
+def test_sweep_in_local_processes_seeds_change_data_not_targets(tmp_path):
+    out = tmp_path / "local"
+    result = _uvs("sweep", "--estimators", "tj,broyden", "--grid", "alpha=0.5", "--seeds",
+                  "0,1", "--quick", "--targets", "5", "--target-seeds", "1", "--workers", "2",
+                  "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    res = json.loads(result.stdout.strip().splitlines()[-1])
+    assert res["spec"]["executor"] == "local"
+    by_id = {p["id"]: p for p in res["points"]}
+    assert list(by_id) == ["gen3_tj_seed0", "gen3_tj_seed1", "gen3_broyden_alpha=0.5_seed0",
+                           "gen3_broyden_alpha=0.5_seed1"]
+    # tj is not trained: same targets, same success whatever the data seed
+    assert by_id["gen3_tj_seed0"]["success"] == by_id["gen3_tj_seed1"]["success"]
+    data = [json.loads((out / by_id[f"gen3_broyden_alpha=0.5_seed{s}"]["dir"] /
+                        "results.json").read_text())["data"] for s in (0, 1)]
+    assert (data[0]["seed"], data[1]["seed"]) == (0, 1)
+    assert by_id["gen3_broyden_alpha=0.5_seed0"]["jacobian_frobenius_mean"] != \
+        by_id["gen3_broyden_alpha=0.5_seed1"]["jacobian_frobenius_mean"]
+    again = _uvs("sweep", "--estimators", "tj", "--out", str(out))
+    assert again.returncode == 2 and "--overwrite" in again.stderr
