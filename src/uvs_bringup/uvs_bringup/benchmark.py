@@ -12,9 +12,11 @@
 4. ``OUT/results.json``, ``OUT/steps.npz`` (per-step records), ``OUT/report.md``
    and ``OUT/fig_*.png``.
 
-Training jobs and (estimator, seed) evaluation jobs run in ``workers``
-processes (spawned, one BLAS/torch thread each). Plotting and torch are
-imported only where used.
+Training jobs and (estimator, seed) evaluation jobs run through
+``uvs_bringup.executors``: inline, in ``workers`` local processes (spawned, one
+BLAS/torch thread each; the default), or as Ray tasks (``executor="ray"``, a local
+instance or the cluster at ``address``). Plotting, torch and Ray are imported only
+where used.
 """
 
 from __future__ import annotations
@@ -26,8 +28,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,6 @@ TABLE_ORDER = ("broyden", "llknn", "nj", "binj", "nk_relu", "nk_tanh", "nk_adapt
 #: --quick: small data, few epochs, 20 targets x 2 seeds (the pipeline test)
 QUICK = {"samples": 20_000, "epochs": 4, "targets": 20, "seeds": 2}
 SCHEMA = "uvs-benchmark/1"
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass
@@ -68,6 +68,13 @@ class BenchmarkConfig:
     #: estimator -> model directory evaluated instead of training one (e.g. a shipped model)
     models: dict[str, str] = field(default_factory=dict)
     command: str = ""
+    #: where the jobs run: "local" (inline / process pool of ``workers``) or "ray"
+    executor: str = "local"
+    #: a Ray cluster to join (executor "ray"); None: a local instance of ``workers`` CPUs
+    address: str | None = None
+    #: data and training seed: babbling uses the protocol's data seed + ``seed``, training
+    #: ``seed``; 0 is the protocol (target seeds are ``seeds``, unchanged)
+    seed: int = 0
 
     def resolved(self) -> dict[str, Any]:
         """targets, seeds, samples, epochs, steps, joint_limits: explicit > --quick >
@@ -132,7 +139,7 @@ def _task(task_name: str, robot: str):
 
 
 def _train_job(task_name: str, robot: str, name: str, dataset, out: str, epochs,
-               params: dict, queue=None) -> dict:
+               params: dict, queue=None, seed: int = 0) -> dict:
     """Train one estimator (in a worker); returns train_model's metadata."""
     from uvs_learning.training import train_model
 
@@ -142,7 +149,7 @@ def _train_job(task_name: str, robot: str, name: str, dataset, out: str, epochs,
         if queue is not None:
             queue.put((name, int(epoch), int(total)))
 
-    result = train_model(name, task, dataset, out=out, epochs=epochs, seed=0,
+    result = train_model(name, task, dataset, out=out, epochs=epochs, seed=seed,
                          progress=progress, **params)
     result.pop("history", None)
     return result
@@ -177,46 +184,6 @@ def _eval_job(task_name: str, robot: str, name: str, model: str | None, params: 
             "alt_distance": r.alt_distance, "seconds": time.perf_counter() - t0}
 
 
-@contextmanager
-def _pool(workers: int):
-    """A spawn process pool with one BLAS thread per worker, or None for workers <= 1."""
-    if workers <= 1:
-        yield None
-        return
-    import multiprocessing
-
-    saved = {v: os.environ.get(v) for v in _THREAD_VARS}
-    os.environ.update({v: "1" for v in _THREAD_VARS})
-    try:
-        with ProcessPoolExecutor(max_workers=workers,
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            yield pool
-    finally:
-        for v, value in saved.items():
-            if value is None:
-                os.environ.pop(v, None)
-            else:
-                os.environ[v] = value
-
-
-def _run_jobs(pool, jobs: list[tuple[Callable, tuple]], on_done: Callable[[Any], None],
-              poll: Callable[[], None] | None = None) -> None:
-    """Run (fn, args) jobs inline or in the pool, calling on_done(result) as each ends."""
-    if pool is None:
-        for fn, args in jobs:
-            on_done(fn(*args))
-            if poll:
-                poll()
-        return
-    pending = {pool.submit(fn, *args) for fn, args in jobs}
-    while pending:
-        done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-        if poll:
-            poll()
-        for fut in done:
-            on_done(fut.result())
-
-
 # ---------------------------------------------------------------- the run
 def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
                   log: Callable[[str], None] | None = None) -> dict:
@@ -225,6 +192,7 @@ def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
     Returns the results dict (what results.json holds). ValueError for a bad
     configuration (unknown estimator or parameter, a bag of another task).
     """
+    from uvs_bringup.executors import ExecutorSpec, open_executor
     from uvs_bringup.verbs._common import progress_bar
     from uvs_core.estimators import estimator_class
 
@@ -232,6 +200,7 @@ def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
     t_all = time.perf_counter()
     proto = protocol(cfg.task, cfg.protocol)
     res = cfg.resolved()
+    spec = ExecutorSpec(cfg.executor, cfg.workers, cfg.address)
     task = _task(cfg.task, cfg.robot)
     for name in cfg.estimators:
         accepted = estimator_class(name).default_params(task)
@@ -277,6 +246,7 @@ def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
         with progress_bar("babbling", res["samples"], "samples",
                           enabled=show_progress) as update:
             options = proto.babble_options(task.robot.n)
+            options["seed"] = int(options["seed"]) + cfg.seed
             dataset = babble(task, res["samples"], progress=update, **options)
         data_info = {"source": "babble", **{k: (v.tolist() if isinstance(v, np.ndarray)
                                                else v) for k, v in options.items()}}
@@ -285,72 +255,81 @@ def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
                       "seconds": time.perf_counter() - t0})
     say(f"data: {data_info['samples']:,} samples in {data_info['seconds']:.1f} s")
 
-    # 2. training
-    t0 = time.perf_counter()
-    # Longest first, so the last job to start is a short one (NK trains slowest).
-    cost = {"nk_adapt": 0, "nk_relu": 0, "nk_tanh": 1, "binj": 2, "nj": 3, "llknn": 4, "broyden": 5}
-    trained = sorted((n for n in cfg.estimators if n != "tj" and n not in given),
-                     key=lambda n: cost.get(n, -1))
-    models: dict[str, str | None] = {n: None for n in cfg.estimators}
-    training: dict[str, dict | None] = {n: None for n in cfg.estimators}
-    for name, meta in given.items():
-        models[name], training[name] = meta["path"], meta
+    # One Ray session (a local instance starts in seconds) serves training and evaluation.
+    with ExitStack() as stack:
+        shared = stack.enter_context(open_executor(spec)) if spec.kind == "ray" else None
 
-    def epochs_of(name: str) -> int:
-        p = estimator_class(name).default_params(task)
-        if "epochs" not in p:
-            return 1
-        return int(res["epochs"] or cfg.params.get(name, {}).get("epochs") or p["epochs"])
+        def executor(jobs: int):
+            return nullcontext(shared) if shared is not None else open_executor(spec, jobs)
 
-    with _pool(min(cfg.workers, max(len(trained), 1))) as pool, \
-            (_manager_queue() if pool is not None else nullcontext(_LocalQueue())) as queue, \
-            progress_bar("training", sum(epochs_of(n) for n in trained) or 1, "epoch",
-                         enabled=show_progress) as update:
-        done_epochs: dict[str, int] = {}
+        # 2. training
+        t0 = time.perf_counter()
+        # Longest first, so the last job to start is a short one (NK trains slowest).
+        cost = {"nk_adapt": 0, "nk_relu": 0, "nk_tanh": 1, "binj": 2, "nj": 3, "llknn": 4,
+                "broyden": 5}
+        trained = sorted((n for n in cfg.estimators if n != "tj" and n not in given),
+                         key=lambda n: cost.get(n, -1))
+        models: dict[str, str | None] = {n: None for n in cfg.estimators}
+        training: dict[str, dict | None] = {n: None for n in cfg.estimators}
+        for name, meta in given.items():
+            models[name], training[name] = meta["path"], meta
 
-        def poll():
-            while not queue.empty():
-                name, epoch, _ = queue.get_nowait()
-                done_epochs[name] = epoch
-            update(sum(done_epochs.values()))
+        def epochs_of(name: str) -> int:
+            p = estimator_class(name).default_params(task)
+            if "epochs" not in p:
+                return 1
+            return int(res["epochs"] or cfg.params.get(name, {}).get("epochs") or p["epochs"])
 
-        if isinstance(queue, _LocalQueue):
-            queue.on_put = poll
+        with executor(len(trained)) as ex, \
+                (ex.queue() if ex.kind == "local" else nullcontext(
+                    _LocalQueue() if ex.kind == "inline" else None)) as queue, \
+                progress_bar("training", sum(epochs_of(n) for n in trained) or 1, "epoch",
+                             enabled=show_progress) as update:
+            done_epochs: dict[str, int] = {}
 
-        def finished(result):
-            name = result["estimator"]
-            training[name] = result
-            models[name] = result["path"]
-            poll()
-            done_epochs[name] = epochs_of(name)
-            update(sum(done_epochs.values()))
-            say(f"trained {name} in {result['total_seconds']:.1f} s")
+            def poll():
+                while queue is not None and not queue.empty():
+                    name, epoch, _ = queue.get_nowait()
+                    done_epochs[name] = epoch
+                update(sum(done_epochs.values()))
 
-        jobs = [(_train_job, (cfg.task, cfg.robot, n, dataset, str(out / "models" / n),
-                              res["epochs"], cfg.params.get(n, {}), queue))
-                for n in trained]
-        _run_jobs(pool, jobs, finished, poll)
-    training_seconds = time.perf_counter() - t0
+            if isinstance(queue, _LocalQueue):
+                queue.on_put = poll
 
-    # 3. evaluation
-    t0 = time.perf_counter()
-    records: dict[str, list[dict]] = {n: [] for n in cfg.estimators}
-    jobs = [(_eval_job, (cfg.task, cfg.robot, n, models[n], cfg.params.get(n, {}) if
-                         models[n] is None else {}, seed, res["targets"], res["steps"],
-                         res["joint_limits"], cfg.protocol))
-            for n in cfg.estimators for seed in range(res["seeds"])]
-    with _pool(cfg.workers) as pool, \
-            progress_bar("evaluating", len(jobs) * res["targets"], "traj",
-                         enabled=show_progress) as update:
-        count = {"done": 0}
+            def finished(result):
+                name = result["estimator"]
+                training[name] = result
+                models[name] = result["path"]
+                poll()
+                done_epochs[name] = epochs_of(name)
+                update(sum(done_epochs.values()))
+                say(f"trained {name} in {result['total_seconds']:.1f} s")
 
-        def collected(result):
-            records[result["name"]].append(result)
-            count["done"] += res["targets"]
-            update(count["done"])
+            jobs = [(_train_job, (cfg.task, cfg.robot, n, dataset, str(out / "models" / n),
+                                  res["epochs"], cfg.params.get(n, {}), queue, cfg.seed))
+                    for n in trained]
+            ex.run_jobs(jobs, finished, poll)
+        training_seconds = time.perf_counter() - t0
 
-        _run_jobs(pool, jobs, collected)
-    evaluation_seconds = time.perf_counter() - t0
+        # 3. evaluation
+        t0 = time.perf_counter()
+        records: dict[str, list[dict]] = {n: [] for n in cfg.estimators}
+        jobs = [(_eval_job, (cfg.task, cfg.robot, n, models[n], cfg.params.get(n, {}) if
+                             models[n] is None else {}, seed, res["targets"], res["steps"],
+                             res["joint_limits"], cfg.protocol))
+                for n in cfg.estimators for seed in range(res["seeds"])]
+        with executor(len(jobs)) as ex, \
+                progress_bar("evaluating", len(jobs) * res["targets"], "traj",
+                             enabled=show_progress) as update:
+            count = {"done": 0}
+
+            def collected(result):
+                records[result["name"]].append(result)
+                count["done"] += res["targets"]
+                update(count["done"])
+
+            ex.run_jobs(jobs, collected)
+        evaluation_seconds = time.perf_counter() - t0
 
     results = _assemble(cfg, res, proto, machine, data_info, training, records,
                         training_seconds, evaluation_seconds)
@@ -367,14 +346,6 @@ def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
     (out / "report.md").write_text(render_report(results), encoding="utf-8")
     _write_json(out / "results.json", results)
     return results
-
-
-@contextmanager
-def _manager_queue():
-    import multiprocessing
-
-    with multiprocessing.get_context("spawn").Manager() as manager:
-        yield manager.Queue()
 
 
 class _LocalQueue:
@@ -625,7 +596,9 @@ def render_report(results: dict) -> str:
         f"Data {t['data_seconds']:.1f} s, training {t['training_seconds']:.1f} s (wall), "
         f"evaluation {t['evaluation_seconds']:.1f} s (wall), report and figures "
         f"{t.get('report_seconds', 0):.1f} s, total {t.get('total_seconds', 0):.1f} s "
-        f"with {results['arguments']['workers']} worker(s).",
+        f"with {results['arguments']['workers']} worker(s)"
+        + (f" on Ray ({results['arguments'].get('address') or 'a local instance'})."
+           if results["arguments"].get("executor") == "ray" else "."),
         "",
         "| model | fit (s) | train total (s) | held-out mean F | evaluation (s, CPU) |",
         "|---|---|---|---|---|",

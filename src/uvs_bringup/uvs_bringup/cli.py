@@ -21,6 +21,8 @@ VERBS: dict[str, tuple[str, str]] = {
     "evaluate": ("evaluate", "servo success through a live graph (in-process or running), "
                              "with the benchmark's protocol"),
     "benchmark": ("benchmark", "the paper's evaluation: train, servo, results.json, report, plots"),
+    "sweep": ("sweep", "benchmarks over a grid of estimator parameters, seeds and robots "
+                       "(local processes or Ray)"),
     "urdf": ("urdf", "the URDF of a robot description, for robot_state_publisher and RViz"),
 }
 

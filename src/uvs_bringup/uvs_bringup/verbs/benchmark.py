@@ -41,6 +41,32 @@ def _estimator_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """--executor and --address (shared with `uvs sweep`)."""
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="where training and evaluation jobs run: local (default; "
+                             "--workers processes) or ray (a local Ray instance of --workers "
+                             "CPUs, or the cluster at --address; needs "
+                             "`pip install -r requirements-ray.txt`)")
+    parser.add_argument("--address",
+                        help="--executor ray: the Ray cluster to join, e.g. auto or "
+                             "ray://head:10001 (default: start a local instance)")
+
+
+def check_executor(args: argparse.Namespace) -> str | None:
+    """The error message for a bad --executor/--address combination or a missing Ray."""
+    if args.address is not None and args.executor != "ray":
+        return "--address needs --executor ray"
+    if args.executor == "ray":
+        from uvs_bringup.executors import ExecutorError, import_ray
+
+        try:
+            import_ray()
+        except ExecutorError as exc:
+            return str(exc)
+    return None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=TASKS, default="single_point",
                         help="task (default single_point)")
@@ -60,6 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training epochs (protocol 30 single, 40 multi; --quick 4)")
     parser.add_argument("--workers", type=_positive_int, default=1,
                         help="parallel processes for training and evaluation (default 1)")
+    add_executor_arguments(parser)
     parser.add_argument("--quick", action="store_true",
                         help="little data, few epochs, 20 targets x 2 seeds (a smoke run)")
     parser.add_argument("--param", action="append", default=[], metavar="EST.KEY=VALUE",
@@ -104,6 +131,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from uvs_bringup.benchmark import BenchmarkConfig, jsonable, parse_params, run_benchmark
+    from uvs_bringup.executors import ExecutorError
     from uvs_core.dataset import DatasetError
 
     estimators = args.estimators
@@ -112,7 +140,12 @@ def run(args: argparse.Namespace) -> int:
     if (args.out / "results.json").exists() and not args.overwrite:
         return fail(f"{args.out / 'results.json'} exists; pass --overwrite to replace it")
     if getattr(args, "moving", False):
+        if args.executor != "local":
+            return fail("--executor does not apply to --moving (it runs in this process)")
         return _run_moving(args, estimators)
+    problem = check_executor(args)
+    if problem:
+        return fail(problem)
     if args.data is not None and args.samples is not None:
         return fail("--samples and --data exclude each other")
     try:
@@ -132,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
         seeds=args.seeds, samples=args.samples, epochs=args.epochs, data=args.data,
         workers=args.workers, quick=args.quick, steps=args.steps,
         joint_limits=args.joint_limits, robot=args.robot, params=params,
-        protocol=args.protocol, models=models,
+        protocol=args.protocol, models=models, executor=args.executor, address=args.address,
         command=shlex.join(["uvs", *sys.argv[1:]]) if sys.argv[1:2] == ["benchmark"]
         else "uvs benchmark " + shlex.join(_argv(args)))
 
@@ -141,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         results = run_benchmark(cfg, show_progress=True, log=log)
-    except (ValueError, DatasetError, OSError) as exc:
+    except (ValueError, DatasetError, OSError, ExecutorError) as exc:
         return fail(str(exc))
     ests = results["estimators"]
     lines = [f"{results['task']}: success % (averaged over thresholds), "
@@ -210,6 +243,10 @@ def _argv(args: argparse.Namespace) -> list[str]:
         if getattr(args, opt) is not None:
             out += [f"--{opt}", str(getattr(args, opt))]
     out += ["--workers", str(args.workers)]
+    if args.executor != "local":
+        out += ["--executor", args.executor]
+    if args.address is not None:
+        out += ["--address", args.address]
     for item in args.param:
         out += ["--param", item]
     for item in args.model:
