@@ -114,12 +114,30 @@ def _resolved_bases(cls: griffe.Class) -> list:
     return bases
 
 
+def _where(obj: griffe.Object) -> str:
+    try:
+        path = obj.relative_filepath
+    except ValueError:  # outside the working directory
+        path = obj.filepath
+    return f"{path}:{obj.lineno}"
+
+
 def _public(obj: griffe.Object) -> bool:
     return not obj.is_alias and obj.is_public and not obj.name.startswith("_")
 
 
 class UvsDocstrings(griffe.Extension):
-    """Formats ``name: text`` field lines and warns about undocumented public API."""
+    """Formats ``name: text`` field lines and warns about undocumented public API.
+
+    pages: folder of the reference pages (default docs/api of this repository).
+    fully_documented: packages every public module of which needs a page.
+    """
+
+    def __init__(self, pages: str | Path = API_PAGES,
+                 fully_documented: tuple[str, ...] = FULLY_DOCUMENTED) -> None:
+        super().__init__()
+        self.pages = Path(pages)
+        self.fully_documented = tuple(fully_documented)
 
     def on_instance(self, *, obj: griffe.Object, **kwargs) -> None:
         """Reformat the docstring of every loaded object (before it is parsed)."""
@@ -128,13 +146,13 @@ class UvsDocstrings(griffe.Extension):
 
     def on_package(self, *, pkg: griffe.Module, **kwargs) -> None:
         """Check the loaded package ``pkg``: docstrings, and one page per public module."""
-        pages = "\n".join(p.read_text() for p in API_PAGES.rglob("*.md"))
+        pages = "\n".join(p.read_text() for p in self.pages.rglob("*.md"))
         rendered = set(re.findall(r"^::: ([\w.]+)", pages, flags=re.M))
         for module in _modules(pkg):
             documented = module.path in rendered or module.path == pkg.path
-            if pkg.name in FULLY_DOCUMENTED and not documented and not module.is_package:
+            if pkg.name in self.fully_documented and not documented:
                 logger.warning("%s: public module without a page under docs/api", module.path)
-            if documented or pkg.name in FULLY_DOCUMENTED:
+            if documented or pkg.name in self.fully_documented:
                 _check_docstrings(module)
 
 
@@ -153,11 +171,11 @@ def _check_docstrings(module: griffe.Module) -> None:
         if not _public(obj) or not isinstance(obj, (griffe.Function, griffe.Class)):
             continue
         if not obj.docstring:
-            logger.warning("%s:%s: public %s %s has no docstring", obj.relative_filepath,
-                           obj.lineno, obj.kind.value, obj.path)
+            logger.warning("%s: public %s %s has no docstring", _where(obj), obj.kind.value,
+                           obj.path)
         if isinstance(obj, griffe.Class):
             for meth in obj.members.values():
                 if (isinstance(meth, griffe.Function) and _public(meth) and not meth.docstring
                         and not _inherits_docstring(meth)):
-                    logger.warning("%s:%s: public method %s has no docstring",
-                                   meth.relative_filepath, meth.lineno, meth.path)
+                    logger.warning("%s: public method %s has no docstring", _where(meth),
+                                   meth.path)
