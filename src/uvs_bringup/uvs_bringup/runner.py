@@ -99,6 +99,7 @@ class TargetResult:
     held_cycles: int = 0
 
     def summary(self) -> dict:
+        """The result as a JSON-ready dict (`uvs servo --json`)."""
         return {
             "initial_error": self.initial_error,
             "final_error": self.final_error,

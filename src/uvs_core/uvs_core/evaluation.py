@@ -346,6 +346,7 @@ class BatchedBroyden:
         self._has_prev = np.zeros(self.batch, dtype=bool)
 
     def update(self, qa: np.ndarray, x: np.ndarray) -> None:
+        """One Broyden step per trajectory from qa (B, k) rad and x (B, m)."""
         qa = np.asarray(qa, dtype=float)
         x = np.asarray(x, dtype=float)
         dq = qa - self._q_prev
@@ -363,6 +364,7 @@ class BatchedBroyden:
         self._has_prev |= anchor
 
     def estimate_batch(self, qa: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+        """(B, m, k) the current Jacobians (qa and x unused: the state is the estimate)."""
         return self.jacobian.copy()
 
 

@@ -401,6 +401,8 @@ class TorchEstimator(Estimator):
         return state
 
     def load_state_dict(self, state: dict, source: str = "state_dict") -> None:
+        """Rebuild the network from a state_dict(); ModelError (naming ``source``) on
+        missing, misshapen or non-finite tensors."""
         shapes = {"q_mean": (self.k,), "q_std": (self.k,), "x_mean": (self.m,),
                   "x_std": (self.m,)}
         for key, shape in shapes.items():

@@ -124,6 +124,7 @@ class BatchedAdaptation:
         return y, jac
 
     def update(self, qa: np.ndarray, x: np.ndarray) -> None:
+        """One secant step per trajectory from qa (B, k) rad and x (B, m)."""
         qa = np.asarray(qa, dtype=float)
         x = np.asarray(x, dtype=float)
         y, _ = self.prior(qa)
@@ -162,6 +163,7 @@ class BatchedAdaptation:
         self._has_prev |= anchor
 
     def estimate_batch(self, qa: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+        """qa (B, k) rad -> (B, m, k), J_NK(qa) + D, projected to ``rank``."""
         _, jac = self.prior(np.asarray(qa, dtype=float))
         return self.project(jac + self.residual)
 

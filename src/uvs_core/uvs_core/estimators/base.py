@@ -284,6 +284,10 @@ class Estimator(abc.ABC):
 
     @classmethod
     def resolve_params(cls, task, params: dict[str, Any]) -> dict[str, Any]:
+        """default_params(task) overridden by the non-None entries of ``params``.
+
+        ValueError names any key of ``params`` the estimator does not have.
+        """
         resolved = cls.default_params(task)
         unknown = sorted(set(params) - set(resolved))
         if unknown:
@@ -389,6 +393,8 @@ class Estimator(abc.ABC):
 
     # ----------------------------------------------------------- persistence
     def metadata(self) -> dict[str, Any]:
+        """The model directory's metadata.json: format, estimator, task, robot, shapes,
+        params, weights file, uvs version, time, and what fit() reported (``info``)."""
         meta = {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
