@@ -5,6 +5,12 @@
 | single_point   | tool point p, base frame                            | 3 x n        | m     |
 | multi_point    | p, p + s R e_x, p + s R e_y, p + s R e_z (R: tool)  | 12 x n       | m     |
 | visual_servo   | tool point projected by a pinhole camera (u, v)     | 2 x 2        | px    |
+| pose           | tool point p, rotation vector phi of R R_home^T     | 6 x n        | m, rad|
+
+Every task says how far x is from a target (:meth:`Task.error`, the error e the
+control law drives to zero): x* - x for every task but ``pose``, whose orientation
+error is the rotation vector of R* R^T (the log map of SO(3)), never a difference
+of rotation vectors.
 
 A task drives ``k`` active joints (indices ``active`` into the robot's ``n``);
 the others sit at ``q_fixed``. ``q_fixed`` is also the task's start pose
@@ -34,10 +40,10 @@ import numpy as np
 from uvs_core.robot import Robot
 
 __all__ = ["TASK_NAMES", "Task", "SinglePointTask", "MultiPointTask", "VisualServoTask",
-           "PinholeCamera", "make_task", "look_at", "twist_condition_transform",
-           "cond_thresholds"]
+           "PoseTask", "PinholeCamera", "make_task", "look_at", "twist_condition_transform",
+           "cond_thresholds", "so3_exp", "so3_log", "so3_left_jacobian"]
 
-TASK_NAMES = ("single_point", "multi_point", "visual_servo")
+TASK_NAMES = ("single_point", "multi_point", "visual_servo", "pose")
 
 # Code defaults; a robot YAML (``tasks:``) or the caller's config override them.
 _DEFAULTS: dict[str, dict[str, Any]] = {
@@ -50,6 +56,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
                    "position": [0.0, -2.5, 0.3], "look_at": [0.0, 0.0, 0.3],
                    "up": [0.0, 0.0, 1.0], "min_depth": 0.05},
     },
+    "pose": {},
 }
 
 
@@ -81,6 +88,88 @@ def look_at(position, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
     t = np.eye(4)
     t[:3, 0], t[:3, 1], t[:3, 2], t[:3, 3] = x, np.cross(z, x), z, position
     return t
+
+
+def _skew(v: np.ndarray) -> np.ndarray:
+    """v: (..., 3) -> (..., 3, 3), [v]x with [v]x u = v x u."""
+    v = np.asarray(v, dtype=float)
+    z = np.zeros(v.shape[:-1])
+    return np.stack([np.stack([z, -v[..., 2], v[..., 1]], axis=-1),
+                     np.stack([v[..., 2], z, -v[..., 0]], axis=-1),
+                     np.stack([-v[..., 1], v[..., 0], z], axis=-1)], axis=-2)
+
+
+def so3_exp(phi: np.ndarray) -> np.ndarray:
+    """Rotation matrix of a rotation vector (Rodrigues). phi: (..., 3) rad -> (..., 3, 3)."""
+    phi = np.asarray(phi, dtype=float)
+    theta = np.linalg.norm(phi, axis=-1)[..., None, None]
+    k = _skew(phi)
+    small = theta < 1e-6
+    t = np.where(small, 1.0, theta)
+    a = np.where(small, 1.0 - theta**2 / 6.0, np.sin(t) / t)
+    b = np.where(small, 0.5 - theta**2 / 24.0, (1.0 - np.cos(t)) / t**2)
+    return np.eye(3) + a * k + b * (k @ k)
+
+
+def so3_log(rot: np.ndarray) -> np.ndarray:
+    """Rotation vector (axis * angle, angle in [0, pi]) of a rotation matrix: the log map.
+
+    rot: (..., 3, 3) -> (..., 3) rad. Through the unit quaternion (Shepperd's
+    largest-diagonal choice), so it is accurate at every angle, 0 and pi included.
+    """
+    r = np.asarray(rot, dtype=float)
+    tr = r[..., 0, 0] + r[..., 1, 1] + r[..., 2, 2]
+    cand = np.stack([tr, r[..., 0, 0], r[..., 1, 1], r[..., 2, 2]], axis=-1)
+    pick = np.argmax(cand, axis=-1)
+    w = np.empty(tr.shape)
+    v = np.empty(tr.shape + (3,))
+    # Each branch divides by 4 * its own (largest, so >= 1/2) component.
+    for i in range(4):
+        sel = pick == i
+        if not np.any(sel):
+            continue
+        m = r[sel]
+        if i == 0:
+            c = np.sqrt(1.0 + tr[sel]) * 2.0
+            q = [0.25 * c, (m[:, 2, 1] - m[:, 1, 2]) / c, (m[:, 0, 2] - m[:, 2, 0]) / c,
+                 (m[:, 1, 0] - m[:, 0, 1]) / c]
+        elif i == 1:
+            c = np.sqrt(1.0 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2]) * 2.0
+            q = [(m[:, 2, 1] - m[:, 1, 2]) / c, 0.25 * c, (m[:, 0, 1] + m[:, 1, 0]) / c,
+                 (m[:, 0, 2] + m[:, 2, 0]) / c]
+        elif i == 2:
+            c = np.sqrt(1.0 + m[:, 1, 1] - m[:, 0, 0] - m[:, 2, 2]) * 2.0
+            q = [(m[:, 0, 2] - m[:, 2, 0]) / c, (m[:, 0, 1] + m[:, 1, 0]) / c, 0.25 * c,
+                 (m[:, 1, 2] + m[:, 2, 1]) / c]
+        else:
+            c = np.sqrt(1.0 + m[:, 2, 2] - m[:, 0, 0] - m[:, 1, 1]) * 2.0
+            q = [(m[:, 1, 0] - m[:, 0, 1]) / c, (m[:, 0, 2] + m[:, 2, 0]) / c,
+                 (m[:, 1, 2] + m[:, 2, 1]) / c, 0.25 * c]
+        w[sel] = q[0]
+        v[sel] = np.stack(q[1:], axis=-1)
+    sign = np.where(w < 0.0, -1.0, 1.0)          # the shorter way: angle <= pi
+    w, v = w * sign, v * sign[..., None]
+    s = np.linalg.norm(v, axis=-1)
+    theta = 2.0 * np.arctan2(s, w)
+    # theta / s -> 2 / w as s -> 0
+    scale = np.where(s > 1e-12, theta / np.where(s > 1e-12, s, 1.0), 2.0 / np.maximum(w, 1e-12))
+    return v * scale[..., None]
+
+
+def so3_left_jacobian(phi: np.ndarray) -> np.ndarray:
+    """Left Jacobian J_l(phi) of SO(3): omega = J_l(phi) dphi/dt for R = exp(phi) R0.
+
+    phi: (..., 3) rad -> (..., 3, 3). Its symmetric part has eigenvalues 1 and
+    sin|phi| / |phi| (> 0 below pi).
+    """
+    phi = np.asarray(phi, dtype=float)
+    theta = np.linalg.norm(phi, axis=-1)[..., None, None]
+    k = _skew(phi)
+    small = theta < 1e-6
+    t = np.where(small, 1.0, theta)
+    a = np.where(small, 0.5 - theta**2 / 24.0, (1.0 - np.cos(t)) / t**2)
+    b = np.where(small, 1.0 / 6.0 - theta**2 / 120.0, (t - np.sin(t)) / t**3)
+    return np.eye(3) + a * k + b * (k @ k)
 
 
 @dataclass(frozen=True, eq=False)
@@ -264,6 +353,11 @@ class Task:
         """dx/dq_active at full joint positions. q: (..., n) rad -> (..., m, k)."""
         raise NotImplementedError
 
+    def error(self, x: np.ndarray, x_star: np.ndarray) -> np.ndarray:
+        """The servo error e the control law drives to zero: x, x_star (..., m) -> (..., m),
+        task units. x* - x (exactly, bit for bit) for every task but ``pose``."""
+        return np.asarray(x_star, dtype=float) - np.asarray(x, dtype=float)
+
     def valid(self, x: np.ndarray) -> np.ndarray:
         """x: (..., m) -> (...,) bool, whether x is observable (always True but visual_servo)."""
         return np.ones(np.shape(x)[:-1], dtype=bool)
@@ -430,7 +524,76 @@ class VisualServoTask(Task):
         return np.concatenate(out, axis=0)
 
 
-_CLASSES = {cls.name: cls for cls in (SinglePointTask, MultiPointTask, VisualServoTask)}
+class PoseTask(Task):
+    """x = (p, phi) (6,): tool point p (m, base frame) and the rotation vector phi (rad)
+    of R R_home^T, the tool orientation R relative to its orientation at the task's
+    home (so phi = 0 at the start pose), expressed in the base frame.
+
+    Error (:meth:`error`): (p* - p, log(R* R^T)), the position error and the rotation
+    vector that turns the tool onto the target orientation, both in the base frame;
+    R* R^T = exp(phi*) exp(phi)^T, independent of the home orientation. It is computed
+    on SO(3), so it is right at any angle (a difference of rotation vectors is not,
+    and jumps where phi wraps at pi).
+
+    J (6, k): the geometric Jacobian of the tool frame at the tool point (m/rad linear
+    rows, the blog's z_i x (p - o_i); rad/rad angular rows, z_i): the derivative of
+    the error, e(x(q + dq), x(q)) = J dq + O(dq^2). Estimators that learn from
+    differences of x learn d phi / dq = J_l(phi)^-1 J_w instead (J_l:
+    :func:`so3_left_jacobian`); at phi = 0 the two agree, and since sym(J_l) > 0 for
+    |phi| < pi, J_w qdot = J_l(phi) e_r still turns the tool towards the target.
+
+    Condition measure: J is already the tool's twist Jacobian, the measure
+    multi_point's transform gives (MoveIt Servo's), so its thresholds (100, 300)
+    apply as they are (see MultiPointTask).
+    """
+
+    name = "pose"
+    units = "m"
+    cond_thresholds = (100.0, 300.0)
+
+    def __init__(self, robot: Robot, config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(robot, config)
+        self.m = 6
+        self.labels = ["x", "y", "z", "rx", "ry", "rz"]
+        r_home = np.array(self.robot.fk(self.q_fixed)[:3, :3], dtype=float)
+        r_home.setflags(write=False)
+        self.r_home = r_home
+
+    def x_from_q(self, q: np.ndarray) -> np.ndarray:
+        t = self.robot.fk(q)
+        phi = so3_log(t[..., :3, :3] @ self.r_home.T)
+        return np.concatenate([t[..., :3, 3], phi], axis=-1)
+
+    def jacobian_from_q(self, q: np.ndarray) -> np.ndarray:
+        return self.robot.jacobian(q, kind="pose")[..., self.active]
+
+    def rotation(self, x: np.ndarray) -> np.ndarray:
+        """Tool orientation of a task state: x (..., 6) -> R (..., 3, 3), base frame."""
+        return so3_exp(np.asarray(x, dtype=float)[..., 3:]) @ self.r_home
+
+    def from_pose(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+        """Task state of a tool pose: position (..., 3) m, rotation (..., 3, 3) -> (..., 6)."""
+        phi = so3_log(np.asarray(rotation, dtype=float) @ self.r_home.T)
+        return np.concatenate([np.asarray(position, dtype=float), phi], axis=-1)
+
+    def error(self, x: np.ndarray, x_star: np.ndarray) -> np.ndarray:
+        """(p* - p, log(R* R^T)): x, x_star (..., 6) -> (..., 6), m and rad, base frame."""
+        x = np.asarray(x, dtype=float)
+        x_star = np.asarray(x_star, dtype=float)
+        rot = so3_exp(x_star[..., 3:]) @ np.swapaxes(so3_exp(x[..., 3:]), -1, -2)
+        return np.concatenate([x_star[..., :3] - x[..., :3], so3_log(rot)], axis=-1)
+
+    def coordinate_to_geometric(self, x: np.ndarray, jac: np.ndarray) -> np.ndarray:
+        """Map a Jacobian of the coordinates, dx/dq (..., 6, k), at x (..., 6) to the
+        geometric one: angular rows J_l(phi) dphi/dq."""
+        jac = np.array(jac, dtype=float)
+        jl = so3_left_jacobian(np.asarray(x, dtype=float)[..., 3:])
+        jac[..., 3:, :] = jl @ jac[..., 3:, :]
+        return jac
+
+
+_CLASSES = {cls.name: cls for cls in (SinglePointTask, MultiPointTask, VisualServoTask,
+                                      PoseTask)}
 
 
 def cond_thresholds(name: str) -> tuple[float, float]:
