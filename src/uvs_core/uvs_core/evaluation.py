@@ -29,8 +29,8 @@ from uvs_core.control import (
     task_rank,
 )
 from uvs_core.sim import Simulation
-from uvs_core.tasks import Task as _BaseTask
-from uvs_core.tasks import so3_exp, so3_log
+from uvs_core.tasks import POSE_METRES_PER_RAD, so3_exp, so3_log
+from uvs_core.tasks import error_fn as _error_fn
 
 __all__ = [
     "PROTOCOLS", "PROTOCOL_VARIANTS", "PAPER_START", "DESIGN_START", "protocol", "PAPER_TABLES",
@@ -227,15 +227,6 @@ PAPER_TABLES: dict[str, dict[str, tuple[float, ...]]] = {
 
 
 # ----------------------------------------------------------------- metrics
-#: m per rad: the pose distance counts an angle error of 0.1 rad (5.7 deg) as 1 cm
-POSE_METRES_PER_RAD = 0.1
-
-
-def _error_fn(task):
-    """The task's error for control_step: None (x* - x) unless the task overrides it."""
-    return None if type(task).error is _BaseTask.error else task.error
-
-
 def task_distance(x: np.ndarray, x_star: np.ndarray, kind: str = "euclidean") -> np.ndarray:
     """Distance to the target: x, x_star (..., m) -> (...,) task units.
 

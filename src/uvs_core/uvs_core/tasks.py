@@ -41,7 +41,8 @@ from uvs_core.robot import Robot
 
 __all__ = ["TASK_NAMES", "Task", "SinglePointTask", "MultiPointTask", "VisualServoTask",
            "PoseTask", "PinholeCamera", "make_task", "look_at", "twist_condition_transform",
-           "cond_thresholds", "so3_exp", "so3_log", "so3_left_jacobian"]
+           "cond_thresholds", "so3_exp", "so3_log", "so3_left_jacobian", "quaternion_matrix",
+           "error_fn"]
 
 TASK_NAMES = ("single_point", "multi_point", "visual_servo", "pose")
 
@@ -88,6 +89,29 @@ def look_at(position, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
     t = np.eye(4)
     t[:3, 0], t[:3, 1], t[:3, 2], t[:3, 3] = x, np.cross(z, x), z, position
     return t
+
+
+#: m per rad: the pose task's distance counts 0.1 rad (5.7 deg) of angle as 1 cm
+POSE_METRES_PER_RAD = 0.1
+
+
+def error_fn(task):
+    """``task.error`` for control_step's ``error_fn``, or None where it is x* - x (the
+    law's own subtraction, so those tasks' numbers stay bit for bit)."""
+    return None if type(task).error is Task.error else task.error
+
+
+def quaternion_matrix(q) -> np.ndarray:
+    """Rotation matrix of a quaternion (x, y, z, w) (normalised here): (4,) -> (3, 3).
+    ValueError for a zero or non-finite one."""
+    x, y, z, w = (float(v) for v in q)
+    n = math.sqrt(x * x + y * y + z * z + w * w)
+    if not math.isfinite(n) or n < 1e-9:
+        raise ValueError("quaternion must be finite and non-zero")
+    x, y, z, w = x / n, y / n, z / n, w / n
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
 
 
 def _skew(v: np.ndarray) -> np.ndarray:
@@ -358,6 +382,16 @@ class Task:
         task units. x* - x (exactly, bit for bit) for every task but ``pose``."""
         return np.asarray(x_star, dtype=float) - np.asarray(x, dtype=float)
 
+    def distance(self, x: np.ndarray, x_star: np.ndarray) -> np.ndarray:
+        """Closeness to the target the controller's tolerance applies to: x, x_star
+        (..., m) -> (...,) task units; |x* - x| but for ``pose``."""
+        return np.linalg.norm(self.error(x, x_star), axis=-1)
+
+    def x_from_pose(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+        """Task state of a tool pose (a PoseStamped target): position (3,) m and
+        rotation (3, 3), base frame -> (m,). ValueError where a pose is no target."""
+        raise ValueError(f"{self.name}: a pose cannot be converted to this task's x")
+
     def valid(self, x: np.ndarray) -> np.ndarray:
         """x: (..., m) -> (...,) bool, whether x is observable (always True but visual_servo)."""
         return np.ones(np.shape(x)[:-1], dtype=bool)
@@ -401,6 +435,10 @@ class SinglePointTask(Task):
 
     def jacobian_from_q(self, q: np.ndarray) -> np.ndarray:
         return self.robot.jacobian(q)[..., self.active]
+
+    def x_from_pose(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+        """The pose's position (the orientation is not part of this task)."""
+        return np.asarray(position, dtype=float).copy()
 
 
 class MultiPointTask(Task):
@@ -454,6 +492,11 @@ class MultiPointTask(Task):
         p = t[..., :3, 3]
         pts = [p] + [p + self.scale * t[..., :3, c] for c in range(3)]
         return np.concatenate(pts, axis=-1)
+
+    def x_from_pose(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+        """The 4 points of a tool at that pose."""
+        p, r = np.asarray(position, dtype=float), np.asarray(rotation, dtype=float)
+        return np.concatenate([p] + [p + self.scale * r[..., :3, c] for c in range(3)], axis=-1)
 
     def jacobian_from_q(self, q: np.ndarray) -> np.ndarray:
         t = self.robot.fk(q)
@@ -571,7 +614,7 @@ class PoseTask(Task):
         """Tool orientation of a task state: x (..., 6) -> R (..., 3, 3), base frame."""
         return so3_exp(np.asarray(x, dtype=float)[..., 3:]) @ self.r_home
 
-    def from_pose(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    def x_from_pose(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
         """Task state of a tool pose: position (..., 3) m, rotation (..., 3, 3) -> (..., 6)."""
         phi = so3_log(np.asarray(rotation, dtype=float) @ self.r_home.T)
         return np.concatenate([np.asarray(position, dtype=float), phi], axis=-1)
@@ -582,6 +625,14 @@ class PoseTask(Task):
         x_star = np.asarray(x_star, dtype=float)
         rot = so3_exp(x_star[..., 3:]) @ np.swapaxes(so3_exp(x[..., 3:]), -1, -2)
         return np.concatenate([x_star[..., :3] - x[..., :3], so3_log(rot)], axis=-1)
+
+    def distance(self, x: np.ndarray, x_star: np.ndarray) -> np.ndarray:
+        """max(|p* - p|, POSE_METRES_PER_RAD * angle of R* R^T), m: below a tolerance t
+        exactly when the position error is below t and the angle below t / 0.1 m per rad
+        (the controller's 5 mm: 5 mm and 0.05 rad = 2.9 deg)."""
+        e = self.error(x, x_star)
+        return np.maximum(np.linalg.norm(e[..., :3], axis=-1),
+                          POSE_METRES_PER_RAD * np.linalg.norm(e[..., 3:], axis=-1))
 
     def coordinate_to_geometric(self, x: np.ndarray, jac: np.ndarray) -> np.ndarray:
         """Map a Jacobian of the coordinates, dx/dq (..., 6, k), at x (..., 6) to the
