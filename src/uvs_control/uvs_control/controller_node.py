@@ -225,7 +225,8 @@ PARAMETERS = {
         "biases it; see docs/parity.md).", _DOUBLE, floats=(0.0, 100.0))),
     "convergence_tolerance": (0.0, _descriptor(
         "Converged when |x* - x| is below this, task units (m or px); 0 = by task: "
-        "5 mm per point in metres, 2 px for image tasks.", _DOUBLE, floats=(0.0, 1000.0))),
+        "5 mm per point in metres, 2 px for image tasks; pose: max(|p* - p|, 0.1 m/rad x "
+        "angle) below it (5 mm: 5 mm and 0.05 rad).", _DOUBLE, floats=(0.0, 1000.0))),
     "stall_window": (20, _descriptor(
         "Cycles over which the error must fall by more than stall_fraction, else STALLED.",
         _INT, ints=(1, 100000))),

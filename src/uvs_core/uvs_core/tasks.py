@@ -634,6 +634,32 @@ class PoseTask(Task):
         return np.maximum(np.linalg.norm(e[..., :3], axis=-1),
                           POSE_METRES_PER_RAD * np.linalg.norm(e[..., 3:], axis=-1))
 
+    #: size of :meth:`nk_features`
+    nk_features_dim = 12
+
+    def nk_features(self, x: np.ndarray) -> np.ndarray:
+        """What Neural Kinematics learns for this task: x (..., 6) -> (..., 12), the position
+        (m) and the 9 entries (row-major) of exp(phi) = R R_home^T. A rotation vector
+        wraps at pi, which uniform babbling reaches (the paper protocol's: 12 % of the
+        samples beyond 2.8 rad from home), and a network cannot fit the jump; the matrix
+        is smooth everywhere."""
+        x = np.asarray(x, dtype=float)
+        rot = so3_exp(x[..., 3:])
+        return np.concatenate([x[..., :3], rot.reshape(*rot.shape[:-2], 9)], axis=-1)
+
+    def nk_jacobian(self, y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+        """The geometric Jacobian from the features' (y (..., 12)) derivative dy/dq
+        (..., 12, k): linear rows dp/dq; angular column j the axial vector of the skew part
+        of dR/dq_j R^T (R from y), exact for an orthonormal R (dR R^T = [w]x)."""
+        y, dy = np.asarray(y, dtype=float), np.asarray(dy, dtype=float)
+        k = dy.shape[-1]
+        rot = y[..., 3:12].reshape(*y.shape[:-1], 3, 3)
+        drot = np.moveaxis(dy[..., 3:12, :], -1, -2).reshape(*dy.shape[:-2], k, 3, 3)
+        w = drot @ np.swapaxes(rot, -1, -2)[..., None, :, :]        # (..., k, 3, 3)
+        omega = 0.5 * np.stack([w[..., 2, 1] - w[..., 1, 2], w[..., 0, 2] - w[..., 2, 0],
+                                w[..., 1, 0] - w[..., 0, 1]], axis=-1)  # (..., k, 3)
+        return np.concatenate([dy[..., :3, :], np.swapaxes(omega, -1, -2)], axis=-2)
+
     def coordinate_to_geometric(self, x: np.ndarray, jac: np.ndarray) -> np.ndarray:
         """Map a Jacobian of the coordinates, dx/dq (..., 6, k), at x (..., 6) to the
         geometric one: angular rows J_l(phi) dphi/dq."""
