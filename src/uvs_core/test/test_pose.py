@@ -167,3 +167,26 @@ def test_true_jacobian_servo_reaches_pose_targets_better_than_subtracting_rotvec
 
     naive = Subtracting(pose.robot, pose.config)
     assert (reached(pose), reached(naive)) == (13, 10)
+
+
+def test_broyden_secant_uses_the_log_map_across_the_wrap(pose):
+    """Broyden (alpha 1) meets the latest secant condition J dq = e(x_prev, x): across the
+    rotation vector's wrap the orientation moved 0.02 rad, not ~2 pi. The batched
+    Broyden of the benchmark does the same."""
+    from uvs_core.estimators import make_estimator
+    from uvs_core.evaluation import BatchedBroyden
+
+    est = make_estimator("broyden", pose, initial_jacobian=np.zeros((6, 7)).tolist())
+    est.reset()
+    q0, q1 = np.zeros(7), np.full(7, 0.01)
+    x0 = np.array([0.4, 0.0, 0.5, 0.0, 0.0, np.pi - 0.01])
+    x1 = np.array([0.41, 0.0, 0.5, 0.0, 0.0, -(np.pi - 0.01)])
+    est.update(q0, x0)
+    est.update(q1, x1)
+    np.testing.assert_allclose(est.estimate(q1) @ (q1 - q0), [0.01, 0, 0, 0, 0, 0.02],
+                               atol=1e-12)
+    batched = BatchedBroyden.from_estimator(est, 2)
+    batched.update(np.stack([q0, q0]), np.stack([x0, x0]))
+    batched.update(np.stack([q1, q1]), np.stack([x1, x1]))
+    np.testing.assert_allclose(batched.jacobian[0] @ (q1 - q0), [0.01, 0, 0, 0, 0, 0.02],
+                               atol=1e-12)

@@ -351,7 +351,8 @@ class BatchedBroyden:
     """
 
     def __init__(self, j0: np.ndarray, batch: int, alpha: float = 1.0,
-                 min_motion: float = 1e-6) -> None:
+                 min_motion: float = 1e-6, error=None) -> None:
+        self.error = error      # the task's error (x_prev, x) -> dx; None: x - x_prev
         self.j0 = np.asarray(j0, dtype=float)
         self.batch = int(batch)
         self.alpha = float(alpha)
@@ -362,7 +363,7 @@ class BatchedBroyden:
     def from_estimator(cls, est, batch: int) -> BatchedBroyden:
         """B copies of a (fitted) Broyden estimator's initial state."""
         return cls(est.j0, batch, alpha=float(est.params["alpha"]),
-                   min_motion=float(est.params["min_motion"]))
+                   min_motion=float(est.params["min_motion"]), error=_error_fn(est.task))
 
     def reset(self) -> None:
         """All trajectories back to j0, no previous sample."""
@@ -381,7 +382,9 @@ class BatchedBroyden:
         if moved.any():
             j = self.jacobian[moved]
             d = dq[moved]
-            resid = (x[moved] - self._x_prev[moved]) - (j @ d[:, :, None])[:, :, 0]
+            dx = (x[moved] - self._x_prev[moved] if self.error is None
+                  else self.error(self._x_prev[moved], x[moved]))
+            resid = dx - (j @ d[:, :, None])[:, :, 0]
             self.jacobian[moved] = j + (self.alpha / dq2[moved])[:, None, None] * (
                 resid[:, :, None] * d[:, None, :])
         anchor = ~self._has_prev | moved

@@ -206,6 +206,9 @@ class Broyden(Estimator):
         return report
 
     def reset(self) -> None:
+        from uvs_core.tasks import error_fn
+
+        self._error = error_fn(self.task)
         self.jacobian = self.j0.copy()
         self._q_prev = None
         self._x_prev = None
@@ -221,7 +224,10 @@ class Broyden(Estimator):
             if dq2 < float(self.params["min_motion"]) ** 2:
                 # Keep the old anchor: slow motion accumulates into a usable secant.
                 return
-            resid = (x - self._x_prev) - self.jacobian.dot(dq)
+            # The task's error from the previous x (x - x_prev but for pose, whose
+            # orientation part is the log map: a geometric J, no jump at the wrap).
+            dx = x - self._x_prev if self._error is None else self._error(self._x_prev, x)
+            resid = dx - self.jacobian.dot(dq)
             # (alpha / dq2) * np.outer(resid, dq): the same products, without
             # np.outer's wrapper.
             step = resid[:, None] * dq
