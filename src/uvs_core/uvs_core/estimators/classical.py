@@ -22,7 +22,7 @@ from uvs_core.estimators.base import (
     split_by_trajectory,
     unique_rows,
 )
-from uvs_core.tasks import Task
+from uvs_core.tasks import Task, error_fn
 
 _RIDGE = 1e-10
 
@@ -314,6 +314,10 @@ class LocalLinearKNN(Estimator):
         self.x = None
         self._tree = None
         self._native = None
+        # pose: neighbourhoods fitted on the task's error from one of them (log map), so J
+        # is the geometric one and a neighbourhood across the rotation vector's wrap at pi
+        # is right; other tasks: the centred [dq | dx] fit below (x - mean).
+        self._error = error_fn(task)
 
     def fit(self, qa, x, traj=None, progress=None) -> dict:
         qa, x, traj = self._check_data(qa, x, traj)
@@ -380,8 +384,17 @@ class LocalLinearKNN(Estimator):
         nb -= nb.mean(axis=0)
         return _ridged_solve(nb.T @ nb, self.k, self._dposv)
 
+    def _fit_error(self, qa: np.ndarray) -> np.ndarray:
+        """J (B, m, k) at qa (B, k) from each neighbourhood's task errors e(x_0, x_i)."""
+        rows = np.stack([self.neighbours(q) for q in qa])          # (B, K)
+        x_nb = self.x[rows]
+        dx = self._error(x_nb[:, :1, :], x_nb)                      # (B, K, m)
+        return local_linear_jacobians(self.qa[rows], dx)
+
     def _estimate(self, qa):
         self._require()
+        if self._error is not None:
+            return self._fit_error(qa[None])[0]
         if self._native is not None:
             jac = self._native.estimate(qa)
             # None: Cholesky failed in C (a degenerate neighbourhood); numpy's
@@ -397,6 +410,8 @@ class LocalLinearKNN(Estimator):
 
     def _estimate_batch(self, qa):
         self._require()
+        if self._error is not None:
+            return self._fit_error(qa) if qa.shape[0] else np.zeros((0, self.m, self.k))
         if self._native is not None:
             out, status = self._native.estimate_batch(qa)
             for i in np.flatnonzero(status):
