@@ -581,10 +581,11 @@ class PoseTask(Task):
 
     J (6, k): the geometric Jacobian of the tool frame at the tool point (m/rad linear
     rows, the blog's z_i x (p - o_i); rad/rad angular rows, z_i): the derivative of
-    the error, e(x(q + dq), x(q)) = J dq + O(dq^2). Estimators that learn from
-    differences of x learn d phi / dq = J_l(phi)^-1 J_w instead (J_l:
-    :func:`so3_left_jacobian`); at phi = 0 the two agree, and since sym(J_l) > 0 for
-    |phi| < pi, J_w qdot = J_l(phi) e_r still turns the tool towards the target.
+    the error, e(x(q), x(q + dq)) = J dq + O(dq^2). The estimators that learn from
+    pairs of samples (NJ, Bi-NJ, LL-KNN, Broyden) take the error between them, not
+    their difference, which would give d phi / dq = J_l(phi)^-1 J_w (J_l:
+    :func:`so3_left_jacobian`, :meth:`coordinate_to_geometric` maps it) and jump at the
+    wrap; Neural Kinematics learns :meth:`nk_features`.
 
     Condition measure: J is already the tool's twist Jacobian, the measure
     multi_point's transform gives (MoveIt Servo's), so its thresholds (100, 300)
