@@ -48,6 +48,8 @@ GEN3 = load_robot("gen3")
 OFFSETS = {
     "single_point": [[0.3, 0.5, 0.0, 0.6, 0.0, 0.4, 0.0], [-0.4, 0.3, 0.2, 0.9, 0.0, -0.3, 0.0]],
     "visual_servo": [[0.3, -0.4]],
+    # tests/test_pose_live.py's pose: 0.33 m and 0.71 rad from the start pose
+    "pose": [[0.3, 0.2, -0.2, 0.3, 0.2, -0.3, 0.4]],
 }
 # multi_point: target 7 of `uvs servo --task multi_point --targets 10 --seed 11`, which tj
 # and the shipped nk_tanh reach from the straight start pose (a pose target needs a long
@@ -206,17 +208,19 @@ GRAPHS = {
     "single_point": ["driver", "jacobian_estimator", "controller"],
     "multi_point": ["driver", "jacobian_estimator", "controller"],
     "visual_servo": ["driver", "jacobian_estimator", "controller", "sim_camera", "hue_tracker"],
+    "pose": ["driver", "jacobian_estimator", "controller"],
 }
 
 
-@pytest.mark.parametrize("task_name", ["multi_point", "visual_servo"])
+@pytest.mark.parametrize("task_name", ["multi_point", "visual_servo", "pose"])
 def test_each_task_launches_and_converges_to_a_reachable_target(launch, task_name):
     launched = launch(f"task:={task_name}", "estimator:=tj")
     wait_for_graph(launched, GRAPHS[task_name])
     assert param("get", "/controller", "task") == f"String value is: {task_name}"
     # 5 mm per point in metres (0.01 m over multi_point's 4 points), 2 px in the image:
     # the controller's own tolerances
-    tolerance = 0.0101 if task_name == "multi_point" else 2.0
+    # pose: max(|p* - p|, 0.1 m/rad x angle) < 5 mm
+    tolerance = {"multi_point": 0.0101, "pose": 0.0051}.get(task_name, 2.0)
     servo_to(target(task_name), tolerance_check=tolerance)
     if task_name == "multi_point":
         # and with the shipped learned model, swapped in as a user would

@@ -103,6 +103,10 @@ def _jacobian(response):
 # scrambled one fails, a retrained one does not.
 MAX_RELATIVE_ERROR = {"tj": 1e-12, "broyden": np.inf}
 DEFAULT_MAX_RELATIVE_ERROR = 0.5
+# nk_adapt's adaptation works on x itself; the pose task's networks learn features of x
+# (position and rotation-matrix entries), which it does not map: none is shipped, and
+# `uvs train` refuses to make one ("not supported").
+UNSUPPORTED = {("pose", "nk_adapt"): "needs a trained model"}
 
 
 @pytest.mark.parametrize("task_name", TASK_NAMES)
@@ -116,6 +120,10 @@ def test_every_estimator_is_served_out_of_the_box(served, cache, task_name):
     expected = np.asarray(task.jacobian(qa))
     for name in ESTIMATOR_NAMES:
         result = s.set_estimator(name)
+        if (task_name, name) in UNSUPPORTED:
+            # refused with the reason, and the estimator served before stays
+            assert not result.successful and UNSUPPORTED[task_name, name] in result.reason
+            continue
         assert result.successful, f"{task_name}/{name}: {result.reason}"
         response = s.call(q)
         assert response.success, f"{task_name}/{name}: {response.message}"

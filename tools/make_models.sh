@@ -17,13 +17,14 @@ mkdir -p "$data"
 
 # task samples seed epochs: the paper's protocol (DESIGN.md): 100k single-point,
 # 200k multi-point, 10k visual servoing; 30 / 40 epochs.
-declare -A SAMPLES=([single_point]=100000 [multi_point]=200000 [visual_servo]=10000)
-declare -A EPOCHS=([single_point]=30 [multi_point]=40 [visual_servo]=30)
+declare -A SAMPLES=([single_point]=100000 [multi_point]=200000 [visual_servo]=10000
+                   [pose]=100000)
+declare -A EPOCHS=([single_point]=30 [multi_point]=40 [visual_servo]=30 [pose]=30)
 # llknn is not shipped: its model is the babbling itself (8 MB single point, 30 MB
 # multi point); the estimator node and `uvs servo` build it on first use into the
 # cache (uvs_core.estimators.cache), from the same babbling as below.
 MODELS=()
-for task in single_point visual_servo multi_point; do
+for task in single_point visual_servo multi_point pose; do
   for estimator in nk_tanh nj binj nk_relu; do MODELS+=("$task/$estimator"); done
 done
 [ "$#" -gt 0 ] && MODELS=("$@")

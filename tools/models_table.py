@@ -9,6 +9,8 @@ def main(root: str) -> int:
     rows = []
     for meta_path in sorted(Path(root).rglob("metadata.json")):
         meta = json.loads(meta_path.read_text())
+        if "jacobian_frobenius_mean" not in meta:
+            continue    # nk_adapt's models: a prior plus online adaptation, no offline figure
         folder = meta_path.parent
         size_kb = sum(f.stat().st_size for f in folder.iterdir()) / 1024
         p = meta.get("params", {})

@@ -513,7 +513,10 @@ def render_report(results: dict) -> str:
     thr = p["thresholds"]
     dist = {"euclidean": "Euclidean distance |x* - x|"
             + (" of the stacked 12-vector" if results["task"] == "multi_point" else ""),
-            "sum_of_points": "sum of the 4 points' Euclidean distances"}
+            "sum_of_points": "sum of the 4 points' Euclidean distances",
+            "pose": "pose distance max(|p* - p|, 0.1 m/rad x angle of R* R^T): success at "
+                    "threshold t when the position error < t and the angle < 10 t rad",
+            "position": "position error |p* - p| alone"}
     m = results["machine"]
     t = results["timing"]
     lines = [

@@ -26,7 +26,7 @@ DEFAULT_ROBOT = "gen3"
 ROBOT_DESCRIPTION = "robot_description"
 # Robot models the gen3 backend (Kinova's Kortex API) can drive: the Gen3, 7 and 6 DOF.
 KORTEX_ROBOTS = ("gen3", "gen3_6dof")
-TASKS = ("single_point", "multi_point", "visual_servo")
+TASKS = ("single_point", "multi_point", "visual_servo", "pose")
 BABBLE_MODES = ("ou", "servo")   # uvs_core.babble.BABBLE_MODES (no import of the core here)
 CAMERAS = ("sim", "webcam", "topic")
 # Where the controller's target comes from: ~/set_target or the target topic (an operator,

@@ -83,6 +83,7 @@ import time
 from collections import deque
 
 import numpy as np
+from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import (
     FloatingPointRange,
     IntegerRange,
@@ -100,6 +101,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from uvs_control.markers import servo_markers
+from uvs_control.pose_target import pose_target
 from uvs_control.qos import COMMAND_QOS, MARKER_QOS, STATE_QOS, STATUS_QOS, TARGET_QOS
 from uvs_core.control import (
     JOINT_LIMIT_POLICIES,
@@ -110,7 +112,7 @@ from uvs_core.control import (
     task_rank,
 )
 from uvs_core.safety import Envelope
-from uvs_core.tasks import TASK_NAMES, cond_thresholds, make_task
+from uvs_core.tasks import TASK_NAMES, cond_thresholds, error_fn, make_task
 from uvs_interfaces.msg import ServoStatus, TaskState
 from uvs_interfaces.srv import EstimateJacobian, SetTarget
 from uvs_ros import run_node
@@ -223,7 +225,8 @@ PARAMETERS = {
         "biases it; see docs/parity.md).", _DOUBLE, floats=(0.0, 100.0))),
     "convergence_tolerance": (0.0, _descriptor(
         "Converged when |x* - x| is below this, task units (m or px); 0 = by task: "
-        "5 mm per point in metres, 2 px for image tasks.", _DOUBLE, floats=(0.0, 1000.0))),
+        "5 mm per point in metres, 2 px for image tasks; pose: max(|p* - p|, 0.1 m/rad x "
+        "angle) below it (5 mm: 5 mm and 0.05 rad).", _DOUBLE, floats=(0.0, 1000.0))),
     "stall_window": (20, _descriptor(
         "Cycles over which the error must fall by more than stall_fraction, else STALLED.",
         _INT, ints=(1, 100000))),
@@ -441,6 +444,9 @@ class ControllerNode(Node):
             callback_group=self._io_group)
         self._target_sub = self.create_subscription(
             TaskState, "target", self._on_target, TARGET_QOS, callback_group=self._io_group)
+        self._target_pose_sub = self.create_subscription(
+            PoseStamped, "target_pose", self._on_target_pose, TARGET_QOS,
+            callback_group=self._io_group)
         self._set_target_srv = self.create_service(
             SetTarget, "~/set_target", self._on_set_target, callback_group=self._io_group)
         self._cancel_srv = self.create_service(
@@ -479,6 +485,9 @@ class ControllerNode(Node):
             return float(values["convergence_tolerance"])
         if self.task.units == "px":
             return _AUTO_TOLERANCE_PX
+        if self.task.name == "pose":
+            # Task.distance: 5 mm of position and 0.05 rad (2.9 deg) of angle
+            return _AUTO_TOLERANCE_M
         return _AUTO_TOLERANCE_M * math.sqrt(self.task.m / 3.0)
 
     def _new_monitor(self, values: dict) -> ServoMonitor:
@@ -570,7 +579,9 @@ class ControllerNode(Node):
                     f"{self.task.m} ({', '.join(self.task.labels)})")
         if not np.all(np.isfinite(target)):
             return "target has NaN or Inf"
-        outside = self.envelope.target_problem(target, self.task.units)
+        # The pose task's x ends with a rotation vector (rad): only its position is a place.
+        outside = self.envelope.target_problem(
+            target[:3] if self.task.name == "pose" else target, self.task.units)
         if outside:
             return f"{outside}: outside the safety envelope"
         return None
@@ -593,7 +604,7 @@ class ControllerNode(Node):
             reference = self._target + self._target_velocity * max(
                 0.0, min(stamp - self._target_stamp, self._values["target_velocity_timeout"]))
         if (restart or reference is None
-                or np.linalg.norm(target - reference) > self.tolerance):
+                or float(self.task.distance(reference, target)) > self.tolerance):
             self._unlatch("new target")
             self._target_gen += 1
             self._fault_since = None
@@ -683,6 +694,22 @@ class ControllerNode(Node):
                 # says when the arm was seen, not when the target was (two frames may share it).
                 velocity = self._estimate_velocity(received, target)
             self._set_target(target, received=received, velocity=velocity, stamp=stamp)
+
+    def _on_target_pose(self, msg: PoseStamped) -> None:
+        """A tool pose target (geometry_msgs/PoseStamped, in the base frame ``frame_id``),
+        converted to x* by the task (Task.x_from_pose); an operator's target, as
+        ~/set_target's. Refused with a warning naming the reason otherwise."""
+        target, problem = pose_target(self.task, msg, self._values["frame_id"])
+        if problem is None:
+            problem = self._target_problem(target)
+        if problem:
+            self.get_logger().warning(f"target_pose: ignored, {problem}",
+                                      throttle_duration_sec=_WARN_PERIOD)
+            return
+        with self._lock:
+            self._set_target(target, restart=True)
+        self.get_logger().info(f"target_pose: target set: "
+                               f"{np.array2string(target, precision=4)}")
 
     def _on_set_target(self, request: SetTarget.Request, response: SetTarget.Response):
         target = np.asarray(request.target, dtype=float)
@@ -888,7 +915,8 @@ class ControllerNode(Node):
                     jac, x, target, q[self.task.active], config, self._lower, self._upper,
                     velocity_limits=self._velocity_limits, prev_condition=prev_condition,
                     rank=self._rank, condition_transform=self.task.condition_transform,
-                    inverse_rank=self._rank, x_star_dot=target_velocity)
+                    inverse_rank=self._rank, x_star_dot=target_velocity,
+                    error_fn=error_fn(self.task))
                 condition = float(info.condition)
                 if info.halted:
                     state = ServoStatus.HALTED
@@ -927,7 +955,9 @@ class ControllerNode(Node):
                     # Halted cycles are no evidence of a stall.
                     self._monitor.reset()
                 else:
-                    converged, stalled = self._monitor.update(float(info.error_norm))
+                    converged, stalled = self._monitor.update(
+                        float(info.error_norm) if self.task.name != "pose"
+                        else float(self.task.distance(x, target)))
                     if target_velocity is not None:
                         # A moving target: followed on target too, and a steady tracking
                         # error is no stall.
@@ -958,14 +988,16 @@ class ControllerNode(Node):
             self._last_markers = now
             text = STATE_NAMES[state]
             if target is not None and x is not None:
-                text += f" |e| {np.linalg.norm(target - x):.4g} {self.task.units}"
+                text += f" |e| {float(self.task.distance(x, target)):.4g} {self.task.units}"
             if estimator:
                 text += f" [{estimator}, cond {condition:.3g}]"
             if reason:
                 text += f"\n{reason}"
+            pose = self.task.name == "pose" and target is not None
             self._marker_pub.publish(servo_markers(
-                self.robot, q, target, self.task.units, self._values["frame_id"],
-                stamp, status_text=text))
+                self.robot, q, target[:3] if pose else target, self.task.units,
+                self._values["frame_id"], stamp, status_text=text,
+                target_rotation=self.task.rotation(target) if pose else None))
 
     def _log_transition(self, state: int, reason: str) -> None:
         """Log a change of state or of the kind of reason once (lock held)."""
@@ -989,7 +1021,7 @@ class ControllerNode(Node):
         status.task = self.task.name
         status.estimator = estimator
         if target is not None and x is not None:
-            status.error_norm = float(np.linalg.norm(target - x))
+            status.error_norm = float(self.task.distance(x, target))
         status.condition_number = condition if math.isfinite(condition) else float("inf")
         status.target = [] if target is None else target.tolist()
         status.position = [] if x is None else x.tolist()

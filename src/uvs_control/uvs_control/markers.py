@@ -11,13 +11,15 @@ from uvs_core.robot import Robot
 
 __all__ = ["MARKER_NAMESPACES", "servo_markers"]
 
-MARKER_NAMESPACES = ("arm", "end_effector", "target", "error", "status")
+MARKER_NAMESPACES = ("arm", "end_effector", "target", "error", "status", "target_axes")
 
 _GREY = ColorRGBA(r=0.6, g=0.6, b=0.6, a=1.0)
 _BLUE = ColorRGBA(r=0.1, g=0.4, b=1.0, a=1.0)
 _GREEN = ColorRGBA(r=0.1, g=0.9, b=0.2, a=0.8)
 _RED = ColorRGBA(r=1.0, g=0.2, b=0.1, a=1.0)
 _WHITE = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
+_AXIS_COLORS = (ColorRGBA(r=1.0, g=0.0, b=0.0, a=1.0), ColorRGBA(r=0.0, g=1.0, b=0.0, a=1.0),
+                ColorRGBA(r=0.0, g=0.0, b=1.0, a=1.0))
 
 
 def _point(p) -> Point:
@@ -42,7 +44,8 @@ def _delete(ns: str, frame_id: str, stamp) -> Marker:
 
 def servo_markers(robot: Robot, q: np.ndarray, target: np.ndarray | None = None,
                   units: str = "m", frame_id: str = "base_link", stamp=None,
-                  status_text: str = "") -> MarkerArray:
+                  status_text: str = "", target_rotation: np.ndarray | None = None,
+                  axis_length: float = 0.1) -> MarkerArray:
     """Markers in the robot's base frame ``frame_id``.
 
     q: (n,) rad, robot joint order. target: (m,) x* or None; drawn (with an
@@ -50,6 +53,10 @@ def servo_markers(robot: Robot, q: np.ndarray, target: np.ndarray | None = None,
     metres whose x stacks 3-D points; otherwise the target markers are deleted.
     status_text: shown above the tool point (state, error, estimator), since RViz has
     no display for the ServoStatus message itself.
+    target_rotation: (3, 3) orientation of a pose target (the pose task; ``target`` is
+    then its position): its frame is drawn as x, y, z axes (red, green, blue lines of
+    ``axis_length`` m) at the target point, with the tool's own axes beside them;
+    deleted otherwise.
     """
     q = np.asarray(q, dtype=float)
     frames = robot.frames(q)                       # (n+2, 4, 4) base, joints, tool
@@ -78,6 +85,18 @@ def servo_markers(robot: Robot, q: np.ndarray, target: np.ndarray | None = None,
         markers += [goal, arrow]
     else:
         markers += [_delete("target", frame_id, stamp), _delete("error", frame_id, stamp)]
+    if drawable and target_rotation is not None and np.all(np.isfinite(target_rotation)):
+        axes = _marker("target_axes", Marker.LINE_LIST, frame_id, stamp)
+        axes.scale.x = 0.008
+        rot = np.asarray(target_rotation, dtype=float)
+        origin = np.asarray(target, dtype=float).reshape(-1, 3)[0]
+        for o, r in ((origin, rot), (tool, frames[-1, :3, :3])):
+            for c, color in enumerate(_AXIS_COLORS):
+                axes.points += [_point(o), _point(o + axis_length * r[:, c])]
+                axes.colors += [color, color]
+        markers.append(axes)
+    else:
+        markers.append(_delete("target_axes", frame_id, stamp))
     if status_text:
         text = _marker("status", Marker.TEXT_VIEW_FACING, frame_id, stamp)
         text.pose.position = _point(tool + np.array([0.0, 0.0, 0.15]))

@@ -145,7 +145,8 @@ def test_bare_urdf_position_tasks_start_bent_when_home_is_singular():
     np.testing.assert_array_equal(scara.home, np.zeros(4))   # elbow straight: singular
     start = [0.0, 0.5, 0.0, 0.0]     # the paper's bend on the 2nd revolute joint
     assert dict(scara.task_defaults) == {"single_point": {"home": start},
-                                         "multi_point": {"home": start}}
+                                         "multi_point": {"home": start},
+                                         "pose": {"home": start}}
     task = make_task("single_point", scara)
     np.testing.assert_array_equal(task.q_fixed, start)
     assert np.linalg.svd(task.jacobian(task.q_fixed), compute_uv=False)[2] > 0.05

@@ -7,15 +7,18 @@ from uvs_core.babble import babble
 from uvs_core.robot import load_robot
 from uvs_core.tasks import TASK_NAMES, PinholeCamera, look_at, make_task
 
-SHAPES = {"single_point": (3, None), "multi_point": (12, None), "visual_servo": (2, 2)}
+SHAPES = {"single_point": (3, None), "multi_point": (12, None), "visual_servo": (2, 2),
+          "pose": (6, None)}
 
 
 @pytest.mark.parametrize("robot_name", ["gen3", "ur5e"])
 @pytest.mark.parametrize("task_name", TASK_NAMES)
 def test_task_shapes_and_jacobian_matches_finite_differences(robot_name, task_name, rng,
                                                              central_difference):
-    """True Jacobian vs central differences of task.x. Tolerance: 1e-8 per unit of the
-    largest entry (round-off ~eps*|x|/h is 1e-8 px for |x| ~ 500 px, h = 1e-5)."""
+    """True Jacobian vs central differences of the task's error from x(qa), e(x(qa), x(q))
+    (x(q) - x(qa) for every task but pose, whose orientation error is the log map).
+    Tolerance: 1e-8 per unit of the largest entry (round-off ~eps*|x|/h is 1e-8 px for
+    |x| ~ 500 px, h = 1e-5)."""
     robot = load_robot(robot_name)
     task = make_task(task_name, robot)
     m, k = SHAPES[task_name]
@@ -25,7 +28,8 @@ def test_task_shapes_and_jacobian_matches_finite_differences(robot_name, task_na
         qa = task.select(q)
         jac = task.jacobian(qa)
         assert jac.shape == (m, k) and task.x(qa).shape == (m,)
-        numeric = central_difference(task.x, qa)
+        x0 = task.x(qa)
+        numeric = central_difference(lambda q, x0=x0: task.error(x0, task.x(q)), qa)
         np.testing.assert_allclose(jac, numeric, atol=1e-8 * max(1.0, np.abs(jac).max()))
 
 

@@ -312,6 +312,7 @@ def control_step(
     condition_transform: np.ndarray | None = None,
     inverse_rank: int | None = None,
     x_star_dot: np.ndarray | None = None,
+    error_fn=None,
 ) -> tuple[np.ndarray, ControlInfo]:
     """One step of the inverse-Jacobian controller (paper Eq. 1 / Algorithm 1).
 
@@ -351,6 +352,9 @@ def control_step(
         sum (condition slowdown and halt, velocity cap, joint-limit policy; under "lock"
         the progress check asks that the step still goes along ẋ* + gain e); a
         non-finite ẋ* halts as a non-finite target does.
+    error_fn: the task's error, (x (B, m), x* (B, m)) -> e (B, m) (``Task.error``; the
+        pose task's orientation error is the log map of R* R^T, not a difference).
+        None: e = x* - x, the same numbers as every other task's Task.error.
 
     Returns (qdot, info): qdot (B, k) or (k,) rad/s, zero where halted, and a
     ControlInfo with the same leading shape. Non-finite J, x, x* or qa give a
@@ -379,7 +383,13 @@ def control_step(
     if qa_b is not None:
         finite_x &= np.all(np.isfinite(qa_b), axis=1)
     ok = finite_j & finite_x
-    error = x_star - x
+    if error_fn is None:
+        error = x_star - x
+    else:
+        with np.errstate(invalid="ignore"):
+            error = np.asarray(error_fn(x, x_star), dtype=float)
+        if error.shape != (b, m):
+            raise ValueError(f"error_fn must return shape ({b}, {m}), got {error.shape}")
     with np.errstate(invalid="ignore"):
         error_norm = np.linalg.norm(error, axis=1)
     jz = np.where(ok[:, None, None], jac, 0.0)

@@ -29,13 +29,15 @@ from uvs_core.control import (
     task_rank,
 )
 from uvs_core.sim import Simulation
+from uvs_core.tasks import POSE_METRES_PER_RAD, so3_exp, so3_log
+from uvs_core.tasks import error_fn as _error_fn
 
 __all__ = [
     "PROTOCOLS", "PROTOCOL_VARIANTS", "PAPER_START", "DESIGN_START", "protocol", "PAPER_TABLES",
     "PAPER_LABELS", "Protocol", "Rollout", "BatchedBroyden",
     "batched", "task_distance", "threshold_success", "bin_indices", "binned_success",
     "positive_definite", "rollout", "summarize", "QUANTILES", "SINGULAR_CONDITION",
-    "Tracking", "tracking_rollout", "tracking_metrics",
+    "Tracking", "tracking_rollout", "tracking_metrics", "POSE_METRES_PER_RAD",
 ]
 
 #: J* with a larger condition number counts as singular for the criterion J* J_hat+ > 0
@@ -142,6 +144,12 @@ _DESIGN = {
     # thresholds and 100 px bins over the 640x480 image.
     "visual_servo": Protocol("visual_servo", 10_000, 30, (1.0, 100.0, 1.0),
                              (0.0, 100.0, 200.0, 300.0, 400.0), units="px"),
+    # Position and orientation (no protocol in the paper): success at threshold t when
+    # the position error < t AND the angle < t / POSE_METRES_PER_RAD (1 mm and 0.01 rad
+    # up to 10 cm and 1 rad), averaged over t; single point's bins and data sizes. The
+    # position alone is reported beside it.
+    "pose": Protocol("pose", 100_000, 30, (0.001, 0.1, 0.001), (0.0, 0.5, 1.0, 1.5, 2.0),
+                     distance="pose", alt_distance="position", start=DESIGN_START),
 }
 
 # The conventions of the paper's reference code (github.com/Mi-Przystupa/
@@ -170,6 +178,7 @@ PROTOCOL_VARIANTS: dict[str, dict[str, Protocol]] = {
         # in the 300-400 px bin). The rest follows the reference code.
         "visual_servo": replace(_DESIGN["visual_servo"],
                                 **{**_PAPER_CODE, "joint_limits": "clip", "start": None}),
+        "pose": replace(_DESIGN["pose"], **_PAPER_CODE),
     },
     "design": _DESIGN,
 }
@@ -223,7 +232,24 @@ def task_distance(x: np.ndarray, x_star: np.ndarray, kind: str = "euclidean") ->
 
     kind "euclidean": |x* - x|. "sum_of_points": x holds m/3 stacked 3-D points;
     the sum of their Euclidean distances (the paper's multi-point measure).
+    "pose" (x = (p, phi), the pose task): max(|p* - p|, POSE_METRES_PER_RAD * angle),
+    m, angle the rotation angle of R* R^T (rad); so distance < t exactly when the
+    position error < t AND the angle < t / POSE_METRES_PER_RAD. "position", "angle":
+    the pose task's two parts alone (m, rad).
     """
+    if kind in ("pose", "position", "angle"):
+        xs, xt = np.asarray(x, dtype=float), np.asarray(x_star, dtype=float)
+        if xs.shape[-1] != 6:
+            raise ValueError(f"{kind} distance needs the pose task's x (m = 6), "
+                             f"got m = {xs.shape[-1]}")
+        pos = np.linalg.norm(xt[..., :3] - xs[..., :3], axis=-1)
+        rot = so3_exp(xt[..., 3:]) @ np.swapaxes(so3_exp(xs[..., 3:]), -1, -2)
+        ang = np.linalg.norm(so3_log(rot), axis=-1)
+        if kind == "position":
+            return pos
+        if kind == "angle":
+            return ang
+        return np.maximum(pos, POSE_METRES_PER_RAD * ang)
     d = np.asarray(x_star, dtype=float) - np.asarray(x, dtype=float)
     if kind == "euclidean":
         return np.linalg.norm(d, axis=-1)
@@ -231,7 +257,8 @@ def task_distance(x: np.ndarray, x_star: np.ndarray, kind: str = "euclidean") ->
         if d.shape[-1] % 3:
             raise ValueError(f"sum_of_points needs 3-D points, got m = {d.shape[-1]}")
         return np.linalg.norm(d.reshape(*d.shape[:-1], -1, 3), axis=-1).sum(axis=-1)
-    raise ValueError(f"unknown distance {kind!r}; use 'euclidean' or 'sum_of_points'")
+    raise ValueError(f"unknown distance {kind!r}; use 'euclidean', 'sum_of_points', "
+                     f"'pose', 'position' or 'angle'")
 
 
 def threshold_success(final: np.ndarray, thresholds: np.ndarray) -> float:
@@ -324,7 +351,8 @@ class BatchedBroyden:
     """
 
     def __init__(self, j0: np.ndarray, batch: int, alpha: float = 1.0,
-                 min_motion: float = 1e-6) -> None:
+                 min_motion: float = 1e-6, error=None) -> None:
+        self.error = error      # the task's error (x_prev, x) -> dx; None: x - x_prev
         self.j0 = np.asarray(j0, dtype=float)
         self.batch = int(batch)
         self.alpha = float(alpha)
@@ -335,7 +363,7 @@ class BatchedBroyden:
     def from_estimator(cls, est, batch: int) -> BatchedBroyden:
         """B copies of a (fitted) Broyden estimator's initial state."""
         return cls(est.j0, batch, alpha=float(est.params["alpha"]),
-                   min_motion=float(est.params["min_motion"]))
+                   min_motion=float(est.params["min_motion"]), error=_error_fn(est.task))
 
     def reset(self) -> None:
         """All trajectories back to j0, no previous sample."""
@@ -355,7 +383,9 @@ class BatchedBroyden:
         if moved.any():
             j = self.jacobian[moved]
             d = dq[moved]
-            resid = (x[moved] - self._x_prev[moved]) - (j @ d[:, :, None])[:, :, 0]
+            dx = (x[moved] - self._x_prev[moved] if self.error is None
+                  else self.error(self._x_prev[moved], x[moved]))
+            resid = dx - (j @ d[:, :, None])[:, :, 0]
             self.jacobian[moved] = j + (self.alpha / dq2[moved])[:, None, None] * (
                 resid[:, :, None] * d[:, None, :])
         anchor = ~self._has_prev | moved
@@ -545,7 +575,8 @@ def rollout(task, estimator, targets: np.ndarray, steps: int = 100, dt: float = 
             pd_undefined[:, t] = undefined
             pd[:, t] = positive_definite(j_true, j_hat) | undefined
         qdot, info = control_step(j_hat, seen, targets, qa, config, lower, upper,
-                                  velocity_limits=velocity_limits, rank=rank)
+                                  velocity_limits=velocity_limits, rank=rank,
+                                  error_fn=_error_fn(task))
         cond[:, t] = info.condition
         halted[:, t] = info.halted
         x = sim.step(qdot).x
@@ -645,11 +676,12 @@ def tracking_rollout(task, estimator, targets: np.ndarray,
         qdot, info = control_step(
             j_hat, x, targets[:, t], qa, config, lower, upper,
             velocity_limits=velocity_limits, rank=rank,
-            x_star_dot=None if velocities is None else velocities[:, t])
+            x_star_dot=None if velocities is None else velocities[:, t],
+            error_fn=_error_fn(task))
         halted[:, t] = info.halted
         x = sim.step(qdot).x
     xs[:, steps] = x
-    error = np.linalg.norm(targets - xs, axis=2)
+    error = np.linalg.norm(task.error(xs, targets), axis=2)
     return Tracking(error=error, x=xs, targets=targets, halted=halted, dt=float(dt))
 
 

@@ -515,7 +515,7 @@ def _position_singular(robot: Robot, q: np.ndarray) -> bool:
 def urdf_task_defaults(robot: Robot) -> dict[str, Any]:
     """Task defaults for a robot given only as a URDF (no ``tasks`` section).
 
-    The position tasks (single_point, multi_point) start at home, unless the
+    The position tasks (single_point, multi_point, pose) start at home, unless the
     position Jacobian is singular there (a stretched arm at all zeros, where the
     true Jacobian cannot move the tool along the arm): then they start at home
     with the paper's bend, +0.5, -0.5, +0.5 .. rad on the 2nd, 4th, 6th ..
@@ -533,7 +533,7 @@ def urdf_task_defaults(robot: Robot) -> dict[str, Any]:
     if _position_singular(robot, start):
         return {}
     pose = [float(v) for v in start]
-    return {"single_point": {"home": pose}, "multi_point": {"home": pose}}
+    return {"single_point": {"home": pose}, "multi_point": {"home": pose}, "pose": {"home": pose}}
 
 
 # ---------------------------------------------------------------------- loading

@@ -5,6 +5,12 @@
 | single_point   | tool point p, base frame                            | 3 x n        | m     |
 | multi_point    | p, p + s R e_x, p + s R e_y, p + s R e_z (R: tool)  | 12 x n       | m     |
 | visual_servo   | tool point projected by a pinhole camera (u, v)     | 2 x 2        | px    |
+| pose           | tool point p, rotation vector phi of R R_home^T     | 6 x n        | m, rad|
+
+Every task says how far x is from a target (:meth:`Task.error`, the error e the
+control law drives to zero): x* - x for every task but ``pose``, whose orientation
+error is the rotation vector of R* R^T (the log map of SO(3)), never a difference
+of rotation vectors.
 
 A task drives ``k`` active joints (indices ``active`` into the robot's ``n``);
 the others sit at ``q_fixed``. ``q_fixed`` is also the task's start pose
@@ -34,10 +40,11 @@ import numpy as np
 from uvs_core.robot import Robot
 
 __all__ = ["TASK_NAMES", "Task", "SinglePointTask", "MultiPointTask", "VisualServoTask",
-           "PinholeCamera", "make_task", "look_at", "twist_condition_transform",
-           "cond_thresholds"]
+           "PoseTask", "PinholeCamera", "make_task", "look_at", "twist_condition_transform",
+           "cond_thresholds", "so3_exp", "so3_log", "so3_left_jacobian", "quaternion_matrix",
+           "error_fn"]
 
-TASK_NAMES = ("single_point", "multi_point", "visual_servo")
+TASK_NAMES = ("single_point", "multi_point", "visual_servo", "pose")
 
 # Code defaults; a robot YAML (``tasks:``) or the caller's config override them.
 _DEFAULTS: dict[str, dict[str, Any]] = {
@@ -50,6 +57,7 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
                    "position": [0.0, -2.5, 0.3], "look_at": [0.0, 0.0, 0.3],
                    "up": [0.0, 0.0, 1.0], "min_depth": 0.05},
     },
+    "pose": {},
 }
 
 
@@ -81,6 +89,112 @@ def look_at(position, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
     t = np.eye(4)
     t[:3, 0], t[:3, 1], t[:3, 2], t[:3, 3] = x, np.cross(z, x), z, position
     return t
+
+
+#: m per rad: the pose task's distance counts 0.1 rad (5.7 deg) of angle as 1 cm
+POSE_METRES_PER_RAD = 0.1
+
+
+def error_fn(task):
+    """``task.error`` for control_step's ``error_fn``, or None where it is x* - x (the
+    law's own subtraction, so those tasks' numbers stay bit for bit)."""
+    own = getattr(type(task), "error", Task.error)   # duck-typed tasks: x* - x
+    return None if own is Task.error else task.error
+
+
+def quaternion_matrix(q) -> np.ndarray:
+    """Rotation matrix of a quaternion (x, y, z, w) (normalised here): (4,) -> (3, 3).
+    ValueError for a zero or non-finite one."""
+    x, y, z, w = (float(v) for v in q)
+    n = math.sqrt(x * x + y * y + z * z + w * w)
+    if not math.isfinite(n) or n < 1e-9:
+        raise ValueError("quaternion must be finite and non-zero")
+    x, y, z, w = x / n, y / n, z / n, w / n
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+
+
+def _skew(v: np.ndarray) -> np.ndarray:
+    """v: (..., 3) -> (..., 3, 3), [v]x with [v]x u = v x u."""
+    v = np.asarray(v, dtype=float)
+    z = np.zeros(v.shape[:-1])
+    return np.stack([np.stack([z, -v[..., 2], v[..., 1]], axis=-1),
+                     np.stack([v[..., 2], z, -v[..., 0]], axis=-1),
+                     np.stack([-v[..., 1], v[..., 0], z], axis=-1)], axis=-2)
+
+
+def so3_exp(phi: np.ndarray) -> np.ndarray:
+    """Rotation matrix of a rotation vector (Rodrigues). phi: (..., 3) rad -> (..., 3, 3)."""
+    phi = np.asarray(phi, dtype=float)
+    theta = np.linalg.norm(phi, axis=-1)[..., None, None]
+    k = _skew(phi)
+    small = theta < 1e-6
+    t = np.where(small, 1.0, theta)
+    a = np.where(small, 1.0 - theta**2 / 6.0, np.sin(t) / t)
+    b = np.where(small, 0.5 - theta**2 / 24.0, (1.0 - np.cos(t)) / t**2)
+    return np.eye(3) + a * k + b * (k @ k)
+
+
+def so3_log(rot: np.ndarray) -> np.ndarray:
+    """Rotation vector (axis * angle, angle in [0, pi]) of a rotation matrix: the log map.
+
+    rot: (..., 3, 3) -> (..., 3) rad. Through the unit quaternion (Shepperd's
+    largest-diagonal choice), so it is accurate at every angle, 0 and pi included.
+    """
+    r = np.asarray(rot, dtype=float)
+    tr = r[..., 0, 0] + r[..., 1, 1] + r[..., 2, 2]
+    cand = np.stack([tr, r[..., 0, 0], r[..., 1, 1], r[..., 2, 2]], axis=-1)
+    pick = np.argmax(cand, axis=-1)
+    w = np.empty(tr.shape)
+    v = np.empty(tr.shape + (3,))
+    # Each branch divides by 4 * its own (largest, so >= 1/2) component.
+    for i in range(4):
+        sel = pick == i
+        if not np.any(sel):
+            continue
+        m = r[sel]
+        if i == 0:
+            c = np.sqrt(1.0 + tr[sel]) * 2.0
+            q = [0.25 * c, (m[:, 2, 1] - m[:, 1, 2]) / c, (m[:, 0, 2] - m[:, 2, 0]) / c,
+                 (m[:, 1, 0] - m[:, 0, 1]) / c]
+        elif i == 1:
+            c = np.sqrt(1.0 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2]) * 2.0
+            q = [(m[:, 2, 1] - m[:, 1, 2]) / c, 0.25 * c, (m[:, 0, 1] + m[:, 1, 0]) / c,
+                 (m[:, 0, 2] + m[:, 2, 0]) / c]
+        elif i == 2:
+            c = np.sqrt(1.0 + m[:, 1, 1] - m[:, 0, 0] - m[:, 2, 2]) * 2.0
+            q = [(m[:, 0, 2] - m[:, 2, 0]) / c, (m[:, 0, 1] + m[:, 1, 0]) / c, 0.25 * c,
+                 (m[:, 1, 2] + m[:, 2, 1]) / c]
+        else:
+            c = np.sqrt(1.0 + m[:, 2, 2] - m[:, 0, 0] - m[:, 1, 1]) * 2.0
+            q = [(m[:, 1, 0] - m[:, 0, 1]) / c, (m[:, 0, 2] + m[:, 2, 0]) / c,
+                 (m[:, 1, 2] + m[:, 2, 1]) / c, 0.25 * c]
+        w[sel] = q[0]
+        v[sel] = np.stack(q[1:], axis=-1)
+    sign = np.where(w < 0.0, -1.0, 1.0)          # the shorter way: angle <= pi
+    w, v = w * sign, v * sign[..., None]
+    s = np.linalg.norm(v, axis=-1)
+    theta = 2.0 * np.arctan2(s, w)
+    # theta / s -> 2 / w as s -> 0
+    scale = np.where(s > 1e-12, theta / np.where(s > 1e-12, s, 1.0), 2.0 / np.maximum(w, 1e-12))
+    return v * scale[..., None]
+
+
+def so3_left_jacobian(phi: np.ndarray) -> np.ndarray:
+    """Left Jacobian J_l(phi) of SO(3): omega = J_l(phi) dphi/dt for R = exp(phi) R0.
+
+    phi: (..., 3) rad -> (..., 3, 3). Its symmetric part has eigenvalues 1 and
+    sin|phi| / |phi| (> 0 below pi).
+    """
+    phi = np.asarray(phi, dtype=float)
+    theta = np.linalg.norm(phi, axis=-1)[..., None, None]
+    k = _skew(phi)
+    small = theta < 1e-6
+    t = np.where(small, 1.0, theta)
+    a = np.where(small, 0.5 - theta**2 / 24.0, (1.0 - np.cos(t)) / t**2)
+    b = np.where(small, 1.0 / 6.0 - theta**2 / 120.0, (t - np.sin(t)) / t**3)
+    return np.eye(3) + a * k + b * (k @ k)
 
 
 @dataclass(frozen=True, eq=False)
@@ -264,6 +378,21 @@ class Task:
         """dx/dq_active at full joint positions. q: (..., n) rad -> (..., m, k)."""
         raise NotImplementedError
 
+    def error(self, x: np.ndarray, x_star: np.ndarray) -> np.ndarray:
+        """The servo error e the control law drives to zero: x, x_star (..., m) -> (..., m),
+        task units. x* - x (exactly, bit for bit) for every task but ``pose``."""
+        return np.asarray(x_star, dtype=float) - np.asarray(x, dtype=float)
+
+    def distance(self, x: np.ndarray, x_star: np.ndarray) -> np.ndarray:
+        """Closeness to the target the controller's tolerance applies to: x, x_star
+        (..., m) -> (...,) task units; |x* - x| but for ``pose``."""
+        return np.linalg.norm(self.error(x, x_star), axis=-1)
+
+    def x_from_pose(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+        """Task state of a tool pose (a PoseStamped target): position (3,) m and
+        rotation (3, 3), base frame -> (m,). ValueError where a pose is no target."""
+        raise ValueError(f"{self.name}: a pose cannot be converted to this task's x")
+
     def valid(self, x: np.ndarray) -> np.ndarray:
         """x: (..., m) -> (...,) bool, whether x is observable (always True but visual_servo)."""
         return np.ones(np.shape(x)[:-1], dtype=bool)
@@ -307,6 +436,10 @@ class SinglePointTask(Task):
 
     def jacobian_from_q(self, q: np.ndarray) -> np.ndarray:
         return self.robot.jacobian(q)[..., self.active]
+
+    def x_from_pose(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+        """The pose's position (the orientation is not part of this task)."""
+        return np.asarray(position, dtype=float).copy()
 
 
 class MultiPointTask(Task):
@@ -360,6 +493,11 @@ class MultiPointTask(Task):
         p = t[..., :3, 3]
         pts = [p] + [p + self.scale * t[..., :3, c] for c in range(3)]
         return np.concatenate(pts, axis=-1)
+
+    def x_from_pose(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+        """The 4 points of a tool at that pose."""
+        p, r = np.asarray(position, dtype=float), np.asarray(rotation, dtype=float)
+        return np.concatenate([p] + [p + self.scale * r[..., :3, c] for c in range(3)], axis=-1)
 
     def jacobian_from_q(self, q: np.ndarray) -> np.ndarray:
         t = self.robot.fk(q)
@@ -430,7 +568,111 @@ class VisualServoTask(Task):
         return np.concatenate(out, axis=0)
 
 
-_CLASSES = {cls.name: cls for cls in (SinglePointTask, MultiPointTask, VisualServoTask)}
+class PoseTask(Task):
+    """x = (p, phi) (6,): tool point p (m, base frame) and the rotation vector phi (rad)
+    of R R_home^T, the tool orientation R relative to its orientation at the task's
+    home (so phi = 0 at the start pose), expressed in the base frame.
+
+    Error (:meth:`error`): (p* - p, log(R* R^T)), the position error and the rotation
+    vector that turns the tool onto the target orientation, both in the base frame;
+    R* R^T = exp(phi*) exp(phi)^T, independent of the home orientation. It is computed
+    on SO(3), so it is right at any angle (a difference of rotation vectors is not,
+    and jumps where phi wraps at pi).
+
+    J (6, k): the geometric Jacobian of the tool frame at the tool point (m/rad linear
+    rows, the blog's z_i x (p - o_i); rad/rad angular rows, z_i): the derivative of
+    the error, e(x(q), x(q + dq)) = J dq + O(dq^2). The estimators that learn from
+    pairs of samples (NJ, Bi-NJ, LL-KNN, Broyden) take the error between them, not
+    their difference, which would give d phi / dq = J_l(phi)^-1 J_w (J_l:
+    :func:`so3_left_jacobian`, :meth:`coordinate_to_geometric` maps it) and jump at the
+    wrap; Neural Kinematics learns :meth:`nk_features`.
+
+    Condition measure: J is already the tool's twist Jacobian, the measure
+    multi_point's transform gives (MoveIt Servo's), so its thresholds (100, 300)
+    apply as they are (see MultiPointTask).
+    """
+
+    name = "pose"
+    units = "m"
+    cond_thresholds = (100.0, 300.0)
+
+    def __init__(self, robot: Robot, config: Mapping[str, Any] | None = None) -> None:
+        super().__init__(robot, config)
+        self.m = 6
+        self.labels = ["x", "y", "z", "rx", "ry", "rz"]
+        r_home = np.array(self.robot.fk(self.q_fixed)[:3, :3], dtype=float)
+        r_home.setflags(write=False)
+        self.r_home = r_home
+
+    def x_from_q(self, q: np.ndarray) -> np.ndarray:
+        t = self.robot.fk(q)
+        phi = so3_log(t[..., :3, :3] @ self.r_home.T)
+        return np.concatenate([t[..., :3, 3], phi], axis=-1)
+
+    def jacobian_from_q(self, q: np.ndarray) -> np.ndarray:
+        return self.robot.jacobian(q, kind="pose")[..., self.active]
+
+    def rotation(self, x: np.ndarray) -> np.ndarray:
+        """Tool orientation of a task state: x (..., 6) -> R (..., 3, 3), base frame."""
+        return so3_exp(np.asarray(x, dtype=float)[..., 3:]) @ self.r_home
+
+    def x_from_pose(self, position: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+        """Task state of a tool pose: position (..., 3) m, rotation (..., 3, 3) -> (..., 6)."""
+        phi = so3_log(np.asarray(rotation, dtype=float) @ self.r_home.T)
+        return np.concatenate([np.asarray(position, dtype=float), phi], axis=-1)
+
+    def error(self, x: np.ndarray, x_star: np.ndarray) -> np.ndarray:
+        """(p* - p, log(R* R^T)): x, x_star (..., 6) -> (..., 6), m and rad, base frame."""
+        x = np.asarray(x, dtype=float)
+        x_star = np.asarray(x_star, dtype=float)
+        rot = so3_exp(x_star[..., 3:]) @ np.swapaxes(so3_exp(x[..., 3:]), -1, -2)
+        return np.concatenate([x_star[..., :3] - x[..., :3], so3_log(rot)], axis=-1)
+
+    def distance(self, x: np.ndarray, x_star: np.ndarray) -> np.ndarray:
+        """max(|p* - p|, POSE_METRES_PER_RAD * angle of R* R^T), m: below a tolerance t
+        exactly when the position error is below t and the angle below t / 0.1 m per rad
+        (the controller's 5 mm: 5 mm and 0.05 rad = 2.9 deg)."""
+        e = self.error(x, x_star)
+        return np.maximum(np.linalg.norm(e[..., :3], axis=-1),
+                          POSE_METRES_PER_RAD * np.linalg.norm(e[..., 3:], axis=-1))
+
+    #: size of :meth:`nk_features`
+    nk_features_dim = 12
+
+    def nk_features(self, x: np.ndarray) -> np.ndarray:
+        """What Neural Kinematics learns for this task: x (..., 6) -> (..., 12), the position
+        (m) and the 9 entries (row-major) of exp(phi) = R R_home^T. A rotation vector
+        wraps at pi, which uniform babbling reaches (the paper protocol's: 12 % of the
+        samples beyond 2.8 rad from home), and a network cannot fit the jump; the matrix
+        is smooth everywhere."""
+        x = np.asarray(x, dtype=float)
+        rot = so3_exp(x[..., 3:])
+        return np.concatenate([x[..., :3], rot.reshape(*rot.shape[:-2], 9)], axis=-1)
+
+    def nk_jacobian(self, y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+        """The geometric Jacobian from the features' (y (..., 12)) derivative dy/dq
+        (..., 12, k): linear rows dp/dq; angular column j the axial vector of the skew part
+        of dR/dq_j R^T (R from y), exact for an orthonormal R (dR R^T = [w]x)."""
+        y, dy = np.asarray(y, dtype=float), np.asarray(dy, dtype=float)
+        k = dy.shape[-1]
+        rot = y[..., 3:12].reshape(*y.shape[:-1], 3, 3)
+        drot = np.moveaxis(dy[..., 3:12, :], -1, -2).reshape(*dy.shape[:-2], k, 3, 3)
+        w = drot @ np.swapaxes(rot, -1, -2)[..., None, :, :]        # (..., k, 3, 3)
+        omega = 0.5 * np.stack([w[..., 2, 1] - w[..., 1, 2], w[..., 0, 2] - w[..., 2, 0],
+                                w[..., 1, 0] - w[..., 0, 1]], axis=-1)  # (..., k, 3)
+        return np.concatenate([dy[..., :3, :], np.swapaxes(omega, -1, -2)], axis=-2)
+
+    def coordinate_to_geometric(self, x: np.ndarray, jac: np.ndarray) -> np.ndarray:
+        """Map a Jacobian of the coordinates, dx/dq (..., 6, k), at x (..., 6) to the
+        geometric one: angular rows J_l(phi) dphi/dq."""
+        jac = np.array(jac, dtype=float)
+        jl = so3_left_jacobian(np.asarray(x, dtype=float)[..., 3:])
+        jac[..., 3:, :] = jl @ jac[..., 3:, :]
+        return jac
+
+
+_CLASSES = {cls.name: cls for cls in (SinglePointTask, MultiPointTask, VisualServoTask,
+                                      PoseTask)}
 
 
 def cond_thresholds(name: str) -> tuple[float, float]:

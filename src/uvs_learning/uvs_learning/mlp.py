@@ -208,6 +208,8 @@ class TorchEstimator(Estimator):
         "reach": {"layers": 2, "epochs": 30},
         "multi_point": {"layers": 4, "epochs": 40},
         "visual_servo": {"layers": 1, "epochs": 30},
+        # position and orientation: 6 DOF as multi point's frame, so its depth
+        "pose": {"layers": 4, "epochs": 30},
         "default": {},
     }
 
@@ -238,11 +240,20 @@ class TorchEstimator(Estimator):
         self.net: MLP | None = None
         self.q_mean = np.zeros(self.k)
         self.q_std = np.ones(self.k)
-        self.x_mean = np.zeros(self.m)
-        self.x_std = np.ones(self.m)
+        self.x_mean = np.zeros(self._x_dim())
+        self.x_std = np.ones(self._x_dim())
         self._layers = None
 
     # ----------------------------------------------------------- subclass API
+    def _x_dim(self) -> int:
+        """Size of the training targets x after :meth:`_targets` (default m)."""
+        return self.m
+
+    def _targets(self, x: np.ndarray) -> np.ndarray:
+        """The task states as the network learns them: (N, m) -> (N, _x_dim()); as given
+        by default."""
+        return x
+
     @abc.abstractmethod
     def _outputs(self) -> int:
         """Network output size."""
@@ -274,6 +285,7 @@ class TorchEstimator(Estimator):
 
     def fit(self, qa, x, traj=None, progress=None) -> dict:
         qa, x, traj = self._check_data(qa, x, traj)
+        x = self._targets(x)
         p = self.params
         if qa.shape[0] < 2:
             raise ValueError(f"{self.name}: need at least 2 samples to fit, got {qa.shape[0]}")
@@ -403,8 +415,8 @@ class TorchEstimator(Estimator):
     def load_state_dict(self, state: dict, source: str = "state_dict") -> None:
         """Rebuild the network from a state_dict(); ModelError (naming ``source``) on
         missing, misshapen or non-finite tensors."""
-        shapes = {"q_mean": (self.k,), "q_std": (self.k,), "x_mean": (self.m,),
-                  "x_std": (self.m,)}
+        shapes = {"q_mean": (self.k,), "q_std": (self.k,), "x_mean": (self._x_dim(),),
+                  "x_std": (self._x_dim(),)}
         for key, shape in shapes.items():
             value = state.get(key)
             if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:

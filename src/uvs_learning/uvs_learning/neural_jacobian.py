@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from uvs_core.estimators.base import neighbour_pairs, unique_rows
+from uvs_core.tasks import error_fn
 from uvs_learning.mlp import TorchEstimator, residual_penalty
 
 
@@ -73,6 +74,7 @@ class NeuralJacobian(TorchEstimator):
         if p == 0:
             raise ValueError(f"{self.name}: need at least 2 samples per split to form pairs")
         j = j.reshape(n, p)
+        error = error_fn(self.task)
         if self._pair_scale is None:
             # The first call prepares the training split; its scale serves the validation split.
             dq = qn[j] - qn[:, None, :]
@@ -83,6 +85,11 @@ class NeuralJacobian(TorchEstimator):
             "xn": torch.as_tensor(xn, dtype=torch.float32),
             "j": torch.as_tensor(j, dtype=torch.long),
             "scale": self._pair_scale,
+            # pose: the pairs' task error e(x_i, x_j) (log map for the orientation), so the
+            # network learns the geometric J and pairs across the rotation vector's wrap
+            # at pi are right; other tasks take xn_j - xn_i in _pairs, as always.
+            "dxn": None if error is None else torch.as_tensor(
+                error(x[sel][:, None, :], x[sel][j]) / self.x_std, dtype=torch.float32),
         }
 
     def _train(self, qa, x, traj, train, val, progress):
@@ -94,7 +101,10 @@ class NeuralJacobian(TorchEstimator):
         j = data["j"][idx]  # (B, p)
         inv = 1.0 / data["scale"]
         dq = (qn[j] - qn[idx][:, None, :]) * inv  # (B, p, k)
-        dx = (xn[j] - xn[idx][:, None, :]) * inv  # (B, p, m)
+        if data.get("dxn") is not None:
+            dx = data["dxn"][idx] * inv
+        else:
+            dx = (xn[j] - xn[idx][:, None, :]) * inv  # (B, p, m)
         return qn[idx], dq, dx
 
     def _loss(self, net, data, idx):

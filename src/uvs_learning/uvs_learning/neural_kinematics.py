@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from uvs_learning.mlp import TorchEstimator, residual_penalty
+from uvs_learning.mlp import TorchEstimator, numpy_input_jacobian, residual_penalty
 
 SECANT_MODES = ("forward", "central")
 
@@ -39,8 +39,19 @@ class _NeuralKinematics(TorchEstimator):
                              f"got {p['secant_mode']!r}")
         self._secant_scale: np.ndarray | None = None
 
+    def _x_dim(self) -> int:
+        features = getattr(self.task, "nk_features_dim", None)
+        return self.m if features is None else int(features)
+
+    def _targets(self, x):
+        """x as NK learns it: the task's ``nk_features`` (pose: position and the 9 entries
+        of the rotation matrix, smooth everywhere where the rotation vector wraps at pi),
+        or x itself."""
+        features = getattr(self.task, "nk_features", None)
+        return x if features is None else features(x)
+
     def _outputs(self) -> int:
-        return self.m
+        return self._x_dim()
 
     def _train(self, qa, x, traj, train, val, progress):
         self._secant_scale = None
@@ -73,7 +84,7 @@ class _NeuralKinematics(TorchEstimator):
         steps = int(self.params["secant_steps"])
         central = self.params["secant_mode"] == "central"
         dz = np.zeros((sel.size, steps, self.k))
-        dy = np.zeros((sel.size, steps, self.m))
+        dy = np.zeros((sel.size, steps, yn.shape[1]))
         have = np.zeros((sel.size, steps), dtype=bool)
         for o in range(1, steps + 1):
             lo = sel - o if central else sel
@@ -121,14 +132,26 @@ class _NeuralKinematics(TorchEstimator):
 
     # ------------------------------------------------------------- inference
     def predict(self, qa) -> np.ndarray:
-        """Learned forward map: qa (k,) or (B, k) rad -> x (m,) or (B, m)."""
+        """Learned forward map: qa (k,) or (B, k) rad -> x (m,) or (B, m) (pose: its
+        features (12,) or (B, 12), see PoseTask.nk_features)."""
         return self._np_forward(np.asarray(qa, dtype=np.float64))
 
     def _estimate(self, qa):
-        return self._np_jacobian(qa)
+        return self._geometric(qa)
 
     def _estimate_batch(self, qa):
-        return self._np_jacobian(qa)
+        return self._geometric(qa)
+
+    def _geometric(self, qa):
+        """The task's Jacobian from the network's derivative: dx/dq itself, or for a task
+        with ``nk_features`` (pose) the task's map of the features' derivative at the
+        network's own features (Task.nk_jacobian: the geometric Jacobian)."""
+        to_task = getattr(self.task, "nk_jacobian", None)
+        if to_task is None:
+            return self._np_jacobian(qa)
+        self._require()
+        y_hat, dy = numpy_input_jacobian(self._layers, self.params["activation"], qa)
+        return to_task(y_hat, dy)
 
     def torch_jacobian(self, qa, dtype=torch.float64) -> np.ndarray:
         """Autograd Jacobian of the trained network: qa (B, k) rad -> (B, m, k).

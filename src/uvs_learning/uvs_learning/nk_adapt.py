@@ -191,6 +191,10 @@ class NeuralKinematicsAdapt(NeuralKinematicsTanh):
     TASK_DEFAULTS = NeuralKinematicsTanh.TASK_DEFAULTS
 
     def __init__(self, task, **params):
+        if getattr(task, "nk_features", None) is not None:
+            raise ValueError(f"nk_adapt: task {task.name!r} is not supported (its network "
+                             f"learns features of x, which the adaptation does not map); "
+                             f"use nk_tanh")
         super().__init__(task, **params)
         p = self.params
         if p["method"] not in METHODS:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from uvs_bringup.verbs._common import emit, fail
 
-TASKS = ("single_point", "multi_point", "visual_servo")
+TASKS = ("single_point", "multi_point", "visual_servo", "pose")
 
 
 def _positive_int(text: str) -> int:
@@ -69,7 +69,8 @@ def check_executor(args: argparse.Namespace) -> str | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=TASKS, default="single_point",
-                        help="task (default single_point)")
+                        help="task (default single_point; pose: success when position AND "
+                             "angle are within thresholds)")
     parser.add_argument("--estimators", type=_estimator_list,
                         default="tj,broyden,llknn,nj,binj,nk_relu,nk_tanh",
                         help="comma-separated estimators (default all seven)")

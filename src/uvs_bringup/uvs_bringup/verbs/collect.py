@@ -16,7 +16,7 @@ from pathlib import Path
 
 from uvs_bringup.verbs._common import emit, fail, progress_bar
 
-TASKS = ("single_point", "multi_point", "visual_servo")
+TASKS = ("single_point", "multi_point", "visual_servo", "pose")
 
 
 def _positive_int(text: str) -> int:

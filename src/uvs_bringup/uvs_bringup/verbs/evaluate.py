@@ -20,7 +20,7 @@ from pathlib import Path
 
 from uvs_bringup.verbs._common import emit, fail, progress_bar
 
-TASKS = ("single_point", "multi_point", "visual_servo")
+TASKS = ("single_point", "multi_point", "visual_servo", "pose")
 GRAPHS = ("inproc", "external")
 
 

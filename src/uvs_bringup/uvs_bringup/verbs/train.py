@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--estimator", required=True, choices=ESTIMATORS)
     parser.add_argument("--data", type=Path, required=True, help="babbling bag (rosbag2 dir)")
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
-    parser.add_argument("--task", choices=("single_point", "multi_point", "visual_servo"),
+    parser.add_argument("--task", choices=("single_point", "multi_point", "visual_servo", "pose"),
                         help="task (default: the task recorded in the bag)")
     parser.add_argument("--epochs", type=int, help="training epochs (default: the protocol's)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")

@@ -22,7 +22,7 @@ from uvs_core.estimators.base import (
     split_by_trajectory,
     unique_rows,
 )
-from uvs_core.tasks import Task
+from uvs_core.tasks import Task, error_fn
 
 _RIDGE = 1e-10
 
@@ -206,6 +206,9 @@ class Broyden(Estimator):
         return report
 
     def reset(self) -> None:
+        from uvs_core.tasks import error_fn
+
+        self._error = error_fn(self.task)
         self.jacobian = self.j0.copy()
         self._q_prev = None
         self._x_prev = None
@@ -221,7 +224,10 @@ class Broyden(Estimator):
             if dq2 < float(self.params["min_motion"]) ** 2:
                 # Keep the old anchor: slow motion accumulates into a usable secant.
                 return
-            resid = (x - self._x_prev) - self.jacobian.dot(dq)
+            # The task's error from the previous x (x - x_prev but for pose, whose
+            # orientation part is the log map: a geometric J, no jump at the wrap).
+            dx = x - self._x_prev if self._error is None else self._error(self._x_prev, x)
+            resid = dx - self.jacobian.dot(dq)
             # (alpha / dq2) * np.outer(resid, dq): the same products, without
             # np.outer's wrapper.
             step = resid[:, None] * dq
@@ -308,6 +314,10 @@ class LocalLinearKNN(Estimator):
         self.x = None
         self._tree = None
         self._native = None
+        # pose: neighbourhoods fitted on the task's error from one of them (log map), so J
+        # is the geometric one and a neighbourhood across the rotation vector's wrap at pi
+        # is right; other tasks: the centred [dq | dx] fit below (x - mean).
+        self._error = error_fn(task)
 
     def fit(self, qa, x, traj=None, progress=None) -> dict:
         qa, x, traj = self._check_data(qa, x, traj)
@@ -374,8 +384,17 @@ class LocalLinearKNN(Estimator):
         nb -= nb.mean(axis=0)
         return _ridged_solve(nb.T @ nb, self.k, self._dposv)
 
+    def _fit_error(self, qa: np.ndarray) -> np.ndarray:
+        """J (B, m, k) at qa (B, k) from each neighbourhood's task errors e(x_0, x_i)."""
+        rows = np.stack([self.neighbours(q) for q in qa])          # (B, K)
+        x_nb = self.x[rows]
+        dx = self._error(x_nb[:, :1, :], x_nb)                      # (B, K, m)
+        return local_linear_jacobians(self.qa[rows], dx)
+
     def _estimate(self, qa):
         self._require()
+        if self._error is not None:
+            return self._fit_error(qa[None])[0]
         if self._native is not None:
             jac = self._native.estimate(qa)
             # None: Cholesky failed in C (a degenerate neighbourhood); numpy's
@@ -391,6 +410,8 @@ class LocalLinearKNN(Estimator):
 
     def _estimate_batch(self, qa):
         self._require()
+        if self._error is not None:
+            return self._fit_error(qa) if qa.shape[0] else np.zeros((0, self.m, self.k))
         if self._native is not None:
             out, status = self._native.estimate_batch(qa)
             for i in np.flatnonzero(status):
