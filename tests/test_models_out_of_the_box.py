@@ -103,6 +103,8 @@ def _jacobian(response):
 # scrambled one fails, a retrained one does not.
 MAX_RELATIVE_ERROR = {"tj": 1e-12, "broyden": np.inf}
 DEFAULT_MAX_RELATIVE_ERROR = 0.5
+# Learned models not shipped (models/README.md says why and how to make them).
+NOT_SHIPPED = {("multi_point", "nk_ens")}
 
 
 @pytest.mark.parametrize("task_name", TASK_NAMES)
@@ -116,6 +118,10 @@ def test_every_estimator_is_served_out_of_the_box(served, cache, task_name):
     expected = np.asarray(task.jacobian(qa))
     for name in ESTIMATOR_NAMES:
         result = s.set_estimator(name)
+        if (task_name, name) in NOT_SHIPPED:
+            # refused with the reason and the way out, the current estimator kept
+            assert not result.successful and "uvs train" in result.reason, result.reason
+            continue
         assert result.successful, f"{task_name}/{name}: {result.reason}"
         response = s.call(q)
         assert response.success, f"{task_name}/{name}: {response.message}"
