@@ -37,9 +37,11 @@ import numpy as np
 
 from uvs_core.evaluation import PAPER_LABELS, PAPER_TABLES, QUANTILES, protocol
 
-ESTIMATORS = ("tj", "broyden", "llknn", "nj", "binj", "nk_relu", "nk_tanh", "nk_adapt")
+ESTIMATORS = ("tj", "broyden", "llknn", "nj", "binj", "nk_relu", "nk_tanh", "nk_adapt",
+              "nk_ens")
 #: rows in the paper's table order (nk_adapt, beyond the paper, beside its nk_tanh prior)
-TABLE_ORDER = ("broyden", "llknn", "nj", "binj", "nk_relu", "nk_tanh", "nk_adapt", "tj")
+TABLE_ORDER = ("broyden", "llknn", "nj", "binj", "nk_relu", "nk_tanh", "nk_adapt", "nk_ens",
+               "tj")
 #: --quick: small data, few epochs, 20 targets x 2 seeds (the pipeline test)
 QUICK = {"samples": 20_000, "epochs": 4, "targets": 20, "seeds": 2}
 SCHEMA = "uvs-benchmark/1"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -39,6 +40,7 @@ class FakeEstimator:
     def __init__(self, context, task):
         self.task = task
         self.mode = "true"          # true | nan | fail | slow | alternate | wrong_dims
+        self.uncertainty = math.nan  # the answers' uncertainty field (NaN: unknown)
         self.requests: list[EstimateJacobian.Request] = []
         self.node = rclpy.create_node("fake_estimator", context=context)
         self.node.create_service(EstimateJacobian, "estimate_jacobian", self._on_request)
@@ -69,6 +71,7 @@ class FakeEstimator:
         response.rows, response.cols = jac.shape
         response.jacobian = jac.ravel().tolist()
         response.condition_number = float(condition_number(jac))
+        response.uncertainty = float(self.uncertainty)
         return response
 
     def close(self):
@@ -176,12 +179,15 @@ class Harness:
             time.sleep(0.005)
         raise AssertionError(f"no matching command within {timeout} s")
 
-    def expected_command(self, target):
-        """What control_step gives for the stand-in's pose, with the node's options."""
+    def expected_command(self, target, gain_scale=1.0):
+        """What control_step gives for the stand-in's pose, with the node's options (the
+        gain times gain_scale)."""
         task, robot = self.task, self.robot
         qa = task.select(self.q)
+        config = self.controller.control_config
+        config = replace(config, gain=config.gain * gain_scale)
         qdot, info = control_step(
-            task.jacobian(qa), self.x, np.asarray(target), qa, self.controller.control_config,
+            task.jacobian(qa), self.x, np.asarray(target), qa, config,
             robot.lower[task.active], robot.upper[task.active],
             velocity_limits=robot.velocity_limits[task.active], rank=task_rank(task),
             condition_transform=task.condition_transform)
@@ -788,3 +794,89 @@ def test_feed_forward_tracks_a_circling_target_closer_than_feedback_alone(ros_co
         assert rms[True] < 0.01 and rms[True] < rms[False] / 4
     finally:
         h.close()
+
+
+# ------------------------------------------------------------------ uncertainty
+def test_estimator_uncertainty_scales_the_gain_then_halts_uncertain(ros_context):
+    """uncertainty_slowdown 0.1, uncertainty_halt 0.3: the command is control_step's with
+    the gain times 1 (u 0.05), 0.5 (u 0.2), 0.25 (u 0.25), then zero and HALTED
+    'uncertain' (u 0.3, 0.8); back to full gain when u falls. Status carries u and the
+    factor."""
+    h = Harness(ros_context, overrides=[Parameter("uncertainty_slowdown", value=0.1),
+                                        Parameter("uncertainty_halt", value=0.3)])
+    try:
+        target = h.x + np.array([0.05, -0.03, 0.04])
+        full, _ = h.expected_command(target)
+        assert np.abs(full).max() < 0.5   # below every speed cap: the law is linear in gain
+        h.estimator.uncertainty = 0.05
+        assert h.set_target(target).success
+        for u, scale in ((0.05, 1.0), (0.2, 0.5), (0.25, 0.25), (0.05, 1.0)):
+            h.estimator.uncertainty = u
+            since = time.monotonic()
+            _, status = h.wait_status(
+                lambda s, u=u: s.state == ServoStatus.SERVOING and s.uncertainty == u,
+                since=since)
+            expected, _ = h.expected_command(target, gain_scale=scale)
+            np.testing.assert_allclose(status.command, expected, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(status.command, scale * full, rtol=1e-9, atol=1e-12)
+            assert status.gain_scale == pytest.approx(scale, rel=1e-12)
+            assert status.reason == ""
+        for u in (0.3, 0.8):
+            h.estimator.uncertainty = u
+            _, status = h.wait_status(lambda s, u=u: s.uncertainty == u,
+                                      since=time.monotonic())
+            assert status.state == ServoStatus.HALTED
+            assert status.reason.startswith("uncertain")
+            assert f"{u:.3g} >= uncertainty_halt 0.3" in status.reason
+            assert not status.latched and status.gain_scale == 0.0
+            np.testing.assert_array_equal(status.command, np.zeros(7))
+            _, command = h.wait_command(lambda c: True, since=time.monotonic())
+            np.testing.assert_array_equal(command, np.zeros(7))
+        # Not a latching fault: it resumes once the estimator is sure again.
+        h.estimator.uncertainty = 0.0
+        _, status = h.wait_status(_servoing, since=time.monotonic())
+        np.testing.assert_allclose(status.command, full, rtol=0, atol=1e-12)
+    finally:
+        h.close()
+
+
+def test_unknown_uncertainty_leaves_the_law_unchanged(ros_context):
+    """u = NaN (an estimator without one) with tight thresholds: the command is exactly
+    control_step's, full gain, never halted; and with the thresholds off (the default) a
+    huge u changes nothing either."""
+    h = Harness(ros_context, overrides=[Parameter("uncertainty_slowdown", value=0.0),
+                                        Parameter("uncertainty_halt", value=1e-9)])
+    try:
+        assert h.controller.get_parameter("uncertainty_halt").value == 1e-9
+        target = h.x + np.array([0.05, -0.03, 0.04])
+        assert h.set_target(target).success
+        _, status = h.wait_status(_servoing)
+        expected, _ = h.expected_command(target)
+        np.testing.assert_allclose(status.command, expected, rtol=0, atol=1e-12)
+        assert math.isnan(status.uncertainty) and status.gain_scale == 1.0
+        # Off (.inf, the defaults): u reported, the law untouched.
+        assert all(r.successful for r in h.controller.set_parameters([
+            Parameter("uncertainty_halt", value=math.inf),
+            Parameter("uncertainty_slowdown", value=math.inf)]))
+        h.estimator.uncertainty = 50.0
+        _, status = h.wait_status(lambda s: s.uncertainty == 50.0, since=time.monotonic())
+        assert status.state == ServoStatus.SERVOING and status.gain_scale == 1.0
+        np.testing.assert_allclose(status.command, expected, rtol=0, atol=1e-12)
+    finally:
+        h.close()
+
+
+def test_uncertainty_thresholds_are_validated(ros_context):
+    node = ControllerNode(context=ros_context)
+    try:
+        assert math.isinf(node.get_parameter("uncertainty_slowdown").value)
+        assert math.isinf(node.get_parameter("uncertainty_halt").value)
+        for name in ("uncertainty_slowdown", "uncertainty_halt"):
+            for bad in (-0.1, math.nan):
+                result = node.set_parameters([Parameter(name, value=bad)])[0]
+                assert not result.successful and name in result.reason
+        # halt alone is accepted (no ramp), then a slowdown below it
+        assert node.set_parameters([Parameter("uncertainty_halt", value=0.3)])[0].successful
+        assert node.set_parameters([Parameter("uncertainty_slowdown", value=0.1)])[0].successful
+    finally:
+        node.destroy_node()

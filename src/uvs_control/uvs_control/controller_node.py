@@ -8,6 +8,14 @@ failed or non-finite answer, wrong dimensions, stale or missing states, a
 lost marker, a singularity or a joint limit) commands zero and reports
 HALTED with the reason.
 
+Uncertainty: an estimator that reports its uncertainty u of J (EstimateJacobian's
+``uncertainty``, dimensionless; nk_ens) scales the gain by 1 up to
+``uncertainty_slowdown``, linearly down to 0 at ``uncertainty_halt``, and beyond it
+commands zero and reports HALTED with reason ``uncertain (...)`` (no latch: it clears
+with a new target or when u falls). NaN (unknown, every other estimator) leaves the
+law unchanged; both thresholds default to .inf (off). ServoStatus carries u and the
+gain's factor.
+
 Faults latch: a halt caused by the estimator (unavailable, late, failed, a
 malformed answer) or by stale or malformed joint/task states that lasts
 ``fault_latch_after`` s (default 1) holds the arm at zero until an operator
@@ -81,6 +89,7 @@ import math
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
@@ -110,6 +119,7 @@ from uvs_core.control import (
     ServoMonitor,
     control_step,
     task_rank,
+    uncertainty_scale,
 )
 from uvs_core.safety import Envelope
 from uvs_core.tasks import TASK_NAMES, cond_thresholds, error_fn, make_task
@@ -194,6 +204,16 @@ PARAMETERS = {
         "Condition number (the task's measure) where the command reaches zero and the "
         f"servo halts; 0 = by task ({_by_task(1)}); .inf disables (paper).", _DOUBLE,
         constraints="0 (by task), or >= cond_slowdown")),
+    "uncertainty_slowdown": (math.inf, _descriptor(
+        "Estimator uncertainty u (EstimateJacobian.uncertainty, dimensionless; nk_ens: "
+        "the members' spread over |J|) above which the gain scales down, linearly to 0 at "
+        "uncertainty_halt; above uncertainty_halt it acts as equal to it; .inf = off. "
+        "u = NaN (an estimator without one) never slows.", _DOUBLE,
+        constraints=">= 0; .inf = off")),
+    "uncertainty_halt": (math.inf, _descriptor(
+        "Estimator uncertainty u at or above which the command is zero and the servo halts "
+        "with reason 'uncertain'; .inf = off. u = NaN never halts.", _DOUBLE,
+        constraints=">= 0; .inf = off")),
     "max_joint_velocity": (_DEFAULT.max_joint_velocity, _descriptor(
         "Joint speed cap, rad/s (paper 1.22), applied as velocity_limit_mode says. Each "
         "joint's own limit applies too.", _DOUBLE, floats=(0.0, 10.0),
@@ -319,6 +339,9 @@ def validate_parameters(values: dict) -> str | None:
     if not values["estimator_timeout"] < 1.0 / values["rate"]:
         return (f"estimator_timeout {values['estimator_timeout']:g} s must be shorter than "
                 f"the period 1/rate = {1.0 / values['rate']:g} s")
+    for name in ("uncertainty_slowdown", "uncertainty_halt"):
+        if not values[name] >= 0.0:
+            return f"{name} must be >= 0 (.inf = off), got {values[name]}"
     if not (math.isfinite(values["target_timeout"]) and values["target_timeout"] >= 0):
         return "target_timeout must be >= 0 (0: topic targets never go stale)"
     if not (math.isfinite(values["convergence_tolerance"])
@@ -407,8 +430,11 @@ class ControllerNode(Node):
         self._step = 0
         self._latched = ""          # the fault that latched the halt; "" when not latched
         self._unanswered_since: float | None = None  # monotonic, first unanswered request
-        # The last good answer of this target's run: (J (m, k), estimator name, monotonic).
-        self._last_jacobian: tuple[np.ndarray, str, float] | None = None
+        # The last good answer of this target's run: (J (m, k), estimator name, monotonic,
+        # its uncertainty u).
+        self._last_jacobian: tuple[np.ndarray, str, float, float] | None = None
+        # u of the last answer received (NaN: unknown or none); the cycle thread's own.
+        self._answer_uncertainty = math.nan
         self.held_cycles = 0                 # cycles servoed on a held J (since start)
         self.dropped_cycles = 0              # cycles dropped for a target changed mid-cycle
         self._fault_since: float | None = None       # monotonic, start of the fault halt run
@@ -835,7 +861,9 @@ class ControllerNode(Node):
         return q, x, positions, names, None
 
     def _request_jacobian(self, positions: np.ndarray, x: np.ndarray, timeout: float):
-        """(J (m, k), estimator name, problem): ask the estimator, wait at most timeout."""
+        """(J (m, k), estimator name, problem): ask the estimator, wait at most timeout.
+        The answer's uncertainty goes to self._answer_uncertainty (NaN without one)."""
+        self._answer_uncertainty = math.nan
         if not self._client.service_is_ready():
             return None, "", f"estimator unavailable: no service {self._client.srv_name}"
         request = EstimateJacobian.Request(joint_positions=positions.tolist(),
@@ -866,6 +894,7 @@ class ControllerNode(Node):
             return None, name, (f"estimator returned a {rows}x{cols} Jacobian with "
                                 f"{len(response.jacobian)} values, expected {m}x{k}")
         jac = np.asarray(response.jacobian, dtype=float).reshape(rows, cols)
+        self._answer_uncertainty = float(response.uncertainty)
         if cols != k:                       # full-arm columns: keep the driven joints
             jac = jac[:, self.task.active]
         return jac, name, None
@@ -874,12 +903,13 @@ class ControllerNode(Node):
         """Remember a good answer; on a missed deadline, the last one while it is younger
         than jacobian_hold (estimator name marked "(held)"). Failures never hold."""
         if problem is None:
-            self._last_jacobian = (jac, estimator, now)
+            self._last_jacobian = (jac, estimator, now, self._answer_uncertainty)
             return jac, estimator, problem
         last = self._last_jacobian
         if (problem.startswith("estimator timeout") and last is not None
                 and now - last[2] <= self._values["jacobian_hold"]):
             self.held_cycles += 1
+            self._answer_uncertainty = last[3]
             return last[0], f"{last[1]} (held)", None
         return jac, estimator, problem
 
@@ -893,6 +923,8 @@ class ControllerNode(Node):
             generation = self._target_gen
             q, x, positions, names, problem = self._read_inputs(now)
             config, timeout = self._config, self._values["estimator_timeout"]
+            u_slowdown = self._values["uncertainty_slowdown"]
+            u_halt = self._values["uncertainty_halt"]
             if q is not None and self._cond_pose is not None \
                     and np.array_equal(q, self._cond_pose):
                 prev_condition = self._cond_ref
@@ -902,10 +934,19 @@ class ControllerNode(Node):
 
         state, reason, estimator, condition = ServoStatus.IDLE, "", "", 0.0
         qdot = info = None
+        uncertainty, gain_scale = math.nan, 1.0
         if target is not None:
             if problem is None:
                 jac, estimator, problem = self._request_jacobian(positions, x, timeout)
                 jac, estimator, problem = self._hold_jacobian(jac, estimator, problem, now)
+            if problem is None:
+                uncertainty = self._answer_uncertainty
+                gain_scale = float(uncertainty_scale(uncertainty, u_slowdown, u_halt))
+                if gain_scale <= 0.0:
+                    problem = (f"uncertain (estimator uncertainty {uncertainty:.3g} >= "
+                               f"uncertainty_halt {u_halt:g})")
+                elif gain_scale < 1.0:
+                    config = replace(config, gain=config.gain * gain_scale)
             if problem is not None:
                 state, reason = ServoStatus.HALTED, problem
             elif self._latched:
@@ -983,7 +1024,7 @@ class ControllerNode(Node):
             command[joint_index] = full
         self._command_pub.publish(Float64MultiArray(data=command.tolist()))
         self._publish_status(state, reason, estimator, condition, target, x, command, step,
-                             stamp)
+                             stamp, uncertainty=uncertainty, gain_scale=gain_scale)
         if q is not None and now - self._last_markers >= 1.0 / MARKER_RATE:
             self._last_markers = now
             text = STATE_NAMES[state]
@@ -1011,7 +1052,7 @@ class ControllerNode(Node):
             self.get_logger().info(STATE_NAMES[state] + (f": {reason}" if reason else ""))
 
     def _publish_status(self, state, reason, estimator, condition, target, x, command,
-                        step, stamp) -> None:
+                        step, stamp, uncertainty=math.nan, gain_scale=1.0) -> None:
         status = ServoStatus()
         status.header.stamp = stamp
         status.header.frame_id = self._values["frame_id"]
@@ -1028,6 +1069,8 @@ class ControllerNode(Node):
         status.command = command.tolist()
         status.step = step
         status.latched = self._latched_now
+        status.uncertainty = float(uncertainty)
+        status.gain_scale = float(gain_scale)
         self._status_pub.publish(status)
 
 

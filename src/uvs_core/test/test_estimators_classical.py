@@ -84,7 +84,7 @@ def data(tasks):
 # ------------------------------------------------------------------ registry
 def test_registry_names():
     assert ESTIMATOR_NAMES == ("tj", "broyden", "llknn", "nj", "binj", "nk_tanh", "nk_relu",
-                               "nk_adapt")
+                               "nk_adapt", "nk_ens")
 
 
 def test_unknown_estimator_lists_valid_names():

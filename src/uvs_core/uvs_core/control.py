@@ -34,7 +34,7 @@ import numpy as np
 
 __all__ = [
     "ControlConfig", "ControlInfo", "control_step", "pseudo_inverse", "condition_number",
-    "task_rank", "midrange_gradient", "ServoMonitor", "JOINT_LIMIT_POLICIES",
+    "task_rank", "midrange_gradient", "uncertainty_scale", "ServoMonitor", "JOINT_LIMIT_POLICIES",
     "VELOCITY_LIMIT_MODES",
     "HALT_NONE", "HALT_NONFINITE_JACOBIAN", "HALT_NONFINITE_STATE", "HALT_SINGULAR",
     "HALT_JOINT_LIMIT", "HALT_REASONS",
@@ -210,6 +210,30 @@ class ControlInfo(NamedTuple):
                      for i in idx]
             text += ": " + ", ".join(names)
         return text
+
+
+def uncertainty_scale(uncertainty, slowdown: float, halt: float) -> np.ndarray:
+    """Factor of the gain for the estimator's uncertainty of J (0 = halt).
+
+    uncertainty: u, scalar or (B,), dimensionless (EstimateJacobian.uncertainty;
+    NaN = unknown). slowdown, halt: thresholds, >= 0, ``inf`` = off. Returns,
+    shaped like u: 1 where u <= slowdown or u is NaN (an estimator that knows
+    nothing of its uncertainty leaves the law unchanged), falling linearly to 0
+    at halt, and 0 where u >= halt (the caller halts). A slowdown above halt
+    acts as equal to it (halt only, no ramp); slowdown alone (halt = inf) does
+    nothing, as the ramp has no end.
+    """
+    u = np.asarray(uncertainty, dtype=float)
+    slowdown = min(float(slowdown), float(halt))
+    scale = np.ones_like(u)
+    if math.isinf(halt):
+        return scale
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ramp = (halt - u) / (halt - slowdown) if halt > slowdown else np.zeros_like(u)
+    known = ~np.isnan(u)
+    scale = np.where(known & (u > slowdown), np.clip(ramp, 0.0, 1.0), scale)
+    scale = np.where(known & (u >= halt), 0.0, scale)
+    return scale
 
 
 def task_rank(task) -> int:

@@ -201,7 +201,7 @@ def protocol(task: str, variant: str = "paper") -> Protocol:
 #: the paper's row labels, in its table order (and nk_adapt's, which is not the paper's)
 PAPER_LABELS = {"broyden": "Broyden", "llknn": "LL-KNN", "nj": "NJ", "binj": "Bi-NJ",
                 "nk_relu": "Relu-NK", "nk_tanh": "Tanh-NK", "nk_adapt": "NK-adapt",
-                "tj": "TJ"}
+                "nk_ens": "NK-ensemble", "tj": "TJ"}
 
 #: Tables I and II: success % per initial-distance bin, then the total
 PAPER_TABLES: dict[str, dict[str, tuple[float, ...]]] = {

@@ -3,8 +3,9 @@
 Services (relative names, so a namespace applies):
 - ``estimate_jacobian`` (uvs_interfaces/srv/EstimateJacobian): J at
   ``joint_positions`` (n robot joints in /joint_states order, or the task's k
-  active joints), row-major (m, k), with its condition number and the name of
-  the estimator that answered. Given ``task_position`` (m,), an online
+  active joints), row-major (m, k), with its condition number, its uncertainty
+  (nk_ens; NaN for estimators without one) and the name of the estimator that
+  answered. Given ``task_position`` (m,), an online
   estimator (Broyden) is updated with (q, x) first. A request that cannot be
   answered gets success=false and a message saying what was expected.
 - ``~/reset`` (std_srvs/Trigger): reset the current estimator (call at the
@@ -319,6 +320,7 @@ class JacobianEstimatorNode(Node):
             # array('d') is stored as is; a list would be checked element by element.
             response.jacobian = array.array("d", answer.jacobian.tobytes())
         response.condition_number = answer.condition_number
+        response.uncertainty = answer.uncertainty
         return response
 
     def _on_reset(self, request, response):

@@ -306,6 +306,9 @@ class Answer:
     cols: int = 0
     jacobian: np.ndarray | None = None
     condition_number: float = float("nan")
+    #: the estimator's uncertainty of J, dimensionless; NaN = unknown (Estimator.
+    #: estimate_with_uncertainty)
+    uncertainty: float = float("nan")
 
 
 class JacobianService:
@@ -352,7 +355,8 @@ class JacobianService:
 
         When ``task_position`` is given, the estimator is first updated with
         (qa, x) (online estimators such as Broyden learn from it; the others
-        ignore it), then asked for J at qa.
+        ignore it), then asked for J at qa, and for its uncertainty where it has one
+        (NaN otherwise).
         """
         try:
             qa, x = parse_request(self.task, joint_positions, task_position)
@@ -365,7 +369,10 @@ class JacobianService:
                 # only validates (qa, x), which parse_request has done.
                 if x is not None and type(estimator).update is not Estimator.update:
                     estimator.update(qa, x)
-                jac = estimator.estimate(qa, x)
+                if estimator.has_uncertainty:
+                    jac, uncertainty = estimator.estimate_with_uncertainty(qa, x)
+                else:
+                    jac, uncertainty = estimator.estimate(qa, x), math.nan
             # What estimators raise for inputs they cannot handle: numeric
             # failures (ValueError, LinAlgError, ArithmeticError), torch's
             # RuntimeError, ModelError/NotFittedError for a model not loaded.
@@ -381,4 +388,4 @@ class JacobianService:
             return Answer(False, f"estimator '{name}' returned a non-finite Jacobian", name,
                           rows=m, cols=k)
         return Answer(True, "ok", name, rows=m, cols=k, jacobian=jac,
-                      condition_number=condition_number(jac))
+                      condition_number=condition_number(jac), uncertainty=float(uncertainty))

@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", help="single_point (inproc default), multi_point, "
                         "visual_servo; external: read from /controller (must match if given)")
     parser.add_argument("--estimator", help="tj, broyden, llknn, nj, binj, nk_tanh, nk_relu, "
-                        "nk_adapt (inproc default nk_tanh); external: swapped in through "
+                        "nk_adapt, nk_ens (inproc default nk_tanh); external: swapped in through "
                         "/jacobian_estimator's parameter for the run, then restored")
     parser.add_argument("--robot", help="inproc: robot model every node loads, a name under "
                         "config/robots (gen3, ur5e) or a robot YAML path (default: the parameter "

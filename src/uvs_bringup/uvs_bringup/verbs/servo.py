@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="IP address of the Gen3 (--backend gen3; default 192.168.1.10)")
     parser.add_argument("--task", choices=TASKS, default="single_point")
     parser.add_argument("--estimator", default="nk_tanh",
-                        help="tj, broyden, llknn, nj, binj, nk_tanh, nk_relu, nk_adapt "
+                        help="tj, broyden, llknn, nj, binj, nk_tanh, nk_relu, nk_adapt, nk_ens "
                              "(default nk_tanh)")
     parser.add_argument("--model", type=Path, help="model directory of the learned "
                         "estimator (default: the shipped one, models/<task>/<estimator>)")

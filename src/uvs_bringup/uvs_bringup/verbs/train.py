@@ -11,7 +11,8 @@ from pathlib import Path
 
 from uvs_bringup.verbs._common import emit, fail
 
-ESTIMATORS = ("tj", "broyden", "llknn", "nj", "binj", "nk_tanh", "nk_relu", "nk_adapt")
+ESTIMATORS = ("tj", "broyden", "llknn", "nj", "binj", "nk_tanh", "nk_relu", "nk_adapt",
+              "nk_ens")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -49,6 +49,8 @@ _REGISTRY: dict[str, str] = {
     "nk_relu": "uvs_learning.neural_kinematics:NeuralKinematicsReLU",
     # beyond the paper: the nk_tanh prior corrected online (issue 15)
     "nk_adapt": "uvs_learning.nk_adapt:NeuralKinematicsAdapt",
+    # beyond the paper: K nk_tanh members, J = mean, with an uncertainty (issue 15)
+    "nk_ens": "uvs_learning.nk_ensemble:NeuralKinematicsEnsemble",
 }
 
 #: the built-in estimators, in the paper's order of baselines then methods, then ours

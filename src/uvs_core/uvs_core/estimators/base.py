@@ -262,6 +262,8 @@ class Estimator(abc.ABC):
     TASK_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {}
     #: file written by _save_weights (None: metadata only)
     WEIGHTS_FILE: ClassVar[str | None] = None
+    #: whether estimate_with_uncertainty reports a number (else u is always NaN)
+    has_uncertainty: ClassVar[bool] = False
 
     def __init__(self, task, **params):
         self.task = task
@@ -373,6 +375,18 @@ class Estimator(abc.ABC):
     def estimate_batch(self, qa, x=None) -> np.ndarray:
         """Jacobians at qa: (B, k) rad -> (B, m, k)."""
         return self._estimate_batch(self._check_qa_batch(qa))
+
+    def estimate_with_uncertainty(self, qa, x=None) -> tuple[np.ndarray, float]:
+        """(J (m, k), u) at qa (k,) rad: u is the estimator's own uncertainty of J,
+        dimensionless (see the estimator; nk_ens: the members' relative spread), and NaN
+        for an estimator with no notion of uncertainty (every one but nk_ens): NaN
+        means "unknown", which the controller treats as no reason to slow down."""
+        return self.estimate(qa, x), math.nan
+
+    def estimate_batch_with_uncertainty(self, qa, x=None) -> tuple[np.ndarray, np.ndarray]:
+        """(J (B, m, k), u (B,)) at qa (B, k) rad; u NaN where unknown (see above)."""
+        jac = self.estimate_batch(qa, x)
+        return jac, np.full(jac.shape[0], math.nan)
 
     @abc.abstractmethod
     def _estimate(self, qa: np.ndarray) -> np.ndarray:
