@@ -110,7 +110,9 @@ def test_cli_help_and_choices_come_from_the_registry(plugin_env):
                            text=True, timeout=60)
     bench = subprocess.run(["uvs", "benchmark", "--help"], env=plugin_env, capture_output=True,
                            text=True, timeout=60)
-    for result in (train, bench):
+    launch = subprocess.run(["ros2", "launch", "uvs_bringup", "servo.launch.py", "--show-args"],
+                            env=plugin_env, capture_output=True, text=True, timeout=60)
+    for result in (train, bench, launch):
         assert result.returncode == 0, result.stderr
         assert "linear_ls" in result.stdout and "nk_adapt" in result.stdout
     refused = subprocess.run(["uvs", "train", "--estimator", "kalman", "--data", "x",
