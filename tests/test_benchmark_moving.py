@@ -1,12 +1,13 @@
 """`uvs benchmark --moving --quick`: tracking error per estimator on a circle and a line,
-from the shipped models (llknn, broyden made on first use), with and without feed-forward."""
+from the shipped models (llknn, broyden made on first use), with and without feed-forward,
+for every registered estimator (the default of --estimators)."""
 
 import json
 import subprocess
 
 import pytest
 
-ESTIMATORS = ("tj", "broyden", "llknn", "nj", "binj", "nk_relu", "nk_tanh")
+from uvs_core.estimators import estimator_names
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,8 @@ def test_protocol_and_every_estimator_measured(moving):
     assert [path["kind"] for path in p["paths"]] == ["circle", "line"]
     assert (p["size"], p["speed"], p["settle"], p["dt"]) == (0.1, 0.05, 2.0, 0.05)
     assert p["steps"] == 252                     # one lap: 2 pi 0.1 / 0.05 = 12.57 s
-    assert set(res["estimators"]) == set(ESTIMATORS)
+    # the default: every registered estimator (the registry, not a list here)
+    assert set(res["estimators"]) == set(estimator_names())
     for name, e in res["estimators"].items():
         for mode in ("feedforward", "feedback"):
             for kind in ("circle", "line"):

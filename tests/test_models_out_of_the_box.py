@@ -19,7 +19,7 @@ from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 
-from uvs_core.estimators import ESTIMATOR_NAMES, load_estimator
+from uvs_core.estimators import estimator_names, load_estimator
 from uvs_core.robot import load_robot
 from uvs_core.tasks import TASK_NAMES, make_task
 from uvs_estimation.estimator_node import JacobianEstimatorNode
@@ -121,7 +121,7 @@ def test_every_estimator_is_served_out_of_the_box(served, cache, task_name):
     q = task.q_fixed + OFFSET          # all 7 joints, /joint_states order
     qa = task.select(q)
     expected = np.asarray(task.jacobian(qa))
-    for name in ESTIMATOR_NAMES:
+    for name in estimator_names():
         result = s.set_estimator(name)
         if (task_name, name) in UNSUPPORTED:
             # refused with the reason, and the estimator served before stays

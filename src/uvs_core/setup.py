@@ -23,6 +23,12 @@ setup(
         extra_compile_args=["-O3", "-std=c99"], libraries=["m"], optional=True,
     )],
     install_requires=["setuptools"],
+    # Estimator plug-ins (uvs_core.estimators.registry): name = a spec, imported lazily.
+    entry_points={"uvs.estimators": [
+        "tj = uvs_core.estimators.specs:TJ",
+        "broyden = uvs_core.estimators.specs:BROYDEN",
+        "llknn = uvs_core.estimators.specs:LLKNN",
+    ]},
     zip_safe=False,
     maintainer="uvs maintainers",
     maintainer_email="maintainers@uvs-robotics.org",

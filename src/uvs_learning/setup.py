@@ -11,6 +11,16 @@ setup(
         ("share/" + package_name, ["package.xml"]),
     ],
     install_requires=["setuptools"],
+    # Estimator plug-ins (uvs_core.estimators.registry): name = a spec; torch is
+    # imported only when one of them is built.
+    entry_points={"uvs.estimators": [
+        "nj = uvs_learning.specs:NJ",
+        "binj = uvs_learning.specs:BINJ",
+        "nk_relu = uvs_learning.specs:NK_RELU",
+        "nk_tanh = uvs_learning.specs:NK_TANH",
+        "nk_adapt = uvs_learning.specs:NK_ADAPT",
+        "nk_ens = uvs_learning.specs:NK_ENS",
+    ]},
     zip_safe=True,
     maintainer="uvs maintainers",
     maintainer_email="maintainers@uvs-robotics.org",

@@ -35,16 +35,22 @@ from typing import Any
 
 import numpy as np
 
+from uvs_core.estimators import estimator_names
 from uvs_core.evaluation import PAPER_LABELS, PAPER_TABLES, QUANTILES, protocol
 
-ESTIMATORS = ("tj", "broyden", "llknn", "nj", "binj", "nk_relu", "nk_tanh", "nk_adapt",
-              "nk_ens")
-#: rows in the paper's table order (nk_adapt, beyond the paper, beside its nk_tanh prior)
-TABLE_ORDER = ("broyden", "llknn", "nj", "binj", "nk_relu", "nk_tanh", "nk_adapt", "nk_ens",
-               "tj")
 #: --quick: small data, few epochs, 20 targets x 2 seeds (the pipeline test)
 QUICK = {"samples": 20_000, "epochs": 4, "targets": 20, "seeds": 2}
 SCHEMA = "uvs-benchmark/1"
+
+
+def table_order(names) -> list[str]:
+    """``names`` as table rows: the registry's order (the paper's baselines and
+    methods, then the rest), with tj, the true-Jacobian reference, last; names the
+    registry does not know follow in their given order."""
+    ordered = [n for n in estimator_names() if n != "tj" and n in names]
+    if "tj" in names:
+        ordered.append("tj")
+    return ordered + [n for n in names if n not in ordered]
 
 
 @dataclass
@@ -54,7 +60,8 @@ class BenchmarkConfig:
 
     task: str
     out: Path
-    estimators: tuple[str, ...] = ESTIMATORS
+    #: default: every registered estimator (uvs_core.estimators.registry)
+    estimators: tuple[str, ...] = field(default_factory=estimator_names)
     targets: int | None = None
     seeds: int | None = None
     samples: int | None = None
@@ -196,7 +203,7 @@ def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
     """
     from uvs_bringup.executors import ExecutorSpec, open_executor
     from uvs_bringup.verbs._common import progress_bar
-    from uvs_core.estimators import estimator_class
+    from uvs_core.estimators import estimator_class, estimator_specs
 
     say = log or (lambda message: None)
     t_all = time.perf_counter()
@@ -266,10 +273,13 @@ def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
 
         # 2. training
         t0 = time.perf_counter()
-        # Longest first, so the last job to start is a short one (NK trains slowest).
-        cost = {"nk_adapt": 0, "nk_relu": 0, "nk_tanh": 1, "binj": 2, "nj": 3, "llknn": 4,
-                "broyden": 5}
-        trained = sorted((n for n in cfg.estimators if n != "tj" and n not in given),
+        # Every estimator with a model (its spec's model_files: learned ones, Broyden's
+        # initial J) is fitted here. Longest first, so the last job to start is a short
+        # one (NK trains slowest; a name not ranked here, e.g. a plug-in's, goes first).
+        cost = {"nk_ens": -1, "nk_adapt": 0, "nk_relu": 0, "nk_tanh": 1, "binj": 2, "nj": 3,
+                "llknn": 4, "broyden": 5}
+        specs = estimator_specs()
+        trained = sorted((n for n in cfg.estimators if specs[n].model_files and n not in given),
                          key=lambda n: cost.get(n, -1))
         models: dict[str, str | None] = {n: None for n in cfg.estimators}
         training: dict[str, dict | None] = {n: None for n in cfg.estimators}
@@ -480,7 +490,7 @@ def _fmt(v, digits: int = 2) -> str:
 
 def _table(results: dict, key: str = "success") -> list[str]:
     ests = results["estimators"]
-    names = [n for n in TABLE_ORDER if n in ests] + [n for n in ests if n not in TABLE_ORDER]
+    names = table_order(ests)
     first = ests[names[0]][key]
     labels = [b["label"] for b in first["bins"]]
     total_label = f"{results['protocol']['bin_edges'][0]:.1f}+ (all)"
@@ -511,7 +521,7 @@ def render_report(results: dict) -> str:
     p = results["protocol"]
     units = results["units"]
     ests = results["estimators"]
-    names = [n for n in TABLE_ORDER if n in ests] + [n for n in ests if n not in TABLE_ORDER]
+    names = table_order(ests)
     thr = p["thresholds"]
     dist = {"euclidean": "Euclidean distance |x* - x|"
             + (" of the stacked 12-vector" if results["task"] == "multi_point" else ""),
@@ -651,7 +661,7 @@ def make_figures(results: dict, arrays: dict[str, np.ndarray], out: Path) -> lis
     from uvs_core.evaluation import bin_indices
 
     ests = results["estimators"]
-    names = [n for n in TABLE_ORDER if n in ests] + [n for n in ests if n not in TABLE_ORDER]
+    names = table_order(ests)
     labels = {n: PAPER_LABELS.get(n, n) for n in names}
     colors = {n: plt.cm.tab10(i) for i, n in enumerate(names)}
     units = results["units"]
@@ -763,7 +773,7 @@ def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
     return params
 
 
-__all__ = ["BenchmarkConfig", "ESTIMATORS", "QUICK", "run_benchmark", "render_report",
+__all__ = ["BenchmarkConfig", "QUICK", "table_order", "run_benchmark", "render_report",
            "make_figures", "machine_info", "parse_params", "jsonable"]
 
 if __name__ == "__main__":  # pragma: no cover

@@ -197,10 +197,9 @@ def _mm(value) -> str:
 
 
 def _names(results: dict) -> list[str]:
-    from uvs_bringup.benchmark import TABLE_ORDER
+    from uvs_bringup.benchmark import table_order
 
-    ests = results["estimators"]
-    return [n for n in TABLE_ORDER if n in ests] + [n for n in ests if n not in TABLE_ORDER]
+    return table_order(results["estimators"])
 
 
 def moving_table(results: dict) -> list[str]:

@@ -15,11 +15,14 @@ import numpy as np
 import pytest
 
 from uvs_core.estimators import (
-    ESTIMATOR_NAMES,
+    EstimatorSpec,
     ModelError,
     NotFittedError,
+    estimator_names,
+    estimator_spec,
     load_estimator,
     make_estimator,
+    register_estimator,
     split_by_trajectory,
 )
 from uvs_core.estimators.base import neighbour_pairs
@@ -82,9 +85,43 @@ def data(tasks):
 
 
 # ------------------------------------------------------------------ registry
-def test_registry_names():
-    assert ESTIMATOR_NAMES == ("tj", "broyden", "llknn", "nj", "binj", "nk_tanh", "nk_relu",
-                               "nk_adapt", "nk_ens")
+def test_registry_names_come_from_the_entry_points_in_the_papers_order():
+    from importlib.metadata import entry_points
+
+    installed = {e.name for e in entry_points(group="uvs.estimators")}
+    assert set(estimator_names()) == installed
+    # uvs's own first, in the paper's order (Table I), then what is beyond the paper
+    assert estimator_names()[:8] == ("tj", "broyden", "llknn", "nj", "binj", "nk_relu",
+                                     "nk_tanh", "nk_adapt")
+
+
+def test_classical_specs_declare_their_capabilities():
+    assert estimator_spec("tj") == EstimatorSpec(
+        "uvs_core.estimators.classical:TrueJacobian", order=0)
+    broyden = estimator_spec("broyden")
+    assert (broyden.learned, broyden.online, broyden.batched_update) == (False, True, True)
+    assert broyden.model_files == ("data.npz",)
+    llknn = estimator_spec("llknn")
+    assert (llknn.learned, llknn.online, llknn.model_files) == (True, False, ("data.npz",))
+
+
+def test_register_estimator_in_process_and_bad_specs():
+    register_estimator("tj_again", {"target": "uvs_core.estimators.classical:TrueJacobian",
+                                    "order": 5})
+    try:
+        assert estimator_names().index("tj_again") == 1  # between tj (0) and broyden (10)
+        task = LinearTask()
+        est = make_estimator("tj_again", task)
+        np.testing.assert_array_equal(est.estimate(np.zeros(4)), task.A)
+    finally:
+        from uvs_core.estimators import registry
+
+        registry._EXTRA.pop("tj_again")
+    assert "tj_again" not in estimator_names()
+    with pytest.raises(ValueError, match="'module:Class'"):
+        EstimatorSpec("no_colon")
+    with pytest.raises(TypeError, match=r"unknown estimator spec field\(s\) \['lerned'\]"):
+        EstimatorSpec.coerce({"target": "a:B", "lerned": True})
 
 
 def test_unknown_estimator_lists_valid_names():
@@ -101,8 +138,9 @@ def test_uvs_core_estimators_never_import_torch():
     code = (
         "import sys\n"
         "import numpy as np\n"
-        "from uvs_core.estimators import make_estimator, ESTIMATOR_NAMES\n"
+        "from uvs_core.estimators import make_estimator, estimator_names, estimator_spec\n"
         "import uvs_core.estimators.classical\n"
+        "assert 'nk_tanh' in estimator_names() and estimator_spec('nj').learned\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

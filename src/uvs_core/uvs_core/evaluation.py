@@ -438,21 +438,19 @@ def batched(est, batch: int):
     """A batch view of ``est`` for B trajectories: reset(), update(qa (B, k), x (B, m)),
     estimate_batch(qa (B, k), x) -> (B, m, k).
 
-    An estimator with a ``batch_view(batch)`` method provides its own (nk_adapt);
-    Broyden gets B independent states (BatchedBroyden); another online
-    estimator (one that overrides ``update``) gets B copies; a stateless one
-    is called with the whole batch.
+    What the estimator's registry spec declares decides
+    (uvs_core.estimators.registry): one with ``batched_update`` provides its
+    own ``batch_view(batch)`` (Broyden's BatchedBroyden, nk_adapt's); another
+    ``online`` one gets B copies; a stateless one is called with the whole
+    batch. An estimator that is not registered under its ``name`` is
+    ValueError.
     """
-    from uvs_core.estimators import Estimator
-    from uvs_core.estimators.classical import Broyden
+    from uvs_core.estimators import estimator_spec
 
-    view = getattr(est, "batch_view", None)
-    if callable(view):
-        return view(batch)
-
-    if isinstance(est, Broyden):
-        return BatchedBroyden.from_estimator(est, batch)
-    if type(est).update is not Estimator.update:
+    spec = estimator_spec(est.name)
+    if spec.batched_update:
+        return est.batch_view(batch)
+    if spec.online:
         return _PerInstance(est, batch)
     return _Stateless(est)
 

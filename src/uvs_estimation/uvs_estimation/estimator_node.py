@@ -58,7 +58,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_services_default
 from std_srvs.srv import Trigger
 
-from uvs_core.estimators import ESTIMATOR_NAMES
+from uvs_core.estimators import estimator_names, estimator_specs
 from uvs_core.estimators.cache import FIRST_USE
 from uvs_core.tasks import TASK_NAMES, make_task
 from uvs_estimation.jacobian_service import (
@@ -67,7 +67,6 @@ from uvs_estimation.jacobian_service import (
     ModelConfig,
     build_estimator,
     default_model_dir,
-    needs_model,
 )
 from uvs_interfaces.srv import EstimateJacobian
 from uvs_ros import run_node
@@ -80,18 +79,9 @@ DEFAULT_ESTIMATOR = "tj"
 
 
 def _learned_names() -> tuple[str, ...]:
-    """Registered estimators that are served from a trained model."""
-    names = []
-    for name in ESTIMATOR_NAMES:
-        try:
-            learned = needs_model(name)
-        except ImportError:
-            # Its package is missing here: keep the parameter, so a YAML file
-            # naming it still loads; selecting it is rejected with the reason.
-            learned = True
-        if learned:
-            names.append(name)
-    return tuple(names)
+    """Registered estimators that are served from a trained model (their specs
+    say so; nothing is imported, so serving tj never imports torch)."""
+    return tuple(name for name, spec in estimator_specs().items() if spec.learned)
 
 
 class JacobianEstimatorNode(Node):
@@ -161,7 +151,7 @@ class JacobianEstimatorNode(Node):
         )
 
     def _declare_parameters(self) -> None:
-        names = ", ".join(ESTIMATOR_NAMES)
+        names = ", ".join(estimator_names())
         self.declare_parameter("estimator", DEFAULT_ESTIMATOR, ParameterDescriptor(
             type=ParameterType.PARAMETER_STRING,
             description="Jacobian estimator serving requests; set at run time to swap "

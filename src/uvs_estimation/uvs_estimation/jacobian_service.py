@@ -30,7 +30,7 @@ from scipy.linalg.lapack import dgesdd
 from uvs_core.estimators import (
     Estimator,
     ModelError,
-    estimator_class,
+    estimator_spec,
     load_estimator,
     make_estimator,
 )
@@ -153,12 +153,9 @@ def default_model_dir() -> Path:
 
 
 def needs_model(name: str) -> bool:
-    """Whether estimator ``name`` is learned, i.e. served from a trained model.
-
-    Imports the implementing module (torch for the neural estimators).
-    ValueError for an unknown name, ImportError when its package is missing.
-    """
-    return bool(estimator_class(name).learned)
+    """Whether estimator ``name`` is learned, i.e. served from a trained model,
+    as its registry spec declares (imports nothing). ValueError for an unknown name."""
+    return estimator_spec(name).learned
 
 
 @dataclass(frozen=True)
@@ -216,12 +213,12 @@ def build_estimator(name: str, task, config: ModelConfig,
     """
     try:
         learned = needs_model(name)
-    except (ValueError, ImportError, TypeError) as exc:
+    except ValueError as exc:
         raise EstimatorSetupError(str(exc)) from None
     if not learned and name not in FIRST_USE:
         try:
             return make_estimator(name, task), None
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, ImportError) as exc:
             raise EstimatorSetupError(f"estimator {name!r}: {exc}") from None
     path = config.model_path(name, task.name, task.robot.name)
     explicit = bool(str(config.models.get(name, "") or "").strip())

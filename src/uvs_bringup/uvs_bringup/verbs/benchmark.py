@@ -28,14 +28,15 @@ def _positive_int(text: str) -> int:
 
 
 def _estimator_list(text: str) -> tuple[str, ...]:
-    from uvs_bringup.benchmark import ESTIMATORS
+    from uvs_core.estimators import estimator_names
 
+    known = estimator_names()
     names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in ESTIMATORS]
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
             f"unknown estimator(s) {', '.join(unknown) or '(none)'}; "
-            f"choose from {','.join(ESTIMATORS)}")
+            f"choose from {','.join(known)}")
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"repeated estimator in {text!r}")
     return names
@@ -68,12 +69,15 @@ def check_executor(args: argparse.Namespace) -> str | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from uvs_core.estimators import estimator_names
+
     parser.add_argument("--task", choices=TASKS, default="single_point",
                         help="task (default single_point; pose: success when position AND "
                              "angle are within thresholds)")
     parser.add_argument("--estimators", type=_estimator_list,
-                        default="tj,broyden,llknn,nj,binj,nk_relu,nk_tanh",
-                        help="comma-separated estimators (default all seven)")
+                        default=",".join(estimator_names()),
+                        help="comma-separated estimators (default every registered one: "
+                             + ",".join(estimator_names()) + ")")
     parser.add_argument("--targets", type=_positive_int,
                         help="targets per seed (protocol 110; --quick 20)")
     parser.add_argument("--seeds", type=_positive_int,

@@ -38,6 +38,8 @@ def _number(kind, minimum: float, strict: bool = True):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from uvs_core.estimators import estimator_names
+
     def one_line_error(message: str):
         # Bad input is one line and exit 2, like every other refusal of this verb
         # (argparse would print the whole usage first); --help shows the usage.
@@ -49,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "process; external: attach to a running graph")
     parser.add_argument("--task", help="single_point (inproc default), multi_point, "
                         "visual_servo; external: read from /controller (must match if given)")
-    parser.add_argument("--estimator", help="tj, broyden, llknn, nj, binj, nk_tanh, nk_relu, "
-                        "nk_adapt, nk_ens (inproc default nk_tanh); external: swapped in through "
+    parser.add_argument("--estimator", help=", ".join(estimator_names())
+                        + " (inproc default nk_tanh); external: swapped in through "
                         "/jacobian_estimator's parameter for the run, then restored")
     parser.add_argument("--robot", help="inproc: robot model every node loads, a name under "
                         "config/robots (gen3, ur5e) or a robot YAML path (default: the parameter "

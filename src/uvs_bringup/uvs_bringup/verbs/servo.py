@@ -27,6 +27,8 @@ def _positive(kind):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from uvs_core.estimators import estimator_names
+
     parser.add_argument("--backend", choices=("sim", "gen3"), default="sim",
                         help="what runs the arm: sim (default), the kinematic simulation of "
                         "--robot; gen3, the real Kinova Gen3 at --robot-ip")
@@ -37,8 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="IP address of the Gen3 (--backend gen3; default 192.168.1.10)")
     parser.add_argument("--task", choices=TASKS, default="single_point")
     parser.add_argument("--estimator", default="nk_tanh",
-                        help="tj, broyden, llknn, nj, binj, nk_tanh, nk_relu, nk_adapt, nk_ens "
-                             "(default nk_tanh)")
+                        help=", ".join(estimator_names()) + " (default nk_tanh)")
     parser.add_argument("--model", type=Path, help="model directory of the learned "
                         "estimator (default: the shipped one, models/<task>/<estimator>)")
     parser.add_argument("--targets", type=_positive(int), default=3, help="number of targets")
@@ -152,9 +153,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _learned(name: str) -> bool:
-    from uvs_core.estimators import estimator_class
+    from uvs_core.estimators import estimator_spec
 
-    return bool(estimator_class(name).learned)
+    return estimator_spec(name).learned
 
 
 def _first_use_model(name: str, task) -> Path | None:

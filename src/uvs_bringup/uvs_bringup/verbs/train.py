@@ -11,12 +11,14 @@ from pathlib import Path
 
 from uvs_bringup.verbs._common import emit, fail
 
-ESTIMATORS = ("tj", "broyden", "llknn", "nj", "binj", "nk_tanh", "nk_relu", "nk_adapt",
-              "nk_ens")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--estimator", required=True, choices=ESTIMATORS)
+    from uvs_core.estimators import estimator_names
+
+    # The registry at run time (entry points of group uvs.estimators; no torch
+    # import): an installed plug-in is a valid choice.
+    parser.add_argument("--estimator", required=True, choices=estimator_names(),
+                        help="registered estimator: " + ", ".join(estimator_names()))
     parser.add_argument("--data", type=Path, required=True, help="babbling bag (rosbag2 dir)")
     parser.add_argument("--out", type=Path, required=True, help="model directory to write")
     parser.add_argument("--task", choices=("single_point", "multi_point", "visual_servo", "pose"),

@@ -1,10 +1,12 @@
 """Jacobian estimators: registry, construction and loading.
 
-The registry maps a name to a ``"module:Class"`` string that is imported
-only when that estimator is built, so importing ``uvs_core`` never imports
-torch; the neural estimators live in ``uvs_learning``. Adding an estimator
-means one module with an :class:`Estimator` subclass and one entry here (or
-a call to :func:`register_estimator` from a plugin).
+The registry is the ``uvs.estimators`` entry point group
+(:mod:`uvs_core.estimators.registry`): each entry names a light spec whose
+``"module:Class"`` target is imported only when that estimator is built, so
+importing ``uvs_core`` or listing the names never imports torch; the neural
+estimators live in ``uvs_learning``, which registers them from its own
+setup.py. Adding an estimator means one module with an :class:`Estimator`
+subclass and one entry point (docs/plugins.md).
 
 >>> est = make_estimator("llknn", task, neighbors=64)
 >>> est.fit(qa, x, traj)
@@ -26,61 +28,37 @@ from uvs_core.estimators.base import (
     read_metadata,
     split_by_trajectory,
 )
+from uvs_core.estimators.registry import (
+    EstimatorSpec,
+    estimator_names,
+    estimator_spec,
+    estimator_specs,
+    register_estimator,
+)
 
 __all__ = [
-    "ESTIMATOR_NAMES",
     "Estimator",
+    "EstimatorSpec",
     "ModelError",
     "NotFittedError",
     "estimator_class",
+    "estimator_names",
+    "estimator_spec",
+    "estimator_specs",
     "load_estimator",
     "make_estimator",
     "register_estimator",
     "split_by_trajectory",
 ]
 
-_REGISTRY: dict[str, str] = {
-    "tj": "uvs_core.estimators.classical:TrueJacobian",
-    "broyden": "uvs_core.estimators.classical:Broyden",
-    "llknn": "uvs_core.estimators.classical:LocalLinearKNN",
-    "nj": "uvs_learning.neural_jacobian:NeuralJacobian",
-    "binj": "uvs_learning.neural_jacobian:BiNeuralJacobian",
-    "nk_tanh": "uvs_learning.neural_kinematics:NeuralKinematicsTanh",
-    "nk_relu": "uvs_learning.neural_kinematics:NeuralKinematicsReLU",
-    # beyond the paper: the nk_tanh prior corrected online (issue 15)
-    "nk_adapt": "uvs_learning.nk_adapt:NeuralKinematicsAdapt",
-    # beyond the paper: K nk_tanh members, J = mean, with an uncertainty (issue 15)
-    "nk_ens": "uvs_learning.nk_ensemble:NeuralKinematicsEnsemble",
-}
-
-#: the built-in estimators, in the paper's order of baselines then methods, then ours
-ESTIMATOR_NAMES: tuple[str, ...] = tuple(_REGISTRY)
-
-
-def register_estimator(name: str, target: str) -> None:
-    """Register ``name`` -> ``"package.module:Class"`` (a subclass of Estimator)."""
-    if ":" not in target:
-        raise ValueError(f"estimator target must be 'module:Class', got {target!r}")
-    _REGISTRY[name] = target
-
-
-def estimator_names() -> tuple[str, ...]:
-    """All registered names, built-in first."""
-    return tuple(_REGISTRY)
-
 
 def estimator_class(name: str) -> type[Estimator]:
-    """The Estimator subclass registered as ``name``.
+    """The Estimator subclass registered as ``name`` (imports its module).
 
     ValueError listing the valid names for an unknown name; ImportError with
     a hint when the implementing package (e.g. uvs_learning/torch) is absent.
     """
-    try:
-        target = _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown estimator {name!r}; valid: {', '.join(_REGISTRY)}"
-        ) from None
+    target = estimator_spec(name).target
     module_name, _, class_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -89,9 +67,9 @@ def estimator_class(name: str) -> type[Estimator]:
             f"estimator {name!r} needs module {module_name!r}, which cannot be imported "
             f"({exc}); the neural estimators need the uvs_learning package and PyTorch"
         ) from exc
-    cls = getattr(module, class_name)
+    cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Estimator)):
-        raise TypeError(f"{target} is not an Estimator subclass")
+        raise TypeError(f"{target} (estimator {name!r}) is not an Estimator subclass")
     return cls
 
 

@@ -236,6 +236,13 @@ class Broyden(Estimator):
         self._q_prev = qa
         self._x_prev = x
 
+    def batch_view(self, batch: int):
+        """B independent Broyden states starting from this one's initial J
+        (uvs_core.evaluation.BatchedBroyden, the same update vectorised)."""
+        from uvs_core.evaluation import BatchedBroyden
+
+        return BatchedBroyden.from_estimator(self, batch)
+
     def _estimate(self, qa):
         return self.jacobian.copy()
 

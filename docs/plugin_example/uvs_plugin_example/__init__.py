@@ -1,0 +1,1 @@
+"""An example uvs estimator plug-in (docs/plugins.md)."""
