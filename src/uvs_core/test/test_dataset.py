@@ -104,6 +104,7 @@ def task_state(stamp: int, x, valid=True):
         position=np.asarray(x, float),
         labels=["x", "y", "z"],
         valid=valid,
+        velocity=np.zeros(0),
     )
 
 
@@ -157,7 +158,7 @@ def test_embedded_task_state_definition_matches_msg_file():
     from_file = get_types_from_msg(TASK_STATE_FILE.read_text(), name)
     assert embedded == from_file
     fields = [f[0] for f in embedded[name][1]]
-    assert fields == ["header", "task", "position", "labels", "valid"]
+    assert fields == ["header", "task", "position", "labels", "valid", "velocity"]
 
 
 # -- the file is a standard rosbag2 / MCAP bag ----------------------------------
@@ -428,3 +429,26 @@ def test_random_damage_gives_dataset_or_dataset_error(bag, data):
             assert back.q.shape[1] == data.q.shape[1] and len(back) <= len(data)
             outcomes.add("read")
     assert "error" in outcomes
+
+
+def test_task_states_written_before_the_velocity_field_still_read(tmp_path):
+    """Bags recorded before TaskState gained `velocity` (issue 16) hold the shorter
+    message; the reader takes either."""
+    from uvs_core import dataset as ds
+
+    store = ds._typestore()
+    old_t = store.types[ds._TASK_STATE_V1_TYPE]
+    header_t = store.types["std_msgs/msg/Header"]
+    time_t = store.types["builtin_interfaces/msg/Time"]
+    old = old_t(header=header_t(stamp=time_t(sec=3, nanosec=5), frame_id=""), task="single_point",
+                position=np.array([0.1, 0.2, 0.3]), labels=["x", "y", "z"], valid=True)
+    raw = store.serialize_cdr(old, ds._TASK_STATE_V1_TYPE)
+    msg = ds._Collector(tmp_path / "bag", None, 0)._task_state(raw)
+    np.testing.assert_array_equal(msg.position, [0.1, 0.2, 0.3])
+    assert msg.valid and msg.header.stamp.sec == 3
+    new = store.types[ds.TASK_STATE_TYPE](header=old.header, task="single_point",
+                                          position=old.position, labels=old.labels, valid=True,
+                                          velocity=np.array([1.0, 0.0, 0.0]))
+    msg = ds._Collector(tmp_path / "bag", None, 0)._task_state(
+        store.serialize_cdr(new, ds.TASK_STATE_TYPE))
+    np.testing.assert_array_equal(msg.velocity, [1.0, 0.0, 0.0])

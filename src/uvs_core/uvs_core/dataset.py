@@ -71,7 +71,11 @@ string task
 float64[] position
 string[] labels
 bool valid
+float64[] velocity
 """
+# TaskState before the velocity field (issue 16): bags written then still read.
+_TASK_STATE_V1_MSG = TASK_STATE_MSG.replace("float64[] velocity\n", "")
+_TASK_STATE_V1_TYPE = "uvs_interfaces/msg/TaskStateV1"
 
 Progress = Callable[[int, int], None]
 
@@ -156,6 +160,7 @@ def _typestore():
     newest = [store for store in Stores if store.name.startswith("ROS2_")][-1]
     store = get_typestore(newest)
     store.register(get_types_from_msg(TASK_STATE_MSG, TASK_STATE_TYPE))
+    store.register(get_types_from_msg(_TASK_STATE_V1_MSG, _TASK_STATE_V1_TYPE))
     return store
 
 
@@ -306,6 +311,7 @@ def _write_messages(writer_cls, storage_plugin, bag_dir: Path, dataset: Dataset,
             position=empty,
             labels=labels,
             valid=True,
+            velocity=empty,
         )
         for i in range(count):
             stamp = stamps[i]
@@ -554,6 +560,13 @@ class _Collector:
         self.task: str | None = None
         self.labels: list[str] = []
 
+    def _task_state(self, raw: bytes):
+        """A TaskState, with or without the velocity field (bags of either age)."""
+        try:
+            return self.deserialize(raw, TASK_STATE_TYPE)
+        except Exception:  # noqa: BLE001 - rosbags raises several types on a short buffer
+            return self.deserialize(raw, _TASK_STATE_V1_TYPE)
+
     def add(self, topic: str, chosen: dict, timestamp: int, raw: bytes) -> None:
         if topic == chosen["joint"]:
             msg = self.deserialize(raw, JOINT_STATE_TYPE)
@@ -571,7 +584,7 @@ class _Collector:
             self.joint_stamps.append(stamp.sec * _NS + stamp.nanosec)
             self.joint_pos.append(position)
         elif topic == chosen["task"]:
-            msg = self.deserialize(raw, TASK_STATE_TYPE)
+            msg = self._task_state(raw)
             if not msg.valid:
                 self.invalid += 1
             else:
@@ -590,7 +603,7 @@ class _Collector:
             msg = self.deserialize(raw, ARRAY_TYPE)
             self.extras.setdefault("command", {})[timestamp] = np.asarray(msg.data, float)
         elif topic == chosen["target"]:
-            msg = self.deserialize(raw, TASK_STATE_TYPE)
+            msg = self._task_state(raw)
             stamp = msg.header.stamp.sec * _NS + msg.header.stamp.nanosec
             self.extras.setdefault("target", {})[stamp] = np.asarray(msg.position, float)
         else:
