@@ -88,13 +88,13 @@ def test_babbler_records_trajectories_from_home_through_the_driver(ros_context, 
 
 def test_babbler_without_a_driver_fails_with_the_service_name(ros_context, tmp_path):
     output = tmp_path / "never"
+    started = time.monotonic()   # the babbler's wait begins while it is constructed
     babbler = BabblerNode(context=ros_context, parameter_overrides=[
         Parameter("home_service", value="nobody/home"), Parameter("service_timeout", value=0.3),
         Parameter("output", value=str(output))])
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(babbler)
     try:
-        started = time.monotonic()
         while not babbler.done.is_set() and time.monotonic() - started < 10.0:
             executor.spin_once(timeout_sec=0.05)
         assert babbler.done.is_set()
