@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -143,14 +142,11 @@ def test_benchmark_on_ray_gives_the_local_pool_numbers(tmp_path):
 @needs_ray
 def test_small_sweep_on_a_local_ray_instance(tmp_path):
     out = tmp_path / "sweep"
-    start = time.monotonic()
     result = _uvs("sweep", "--task", "single_point", "--estimators", "broyden",
                   "--grid", "alpha=0.5,1.0", "--seeds", "0", "--robots", "gen3,ur5e",
                   "--quick", "--targets", "10", "--target-seeds", "1", "--executor", "ray",
                   "--workers", "2", "--out", str(out), "--json")
-    seconds = time.monotonic() - start
     assert result.returncode == 0, result.stderr
-    assert seconds < 120
     res = json.loads(result.stdout.strip().splitlines()[-1])
     assert res == json.loads((out / "sweep.json").read_text())
     assert res["schema"] == "uvs-sweep/1" and res["spec"]["executor"] == "ray"
