@@ -48,6 +48,12 @@ def test_visual_servo_adds_camera_and_tracker_and_keeps_model_x_as_ground_truth(
                            "hue_tracker"]
     assert specs["driver"].remappings == (("task_state", "ground_truth/task_state"),)
     assert specs["hue_tracker"].parameters["source"] == "topic"
+    # the sim camera's frames are read reliably, another camera's stream best effort
+    assert specs["hue_tracker"].parameters["image_reliability"] == "reliable"
+    topic = {s.name: s for s in servo_graph(GraphOptions(backend="gen3", task="visual_servo",
+                                                         camera="topic"))}
+    assert topic["hue_tracker"].parameters == {"source": "topic",
+                                               "image_reliability": "best_effort"}
     webcam = {s.name: s for s in servo_graph(GraphOptions(backend="gen3", task="visual_servo",
                                                           camera="webcam", video_device=2))}
     assert "sim_camera" not in webcam

@@ -21,12 +21,13 @@ from rcl_interfaces.srv import SetParameters
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, JointState
+from sensor_msgs.msg import CameraInfo, Image, JointState
 
 from uvs_core.robot import load_robot
 from uvs_core.tasks import make_task
 from uvs_interfaces.msg import TaskState
 from uvs_vision.hue_tracker_node import HueTrackerNode
+from uvs_vision.image_conv import array_to_image_fields
 from uvs_vision.render import draw_disc, make_background
 from uvs_vision.ros_common import SENSOR_QOS
 from uvs_vision.sim_camera_node import SimCameraNode
@@ -141,7 +142,8 @@ def test_sim_camera_to_tracker_reads_back_the_task_state(graph):
     executor, make = graph
     task = make_task("visual_servo", load_robot("gen3"))
     camera = make(SimCameraNode, parameter_overrides=_overrides(rate=30.0, noise_std=3.0))
-    tracker = make(HueTrackerNode)
+    # as servo.launch.py starts it beside the sim camera
+    tracker = make(HueTrackerNode, parameter_overrides=_overrides(image_reliability="reliable"))
     probe = make(rclpy.create_node, "vision_test_probe")
     joint_pub = probe.create_publisher(JointState, "joint_states", 10)
     states: list[TaskState] = []
@@ -176,6 +178,46 @@ def test_sim_camera_to_tracker_reads_back_the_task_state(graph):
     assert (info.width, info.height) == (cam.width, cam.height)
     np.testing.assert_allclose(info.k, [cam.fx, 0, cam.cx, 0, cam.fy, cam.cy, 0, 0, 1])
     assert info.header.frame_id == "camera_optical_frame"
+
+
+def test_image_stream_is_reliable_from_the_sim_camera_and_a_best_effort_camera_feeds_too(graph):
+    """The sim camera's 0.9 MB frames go reliable (best effort lost 70 % of them, and the
+    tracker up to 1.4 s of them, beside two CPU hogs); a tracker with the default
+    image_reliability (best_effort) still reads a camera driver's sensor-data stream."""
+    executor, make = graph
+    camera = make(SimCameraNode, parameter_overrides=_overrides(rate=30.0))
+    tracker = make(HueTrackerNode)
+    probe = make(rclpy.create_node, "vision_qos_probe")
+    for node in (camera, tracker, probe):
+        executor.add_node(node)
+    assert _spin_until(executor, lambda: len(probe.get_publishers_info_by_topic(
+        "/image_raw")) == 1 and len(probe.get_subscriptions_info_by_topic("/image_raw")) == 1)
+    (published,) = probe.get_publishers_info_by_topic("/image_raw")
+    assert published.node_name == "sim_camera"
+    # (discovery carries reliability, not history or depth)
+    assert published.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+    camera.destroy_node()
+    executor.remove_node(camera)
+
+    states: list[TaskState] = []
+    probe.create_subscription(TaskState, "task_state", states.append, RELIABLE_100)
+    best_effort = probe.create_publisher(Image, "image_raw", SENSOR_QOS)
+    assert _wait_for_subscriber(best_effort), "the tracker never matched a best-effort camera"
+    width, height, uv = 320, 240, (200.0, 90.0)
+    image = make_background(width, height, "solid", (120, 115, 110))
+    draw_disc(image, uv, 9.0, (40, 40, 220))
+    frame = Image(**array_to_image_fields(image, "bgr8"))
+    assert _spin_until(executor, lambda: any(s.valid for s in states),
+                       every=lambda: best_effort.publish(frame)), \
+        "no task_state from a best-effort image stream"
+    state = next(s for s in states if s.valid)
+    np.testing.assert_allclose(state.position, uv, atol=1.0)
+
+    # A reliable tracker cannot read that stream, and says so.
+    strict = make(HueTrackerNode, "strict_tracker",
+                  parameter_overrides=_overrides(image_reliability="reliable"))
+    executor.add_node(strict)
+    assert _spin_until(executor, lambda: strict.incompatible_publishers == 1)
 
 
 def test_sim_camera_renders_a_target_marker_a_second_tracker_reads_as_target(graph):

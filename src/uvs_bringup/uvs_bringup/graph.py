@@ -240,7 +240,11 @@ def servo_graph(options: GraphOptions) -> list[NodeSpec]:
                                   "uvs_vision.sim_camera_node:SimCameraNode", "sim_camera.yaml",
                                   camera_params))
         source = "webcam" if options.camera == "webcam" else "topic"
-        tracker_params = {"source": source}
+        # The sim camera's large frames go reliable (uvs_vision.ros_common.IMAGE_PUB_QOS);
+        # another camera's stream is read best effort, which matches any publisher.
+        reliability = {"image_reliability": "reliable" if options.camera == "sim"
+                       else "best_effort"}
+        tracker_params = {"source": source, **(reliability if source == "topic" else {})}
         if source == "webcam":
             tracker_params["video_device"] = options.video_device
         nodes.append(NodeSpec("hue_tracker", "uvs_vision", "hue_tracker",
@@ -251,7 +255,7 @@ def servo_graph(options: GraphOptions) -> list[NodeSpec]:
             # on the same images; what it tracks is the controller's target.
             nodes.append(NodeSpec("target_tracker", "uvs_vision", "hue_tracker",
                                   "uvs_vision.hue_tracker_node:HueTrackerNode",
-                                  "hue_tracker.yaml", {"source": "topic"},
+                                  "hue_tracker.yaml", {"source": "topic", **reliability},
                                   (("task_state", "target"),)))
     return nodes
 

@@ -36,6 +36,7 @@ import os
 import cv2
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -46,6 +47,7 @@ from uvs_vision.image_conv import ImageConversionError, array_to_image_fields, i
 from uvs_vision.ros_common import (
     BOOL,
     DOUBLE,
+    IMAGE_SUB_QOS,
     INT,
     SENSOR_QOS,
     STATE_QOS,
@@ -76,6 +78,11 @@ PARAMETERS = {
     "source": ("topic", descriptor(
         "Where images come from: the image_raw topic, a webcam, or a video file.",
         STR, read_only=True, choices=SOURCES)),
+    "image_reliability": ("best_effort", descriptor(
+        "topic: reliability of the image_raw subscription. best_effort matches any camera "
+        "(a driver's sensor-data stream); reliable resends lost fragments of large frames "
+        "and needs a reliable publisher (the sim camera; servo.launch.py sets it there).",
+        STR, read_only=True, choices=tuple(IMAGE_SUB_QOS))),
     "video_device": (0, descriptor(
         "webcam: OpenCV VideoCapture device index (/dev/videoN).",
         INT, read_only=True, ints=(0, 255))),
@@ -121,6 +128,9 @@ def validate_parameters(values: dict) -> str | None:
     """Why this full set of parameter values is not acceptable, or None when it is."""
     if values["source"] not in SOURCES:
         return f"source {values['source']!r} unknown; choose one of {', '.join(SOURCES)}"
+    if values["image_reliability"] not in IMAGE_SUB_QOS:
+        return (f"image_reliability {values['image_reliability']!r} unknown; choose one of "
+                f"{', '.join(IMAGE_SUB_QOS)}")
     if values["source"] == "file" and not str(values["video_file"]).strip():
         return "source 'file' needs video_file, the path of a video"
     rate = values["rate"]
@@ -168,6 +178,7 @@ class HueTrackerNode(Node):
         self.frames = 0            # frames tracked
         self._capture: cv2.VideoCapture | None = None
         self._capture_frames = 0   # frames read since the capture was (re)started
+        self.incompatible_publishers = 0   # image_raw publishers it cannot match
         self._ended = False
 
         self._state_pub = self.create_publisher(TaskState, "task_state", STATE_QOS)
@@ -176,7 +187,9 @@ class HueTrackerNode(Node):
         self._timer = None
         if self._source == "topic":
             self._image_sub = self.create_subscription(
-                Image, "image_raw", self._on_image, SENSOR_QOS)
+                Image, "image_raw", self._on_image, IMAGE_SUB_QOS[values["image_reliability"]],
+                event_callbacks=SubscriptionEventCallbacks(
+                    incompatible_qos=self._on_incompatible_image_qos))
             where = f"topic {self._image_sub.topic_name}"
         else:
             self._capture = self._open_capture(values)
@@ -191,6 +204,14 @@ class HueTrackerNode(Node):
             f"tracking hue {c.hue_low}..{c.hue_high} (S >= {c.sat_min}, V >= {c.val_min}, "
             f"area >= {c.min_area:g} px, up to {c.max_markers} marker(s)) from {where}; "
             f"publishing {self._state_pub.topic_name}")
+
+    def _on_incompatible_image_qos(self, event) -> None:
+        self.incompatible_publishers = event.total_count
+        self.get_logger().error(
+            f"{self._image_sub.topic_name}: a publisher's QoS does not match this "
+            f"{self.get_parameter('image_reliability').value} subscription "
+            f"(policy {event.last_policy_kind.name}); no frames from it. A best-effort camera "
+            "needs image_reliability:=best_effort", throttle_duration_sec=_LOG_PERIOD)
 
     def _values(self) -> dict:
         return {name: self.get_parameter(name).value for name in PARAMETERS}

@@ -62,6 +62,7 @@ from uvs_vision.ros_common import (
     BOOL,
     DOUBLE,
     DOUBLE_ARRAY,
+    IMAGE_PUB_QOS,
     INT,
     INT_ARRAY,
     LATEST_QOS,
@@ -275,7 +276,7 @@ class SimCameraNode(Node):
         self.frames_dropped = 0
         self.wrong_blobs = 0
 
-        self._image_pub = self.create_publisher(Image, "image_raw", SENSOR_QOS)
+        self._image_pub = self.create_publisher(Image, "image_raw", IMAGE_PUB_QOS)
         self._info_pub = self.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
         self._joint_sub = self.create_subscription(
             JointState, "joint_states", self._on_joint_state, LATEST_QOS)
