@@ -374,7 +374,7 @@ def test_a_late_answer_is_bridged_with_the_last_jacobian_within_jacobian_hold(ro
         held = [s for s in seen if s.estimator == "fake_tj (held)"]
         if hold > 0:
             assert len(halted) <= 2, [s.reason for s in halted][:3]
-            assert len(held) >= 10 and h.controller.held_cycles >= 10
+            assert len(held) >= 10 and h.controller.cycle.held_cycles >= 10
             assert all(np.any(np.asarray(s.command) != 0) for s in held)
         else:
             assert len(halted) >= 10 and held == []
@@ -749,7 +749,7 @@ def test_a_new_target_is_not_latched_by_a_cycle_of_the_old_one(harness):
         assert all(s.state == ServoStatus.HALTED for s in mine)
     # It does latch again once the fault lasts fault_latch_after.
     h.wait_status(lambda s: s.latched, since=time.monotonic())
-    assert h.controller.dropped_cycles >= 1
+    assert h.controller.cycle.dropped_cycles >= 1
 
 
 def test_feed_forward_tracks_a_circling_target_closer_than_feedback_alone(ros_context):

@@ -200,16 +200,6 @@ class ControllerNode(Node):
         """Convergence tolerance in task units (the parameter, or the task default)."""
         return self.cycle.tolerance
 
-    @property
-    def held_cycles(self) -> int:
-        """Cycles servoed on a held Jacobian since start (jacobian_hold)."""
-        return self.cycle.held_cycles
-
-    @property
-    def dropped_cycles(self) -> int:
-        """Cycles dropped because the target changed while they waited for the estimator."""
-        return self.cycle.dropped_cycles
-
     def _apply_parameters(self, changed: set[str]) -> None:
         self.cycle.apply({name: self._values[name] for name in changed})
         self.get_logger().info("parameters: " + ", ".join(

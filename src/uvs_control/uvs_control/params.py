@@ -13,7 +13,7 @@ import math
 from uvs_core.control import JOINT_LIMIT_POLICIES, VELOCITY_LIMIT_MODES, ControlConfig
 from uvs_core.tasks import TASK_NAMES, cond_thresholds
 from uvs_ros.params import Param, ParamSpec
-from uvs_ros.robot_model import ROBOT_MODEL_PARAMETERS, robot_model_reason
+from uvs_ros.robot_model import robot_model_params, robot_model_reason
 
 __all__ = ["ENVELOPE_MODES", "PARAMETERS", "SPEC", "TARGET_VELOCITY_MODES", "control_config",
            "tolerance", "validate_parameters"]
@@ -37,11 +37,7 @@ def _by_task(which: int) -> str:
 PARAMETERS = {
     "task": Param("single_point",
         "Servo task: what x is, which joints are driven.", read_only=True, choices=TASK_NAMES),
-    "robot": Param("gen3",
-        "Robot model (joint limits, markers): a name under config/robots, a robot YAML "
-        "or URDF path, or robot_description (the URDF on that topic, from a robot driver).",
-        read_only=True),
-    **ROBOT_MODEL_PARAMETERS,
+    **robot_model_params("joint limits, markers"),
     "rate": Param(20.0,
         "Control rate, Hz (paper: 20, dt = 0.05 s).", range=(1.0, 1000.0)),
     "gain": Param(_DEFAULT.gain,

@@ -38,9 +38,9 @@ from uvs_core.dataset import Dataset, DatasetError, write_bag
 from uvs_core.tasks import TASK_NAMES, make_task
 from uvs_interfaces.msg import TaskState
 from uvs_ros import run_node
-from uvs_ros.params import Param, ParamSpec, non_negative, positive
+from uvs_ros.params import Param, ParamSpec, non_empty, non_negative, positive
 from uvs_ros.qos import COMMAND_QOS, RECORD_QOS
-from uvs_ros.robot_model import ROBOT_MODEL_PARAMETERS, load_node_robot, robot_model_reason
+from uvs_ros.robot_model import load_node_robot, robot_model_params, robot_model_reason
 
 __all__ = ["BabblerNode", "main"]
 
@@ -52,22 +52,10 @@ _PENDING = 200  # unpaired messages kept per topic
 _ENVELOPES = ("robot", "box", "off")
 
 
-def _bag_path(name: str, value) -> str | None:
-    return "output must be a bag directory path" if not str(value).strip() else None
-
-
-def _service_name(name: str, value) -> str | None:
-    return "home_service must name a service" if not str(value).strip() else None
-
-
 # The babbler's parameters (uvs_ros.params): the run's shape is fixed at start
 # (read-only); only the deadlines may change while it runs.
 SPEC = ParamSpec({
-    "robot": Param("gen3",
-        "Robot model (a name under config/robots, a YAML or URDF path, or "
-        "robot_description: the URDF on that topic); must match the driver's.",
-        read_only=True),
-    **ROBOT_MODEL_PARAMETERS,
+    **robot_model_params("joints babbled, targets"),
     "task": Param("single_point",
         "Task whose active joints are babbled.",
         read_only=True, choices=TASK_NAMES),
@@ -112,12 +100,12 @@ SPEC = ParamSpec({
         "driver's own envelope in both modes.",
         read_only=True, choices=_ENVELOPES),
     "output": Param("bags/babble", "Bag directory to write (rosbag2, MCAP).",
-        read_only=True, checks=(_bag_path,)),
+        read_only=True, checks=(non_empty,)),
     "overwrite": Param(False, "Replace an existing bag at output.",
         read_only=True),
     "home_service": Param("driver/home",
         "The driver's home service (std_srvs/Trigger).",
-        read_only=True, checks=(_service_name,)),
+        read_only=True, checks=(non_empty,)),
     "service_timeout": Param(10.0,
         "Longest wait for the home service to appear, s.",
         range=(0.0, 3600.0),

@@ -85,7 +85,7 @@ from uvs_interfaces.msg import TaskState
 from uvs_ros import run_node
 from uvs_ros.params import Param, ParamSpec, non_negative, positive
 from uvs_ros.qos import COMMAND_READER_QOS, LATCHED_QOS, STATE_QOS
-from uvs_ros.robot_model import ROBOT_MODEL_PARAMETERS, load_node_robot, robot_model_reason
+from uvs_ros.robot_model import load_node_robot, robot_model_params, robot_model_reason
 
 __all__ = ["DriverNode", "main"]
 
@@ -116,11 +116,7 @@ SPEC = ParamSpec({
     "backend": Param("sim",
         "Arm backend: the kinematic simulation or a Kinova Gen3 through the Kortex API.",
         read_only=True, choices=BACKEND_NAMES),
-    "robot": Param("gen3",
-        "Robot model: a name under config/robots, a robot YAML or URDF path, or "
-        "robot_description (the URDF on that topic, from a robot driver).",
-        read_only=True),
-    **ROBOT_MODEL_PARAMETERS,
+    **robot_model_params("kinematics, limits, safety envelope"),
     "task": Param("single_point",
         "Task: which joints are driven and, in simulation, what task_state holds.",
         read_only=True, choices=TASK_NAMES),
@@ -550,29 +546,30 @@ class DriverNode(Node):
     def _on_stop(self, request: Trigger.Request, response: Trigger.Response):
         with self._lock:
             self._clear_command()
-            try:
-                self.backend.stop()
-            except BackendError as exc:
-                response.success, response.message = False, str(exc)
-                self.get_logger().error(f"stop failed: {exc}")
-                return response
-        response.success, response.message = True, "stopped; send a new command to move"
+            self._answer(response, "stop", self.backend.stop,
+                         "stopped; send a new command to move")
         return response
 
     def _on_clear_faults(self, request: Trigger.Request, response: Trigger.Response):
         with self._lock:
             self._clear_command()
+        # Outside the lock: clearing waits for the arm; the ticks keep publishing.
+        if self._answer(response, "clear_faults", self.backend.clear_faults,
+                        "faults cleared; the arm takes commands"):
+            self._unlatch("faults cleared")
+            self.get_logger().info("faults cleared")
+        return response
+
+    def _answer(self, response: Trigger.Response, what: str, call, done: str) -> bool:
+        """Fill ``response`` with the outcome of the backend ``call``; whether it worked."""
         try:
-            # Outside the lock: clearing waits for the arm; the ticks keep publishing.
-            self.backend.clear_faults()
+            call()
         except BackendError as exc:
             response.success, response.message = False, str(exc)
-            self.get_logger().error(f"clear_faults failed: {exc}")
-            return response
-        response.success, response.message = True, "faults cleared; the arm takes commands"
-        self._unlatch("faults cleared")
-        self.get_logger().info("faults cleared")
-        return response
+            self.get_logger().error(f"{what} failed: {exc}")
+            return False
+        response.success, response.message = True, done
+        return True
 
     def _unlatch(self, why: str) -> None:
         """An operator acted: commands are taken again (a new one is needed to move)."""

@@ -71,7 +71,7 @@ from uvs_estimation.jacobian_service import (
 from uvs_interfaces.srv import EstimateJacobian
 from uvs_ros import run_node
 from uvs_ros.params import Param, ParamSpec
-from uvs_ros.robot_model import ROBOT_MODEL_PARAMETERS, load_node_robot, robot_model_reason
+from uvs_ros.robot_model import load_node_robot, robot_model_params, robot_model_reason
 
 __all__ = ["DEFAULT_ESTIMATOR", "NODE_NAME", "JacobianEstimatorNode", "estimator_spec", "main"]
 
@@ -101,11 +101,7 @@ def estimator_spec(learned: tuple[str, ...] | None = None,
             constraints=f"one of: {', '.join(estimator_names())}"),
         "task": Param("single_point", "servoing task whose Jacobian is estimated",
                       read_only=True, choices=TASK_NAMES),
-        "robot": Param(
-            "gen3", "robot model: a name under config/robots (gen3), a robot YAML or "
-            "URDF path, or robot_description (the URDF on that topic, from a robot driver)",
-            read_only=True),
-        **ROBOT_MODEL_PARAMETERS,
+        **robot_model_params("the Jacobians served; a model made for another robot is refused"),
         "model_dir": Param(
             model_dir, "root of the trained models, laid out <model_dir>/<task>/<estimator> "
             "(the Gen3's) and <model_dir>/<robot>/<task>/<estimator>; empty: the models/ "

@@ -94,12 +94,14 @@ _ARRAY_TYPES = {bool: ParameterType.PARAMETER_BOOL_ARRAY,
                 int: ParameterType.PARAMETER_INTEGER_ARRAY,
                 float: ParameterType.PARAMETER_DOUBLE_ARRAY,
                 str: ParameterType.PARAMETER_STRING_ARRAY}
-_TYPE_NAMES = {ParameterType.PARAMETER_BOOL: "bool", ParameterType.PARAMETER_INTEGER: "integer",
-               ParameterType.PARAMETER_DOUBLE: "double", ParameterType.PARAMETER_STRING: "string",
-               ParameterType.PARAMETER_BOOL_ARRAY: "bool array",
-               ParameterType.PARAMETER_INTEGER_ARRAY: "integer array",
-               ParameterType.PARAMETER_DOUBLE_ARRAY: "double array",
-               ParameterType.PARAMETER_STRING_ARRAY: "string array"}
+_TYPE_NAMES = {ParameterType.PARAMETER_BOOL: "a bool",
+               ParameterType.PARAMETER_INTEGER: "an integer",
+               ParameterType.PARAMETER_DOUBLE: "a double",
+               ParameterType.PARAMETER_STRING: "a string",
+               ParameterType.PARAMETER_BOOL_ARRAY: "a bool array",
+               ParameterType.PARAMETER_INTEGER_ARRAY: "an integer array",
+               ParameterType.PARAMETER_DOUBLE_ARRAY: "a double array",
+               ParameterType.PARAMETER_STRING_ARRAY: "a string array"}
 
 
 def _type_of(value) -> int:
@@ -183,7 +185,7 @@ class Param:
     def reason(self, name: str, value) -> str | None:
         """Why ``value`` is not acceptable for this parameter alone, or None."""
         if not _matches(self.param_type, value):
-            return (f"{name} must be a {_TYPE_NAMES[self.param_type]}, got {value!r} "
+            return (f"{name} must be {_TYPE_NAMES[self.param_type]}, got {value!r} "
                     f"({type(value).__name__})")
         if self.choices and value not in self.choices:
             return f"{name} {value!r} unknown; choose one of {', '.join(self.choices)}"

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ROBOT_DESCRIPTION", "ROBOT_MODEL_PARAMETERS",
            "RobotDescriptionError", "load_node_robot", "robot_model_reason",
-           "wait_for_robot_description"]
+           "robot_model_params", "wait_for_robot_description"]
 
 #: the value of a node's ``robot`` parameter that means: the URDF on this topic
 ROBOT_DESCRIPTION = "robot_description"
@@ -51,6 +51,17 @@ ROBOT_MODEL_PARAMETERS = {
         "", "URDF robots (robot_description or a .urdf path): the chain's tip link; "
         "empty: the URDF's single leaf below the base", read_only=True),
 }
+
+
+def robot_model_params(use: str = "") -> dict[str, Param]:
+    """The ``robot`` parameter and ROBOT_MODEL_PARAMETERS, for a node's ParamSpec (with
+    ``robot_model_reason`` among its checks). use: what the node takes from the model,
+    for the description."""
+    return {"robot": Param(
+        "gen3", "Robot model" + (f" ({use})" if use else "") + ": a name under "
+        "config/robots, a robot YAML or URDF path, or robot_description (the URDF on that "
+        "topic, from a robot driver); the same for every node.", read_only=True),
+        **ROBOT_MODEL_PARAMETERS}
 
 
 class RobotDescriptionError(ValueError):

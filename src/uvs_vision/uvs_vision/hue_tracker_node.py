@@ -197,23 +197,19 @@ class HueTrackerNode(Node):
     def _open_capture(self, values: dict) -> cv2.VideoCapture | None:
         """Open the webcam or video file; None (error logged) when it cannot be opened."""
         if self._source == "webcam":
-            device = values["video_device"]
-            capture = cv2.VideoCapture(device)
-            if not capture.isOpened():
-                self.get_logger().error(
-                    f"cannot open webcam {device} (/dev/video{device}): no such device, no "
-                    "permission, or in use; publishing valid=False")
+            source = values["video_device"]
+            failure = (f"cannot open webcam {source} (/dev/video{source}): no such device, "
+                       "no permission, or in use")
+        else:
+            source = os.path.expanduser(values["video_file"])
+            if not os.path.isfile(source):
+                self.get_logger().error(f"video file {source!r} not found; publishing "
+                                        "valid=False")
                 return None
-            return capture
-        path = os.path.expanduser(values["video_file"])
-        if not os.path.isfile(path):
-            self.get_logger().error(f"video file {path!r} not found; publishing valid=False")
-            return None
-        capture = cv2.VideoCapture(path)
+            failure = f"cannot read video file {source!r} (not a video OpenCV can decode)"
+        capture = cv2.VideoCapture(source)
         if not capture.isOpened():
-            self.get_logger().error(
-                f"cannot read video file {path!r} (not a video OpenCV can decode); "
-                "publishing valid=False")
+            self.get_logger().error(f"{failure}; publishing valid=False")
             return None
         return capture
 

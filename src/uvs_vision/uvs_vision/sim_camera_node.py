@@ -55,7 +55,7 @@ from uvs_core.trajectories import PATH_KINDS, TargetPath
 from uvs_ros import run_node
 from uvs_ros.params import Param, ParamSpec, positive
 from uvs_ros.qos import COMMAND_QOS, LATEST_QOS, SENSOR_QOS
-from uvs_ros.robot_model import ROBOT_MODEL_PARAMETERS, load_node_robot, robot_model_reason
+from uvs_ros.robot_model import load_node_robot, robot_model_params, robot_model_reason
 from uvs_vision.image_conv import array_to_image_fields
 from uvs_vision.render import BACKGROUNDS, MarkerRenderer, RenderConfig
 
@@ -74,11 +74,7 @@ _LOG_PERIOD = 2.0  # s between repeated log lines of one kind
 # The sim camera's parameters (uvs_ros.params); config/sim_camera.yaml is checked
 # against them.
 PARAMETERS = {
-    "robot": Param("gen3",
-        "Robot model: a name under config/robots, a robot YAML or URDF path, or "
-        "robot_description (the URDF on that topic, from a robot driver).",
-        read_only=True),
-    **ROBOT_MODEL_PARAMETERS,
+    **robot_model_params("the camera and the marker's position"),
     "task": Param("visual_servo",
         "Task whose camera (intrinsics and pose, from the robot YAML's tasks: section) "
         "renders the marker.", read_only=True, choices=CAMERA_TASKS),
