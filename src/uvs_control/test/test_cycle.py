@@ -69,10 +69,11 @@ class World:
         return self.cycle.step(self.now, self.ask, lambda: self.now)
 
 
-def test_the_cycle_imports_no_rclpy():
-    code = ("import sys, uvs_control.cycle, uvs_control.params; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('rclpy', 'rcl_interfaces', 'uvs_interfaces')))")
+def test_the_cycle_and_the_specs_import_no_ros():
+    # uvs_ros.params and robot_model too: a spec is plain Python until a node declares it.
+    code = ("import sys, uvs_control.cycle, uvs_control.params, uvs_ros.params, "
+            "uvs_ros.robot_model; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('rclpy', 'rcl_interfaces', 'std_msgs', 'uvs_interfaces')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "[]"

@@ -128,8 +128,7 @@ class ServoCycle:
         self._monitor = self._new_monitor()
         self._joint_state: JointReading | None = None
         self._joint_time = -math.inf          # monotonic at receipt
-        # The last second of joint states, for the estimator's (q, x) pairs (_positions_at)
-        self._joint_history: deque[JointReading] = deque(maxlen=200)
+        self._joint_history: deque[JointReading] = deque(maxlen=200)  # ~1 s, _positions_at
         self._task_state: tuple[int, np.ndarray, bool] | None = None  # stamp ns, x, valid
         self._task_time = -math.inf
         self._target: np.ndarray | None = None
@@ -150,7 +149,7 @@ class ServoCycle:
         self._last_jacobian: tuple[np.ndarray, str, float, float] | None = None
         self._answer_uncertainty = math.nan   # u of the last answer (the cycle's own)
         self.held_cycles = 0                 # cycles servoed on a held J (since start)
-        self.dropped_cycles = 0              # cycles dropped for a target changed mid-cycle
+        self.dropped_cycles = 0              # cycles dropped: the target changed meanwhile
         self._fault_since: float | None = None       # start of the fault halt run
         # Counts operator targets (~/set_target, a far move, ~/cancel, ~/resume): a cycle
         # that waited for the estimator across one describes the old target and is dropped.
@@ -574,9 +573,7 @@ class ServoCycle:
         converged, stalled = self._monitor.update(
             float(info.error_norm) if self.task.name != "pose"
             else float(self.task.distance(x, target)))
-        if target_velocity is not None:
-            # A moving target: followed on target too, and a steady tracking error is no
-            # stall.
+        if target_velocity is not None:     # moving: followed on target too, never stalled
             full[self.task.active] = qdot
             return (CONVERGED if converged[0] else SERVOING), ""
         if converged[0]:
