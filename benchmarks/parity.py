@@ -79,9 +79,9 @@ def controller_values(task_name: str) -> dict:
     import yaml
 
     from uvs_bringup.graph import config_dir
-    from uvs_control.controller_node import PARAMETERS
+    from uvs_control.params import SPEC
 
-    values = {name: default for name, (default, _) in PARAMETERS.items()}
+    values = SPEC.defaults()
     loaded = yaml.safe_load((config_dir() / "controller.yaml").read_text())
     values.update(loaded["controller"]["ros__parameters"])
     values["task"] = task_name
@@ -95,13 +95,13 @@ def controller_law(task, est, goals: np.ndarray, variant: str = "paper",
     trajectory frozen once within the tolerance (the controller then commands zero).
     overrides: controller parameters. stop=False: no freezing at the tolerance (the
     paper's rollout)."""
-    from uvs_control.controller_node import _control_config
+    from uvs_control.params import control_config
     from uvs_core.control import ServoMonitor, control_step, task_rank
     from uvs_core.evaluation import batched, protocol, task_distance
     from uvs_core.sim import Simulation
 
     values = {**controller_values(task.name), **overrides}
-    config = _control_config(values)
+    config = control_config(values)
     proto = protocol(task.name, variant)
     b = len(goals)
     tolerance = values["convergence_tolerance"] or _tolerance(task)
@@ -156,7 +156,7 @@ def decompose(task, est, goals: np.ndarray) -> list[tuple[str, dict]]:
 def _overrides(pairs: list[str]) -> dict:
     """--set NAME=VALUE pairs as controller parameter values (numbers where they parse);
     ValueError for an unknown name or a pair without '='."""
-    from uvs_control.controller_node import PARAMETERS
+    from uvs_control.params import PARAMETERS
 
     out = {}
     for pair in pairs:

@@ -105,13 +105,13 @@ class _DescriptionPublisher:
         from rclpy.node import Node
         from std_msgs.msg import String
 
-        from uvs_ros.robot_model import ROBOT_DESCRIPTION_QOS
+        from uvs_ros.qos import LATCHED_QOS
 
         self.context = Context()
         rclpy.init(context=self.context)
         self.node = Node("robot_state_publisher", context=self.context)
         self.publisher = self.node.create_publisher(String, "robot_description",
-                                                    ROBOT_DESCRIPTION_QOS)
+                                                    LATCHED_QOS)
         self.publisher.publish(String(data=xml))
 
     def stop(self) -> int:

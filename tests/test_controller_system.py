@@ -26,7 +26,7 @@ driver_node = pytest.importorskip("uvs_driver.driver_node",
 estimator_node = pytest.importorskip("uvs_estimation.estimator_node",
                                      reason="uvs_estimation (the estimator service) is not built")
 from uvs_control.controller_node import ControllerNode  # noqa: E402
-from uvs_control.qos import COMMAND_QOS, STATUS_QOS  # noqa: E402
+from uvs_ros.qos import COMMAND_QOS, RECORD_QOS  # noqa: E402
 
 WAIT = 30.0   # s; servoing from home takes ~110 cycles (5.5 s) at gain 1, 20 Hz
 
@@ -44,7 +44,7 @@ class Graph:
         self.task_states: list[TaskState] = []
         self.probe.create_subscription(
             ServoStatus, "controller/status",
-            lambda m: self.statuses.append((time.monotonic(), m)), STATUS_QOS)
+            lambda m: self.statuses.append((time.monotonic(), m)), RECORD_QOS)
         self.probe.create_subscription(
             Float64MultiArray, "joint_velocity_command",
             lambda m: self.commands.append((time.monotonic(), np.asarray(m.data))), COMMAND_QOS)

@@ -11,9 +11,9 @@ from geometry_msgs.msg import PoseStamped
 
 from uvs_bringup.graph import GraphOptions
 from uvs_bringup.runner import ServoGraph
-from uvs_control.qos import TARGET_QOS
 from uvs_core.robot import load_robot
 from uvs_core.tasks import make_task, so3_log
+from uvs_ros.qos import COMMAND_QOS
 
 GEN3 = load_robot("gen3")
 # A pose the true Jacobian reaches from the start pose without meeting a joint limit
@@ -40,7 +40,7 @@ def test_pose_stamped_target_is_reached_with_the_true_jacobian():
     expected = task.x_from_pose(t[:3, 3], t[:3, :3])
     with ServoGraph(GraphOptions(task="pose", estimator="tj")) as graph:
         op = graph.operator
-        pub = op.create_publisher(PoseStamped, "target_pose", TARGET_QOS)
+        pub = op.create_publisher(PoseStamped, "target_pose", COMMAND_QOS)
         deadline = time.monotonic() + 5.0
         while pub.get_subscription_count() < 1:
             assert time.monotonic() < deadline, "controller never subscribed to target_pose"

@@ -21,7 +21,8 @@ from uvs_bringup.graph import ROBOT_DESCRIPTION, GraphOptions, servo_graph
 from uvs_bringup.runner import ServoGraph
 from uvs_core.robot import Robot
 from uvs_estimation.estimator_node import JacobianEstimatorNode
-from uvs_ros.robot_model import ROBOT_DESCRIPTION_QOS, RobotDescriptionError
+from uvs_ros.qos import LATCHED_QOS
+from uvs_ros.robot_model import RobotDescriptionError
 
 ROBOTS = Path(__file__).resolve().parents[1] / "config" / "robots"
 SCARA_JOINTS = ("shoulder", "elbow", "quill", "wrist")
@@ -38,7 +39,7 @@ def description_publisher():
         rclpy.init(context=context)
         contexts.append(context)
         node = Node("fake_robot_state_publisher", context=context)
-        publisher = node.create_publisher(String, "robot_description", ROBOT_DESCRIPTION_QOS)
+        publisher = node.create_publisher(String, "robot_description", LATCHED_QOS)
         publisher.publish(String(data=path.read_text()))
         nodes.append((node, publisher))
         return node

@@ -26,10 +26,10 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from uvs_core.robot import load_robot
 from uvs_core.tasks import make_task
 from uvs_interfaces.msg import TaskState
+from uvs_ros.qos import SENSOR_QOS
 from uvs_vision.hue_tracker_node import HueTrackerNode
 from uvs_vision.image_conv import array_to_image_fields
 from uvs_vision.render import draw_disc, make_background
-from uvs_vision.ros_common import SENSOR_QOS
 from uvs_vision.sim_camera_node import SimCameraNode
 
 DEADLINE = 30.0  # s; generous: the machine is shared with other test runs

@@ -14,6 +14,7 @@ setup(
     zip_safe=True,
     maintainer="uvs maintainers",
     maintainer_email="maintainers@uvs-robotics.org",
-    description="ROS 2 helpers shared by the uvs nodes: main() with a clean shutdown.",
+    description="ROS 2 helpers shared by the uvs nodes: main() with a clean shutdown, "
+                "named QoS profiles, parameter specs.",
     license="Apache-2.0",
 )

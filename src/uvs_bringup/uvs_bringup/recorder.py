@@ -19,12 +19,8 @@ import time
 from pathlib import Path
 
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-# Reliable and deep enough that a burst while the writer is busy loses nothing.
-RECORD_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE
-)
+from uvs_ros.qos import RECORD_QOS
 
 
 def _typestore():
@@ -105,6 +101,27 @@ class TopicCounter(Node):
             self.counts[topic] += 1
 
 
+def recorder_spec():
+    """The recorder's parameters (uvs_ros.params.ParamSpec); config/recorder.yaml is
+    checked against them."""
+    from uvs_bringup.graph import SERVO_TOPICS, TOPIC_TYPES
+    from uvs_ros.params import Param, ParamSpec, non_empty
+
+    def known_topics(name: str, topics) -> str | None:
+        unknown = [t for t in topics if t not in TOPIC_TYPES]
+        if unknown:
+            return (f"no known type for topic(s) {', '.join(unknown)}; "
+                    f"known: {', '.join(TOPIC_TYPES)}")
+        return None
+
+    return ParamSpec({
+        "output": Param("uvs_servo_bag", "bag directory to write (rosbag2, MCAP); must "
+                        "not exist", read_only=True, checks=(non_empty,)),
+        "topics": Param(list(SERVO_TOPICS), "topics to record: " + ", ".join(TOPIC_TYPES),
+                        read_only=True, checks=(known_topics,)),
+    })
+
+
 class RecorderNode(BagRecorder):
     """Node ``recorder``: records the topics of parameter ``topics`` (the graph's, by
     default) into the bag ``output`` (rosbag2, MCAP) until shutdown.
@@ -114,25 +131,14 @@ class RecorderNode(BagRecorder):
     """
 
     def __init__(self, **kwargs):
-        from rcl_interfaces.msg import ParameterDescriptor, ParameterType
-
-        from uvs_bringup.graph import SERVO_TOPICS, TOPIC_TYPES
+        from uvs_bringup.graph import TOPIC_TYPES
 
         Node.__init__(self, "recorder", **kwargs)
-        self.declare_parameter("output", "uvs_servo_bag", ParameterDescriptor(
-            description="bag directory to write (rosbag2, MCAP); must not exist",
-            type=ParameterType.PARAMETER_STRING, read_only=True))
-        self.declare_parameter("topics", list(SERVO_TOPICS), ParameterDescriptor(
-            description="topics to record: " + ", ".join(TOPIC_TYPES),
-            type=ParameterType.PARAMETER_STRING_ARRAY, read_only=True))
-        output = Path(self.get_parameter("output").value).expanduser()
-        topics = list(self.get_parameter("topics").value)
+        values = recorder_spec().declare(self)
+        output = Path(values["output"]).expanduser()
+        topics = list(values["topics"])
         if output.exists():
             raise ValueError(f"recorder: {output} exists; choose a new bag path")
-        unknown = [t for t in topics if t not in TOPIC_TYPES]
-        if unknown:
-            raise ValueError(f"recorder: no known type for topic(s) {', '.join(unknown)}; "
-                             f"known: {', '.join(TOPIC_TYPES)}")
         self._open(output, {t: message_class(TOPIC_TYPES[t]) for t in topics})
         self.get_logger().info(f"recording {len(topics)} topics to {output} (MCAP)")
 

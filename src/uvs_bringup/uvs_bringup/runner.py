@@ -40,7 +40,6 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter, parameter_value_to_python
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
 
 from uvs_bringup.graph import (
@@ -55,9 +54,8 @@ from uvs_bringup.graph import (
 from uvs_bringup.recorder import BagRecorder, TopicCounter, message_class, wait_quiet
 from uvs_interfaces.msg import ServoStatus
 from uvs_interfaces.srv import SetTarget
+from uvs_ros.qos import COMMAND_QOS, RECORD_QOS
 
-STATUS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50,
-                        reliability=ReliabilityPolicy.RELIABLE)
 TERMINAL = {ServoStatus.CONVERGED: "converged", ServoStatus.STALLED: "stalled",
             ServoStatus.HALTED: "halted"}
 
@@ -146,15 +144,12 @@ class Operator(Node):
         self.set_target = self.create_client(SetTarget, "controller/set_target",
                                              callback_group=group)
         self.cancel = self.create_client(Trigger, "controller/cancel", callback_group=group)
-        # Where the sim camera draws the target marker (target_source marker); reliable
-        # depth 1 like its subscription, so a point sent once arrives.
-        self.target_point = self.create_publisher(
-            PointStamped, "target_point",
-            QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                       reliability=ReliabilityPolicy.RELIABLE))
+        # Where the sim camera draws the target marker (target_source marker); a command,
+        # like its subscription, so a point sent once arrives.
+        self.target_point = self.create_publisher(PointStamped, "target_point", COMMAND_QOS)
         self._lock = threading.Lock()
         self._statuses: list[ServoStatus] = []
-        self.create_subscription(ServoStatus, "controller/status", self._on_status, STATUS_QOS,
+        self.create_subscription(ServoStatus, "controller/status", self._on_status, RECORD_QOS,
                                  callback_group=group)
 
     def _on_status(self, msg: ServoStatus) -> None:

@@ -22,10 +22,10 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import Marker, MarkerArray
 
 from uvs_control.controller_node import ControllerNode
-from uvs_control.qos import COMMAND_QOS, MARKER_QOS, STATUS_QOS, TARGET_QOS
 from uvs_core.control import condition_number, control_step, task_rank
 from uvs_interfaces.msg import ServoStatus, TaskState
 from uvs_interfaces.srv import EstimateJacobian, SetTarget
+from uvs_ros.qos import COMMAND_QOS, LATCHED_QOS, RECORD_QOS
 
 RATE = 20.0
 # A well-conditioned pose (condition number ~4): no slowdown, so the expected
@@ -99,7 +99,7 @@ class Harness:
         self.world = rclpy.create_node("stand_in_driver", context=context)
         self._joint_pub = self.world.create_publisher(JointState, "joint_states", 10)
         self._task_pub = self.world.create_publisher(TaskState, "task_state", 10)
-        self.target_pub = self.world.create_publisher(TaskState, "target", TARGET_QOS)
+        self.target_pub = self.world.create_publisher(TaskState, "target", COMMAND_QOS)
         self.world.create_timer(0.02, self._publish_states)
         self.commands: list[tuple[float, np.ndarray]] = []
         self.statuses: list[tuple[float, ServoStatus]] = []
@@ -109,9 +109,9 @@ class Harness:
             lambda m: self.commands.append((time.monotonic(), np.asarray(m.data))), COMMAND_QOS)
         self.world.create_subscription(
             ServoStatus, "controller/status",
-            lambda m: self.statuses.append((time.monotonic(), m)), STATUS_QOS)
+            lambda m: self.statuses.append((time.monotonic(), m)), RECORD_QOS)
         self.world.create_subscription(MarkerArray, "controller/markers",
-                                       self.markers.append, MARKER_QOS)
+                                       self.markers.append, LATCHED_QOS)
         self.set_target_client = self.world.create_client(SetTarget, "controller/set_target")
         self.cancel_client = self.world.create_client(Trigger, "controller/cancel")
         self.resume_client = self.world.create_client(Trigger, "controller/resume")
@@ -374,7 +374,7 @@ def test_a_late_answer_is_bridged_with_the_last_jacobian_within_jacobian_hold(ro
         held = [s for s in seen if s.estimator == "fake_tj (held)"]
         if hold > 0:
             assert len(halted) <= 2, [s.reason for s in halted][:3]
-            assert len(held) >= 10 and h.controller.held_cycles >= 10
+            assert len(held) >= 10 and h.controller.cycle.held_cycles >= 10
             assert all(np.any(np.asarray(s.command) != 0) for s in held)
         else:
             assert len(halted) >= 10 and held == []
@@ -749,7 +749,7 @@ def test_a_new_target_is_not_latched_by_a_cycle_of_the_old_one(harness):
         assert all(s.state == ServoStatus.HALTED for s in mine)
     # It does latch again once the fault lasts fault_latch_after.
     h.wait_status(lambda s: s.latched, since=time.monotonic())
-    assert h.controller.dropped_cycles >= 1
+    assert h.controller.cycle.dropped_cycles >= 1
 
 
 def test_feed_forward_tracks_a_circling_target_closer_than_feedback_alone(ros_context):

@@ -18,8 +18,8 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from uvs_driver.driver_node import DriverNode
-from uvs_driver.qos import COMMAND_QOS
 from uvs_interfaces.msg import TaskState
+from uvs_ros.qos import COMMAND_QOS
 
 RECORD = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=200,
                     reliability=ReliabilityPolicy.RELIABLE)

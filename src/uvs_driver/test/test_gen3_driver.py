@@ -37,7 +37,7 @@ class Graph:
 
     def __init__(self, context, **parameters) -> None:
         from uvs_driver.driver_node import DriverNode
-        from uvs_driver.qos import COMMAND_QOS
+        from uvs_ros.qos import COMMAND_QOS
 
         values = {"backend": "gen3", "robot_ip": "10.0.0.9", "rate": RATE,
                   "command_timeout": COMMAND_TIMEOUT, **parameters}

@@ -55,7 +55,7 @@ def _wait(predicate, timeout: float, poll: float = 0.005) -> bool:
 def driver_process(kortex, ros_context, tmp_path):
     """A gen3 driver process on the double, and a probe publishing QDOT at 20 Hz from
     this process once ``start()`` is called. Yields (process, start); stops both."""
-    from uvs_driver.qos import COMMAND_QOS
+    from uvs_ros.qos import COMMAND_QOS
 
     code = ("import sys; sys.path.insert(0, sys.argv[1]); "
             "from uvs_driver.driver_node import main; sys.exit(main(sys.argv[1:]))")

@@ -23,19 +23,11 @@ is a pair with identical header stamps), publishes ``joint_velocity_command``.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from pathlib import Path
 
 import numpy as np
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    ParameterType,
-    SetParametersResult,
-)
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64MultiArray
@@ -44,10 +36,11 @@ from std_srvs.srv import Trigger
 from uvs_core.babble import BABBLE_MODES, OUProcess, ServoBabbler
 from uvs_core.dataset import Dataset, DatasetError, write_bag
 from uvs_core.tasks import TASK_NAMES, make_task
-from uvs_driver.qos import COMMAND_QOS, RECORD_QOS
 from uvs_interfaces.msg import TaskState
 from uvs_ros import run_node
-from uvs_ros.robot_model import ROBOT_MODEL_PARAMETERS, load_node_robot, robot_model_reason
+from uvs_ros.params import Param, ParamSpec, non_empty, non_negative, positive
+from uvs_ros.qos import COMMAND_QOS, RECORD_QOS
+from uvs_ros.robot_model import load_node_robot, robot_model_params, robot_model_reason
 
 __all__ = ["BabblerNode", "main"]
 
@@ -56,102 +49,76 @@ _HOUSEKEEPING_PERIOD = 0.02  # s, deadline checks
 _PENDING = 200  # unpaired messages kept per topic
 
 
-def _descriptor(description: str, type_: int, read_only: bool = True,
-                floats: tuple[float, float] | None = None,
-                ints: tuple[int, int] | None = None) -> ParameterDescriptor:
-    descriptor = ParameterDescriptor(description=description, type=type_, read_only=read_only)
-    if floats is not None:
-        descriptor.floating_point_range = [
-            FloatingPointRange(from_value=floats[0], to_value=floats[1], step=0.0)]
-    if ints is not None:
-        descriptor.integer_range = [IntegerRange(from_value=ints[0], to_value=ints[1], step=1)]
-    return descriptor
-
-
-_STR, _DOUBLE, _INT, _BOOL = (ParameterType.PARAMETER_STRING, ParameterType.PARAMETER_DOUBLE,
-                              ParameterType.PARAMETER_INTEGER, ParameterType.PARAMETER_BOOL)
-
-# name: (default, descriptor). The run's shape is fixed at start (read-only);
-# only the deadlines may change while it runs.
-PARAMETERS = {
-    "robot": ("gen3", _descriptor(
-        "Robot model (a name under config/robots, a YAML or URDF path, or "
-        "robot_description: the URDF on that topic); must match the driver's.", _STR)),
-    **ROBOT_MODEL_PARAMETERS,
-    "task": ("single_point", _descriptor(
-        f"Task whose active joints are babbled. One of: {', '.join(TASK_NAMES)}.", _STR)),
-    "rate": (20.0, _descriptor(
-        "The driver's tick rate, Hz; the OU process steps dt = 1/rate.", _DOUBLE,
-        floats=(0.0, 1000.0))),
-    "horizon": (100, _descriptor("Samples per trajectory.", _INT, ints=(1, 1_000_000))),
-    "trajectories": (10, _descriptor("Trajectories to record.", _INT, ints=(1, 1_000_000))),
-    "mode": ("ou", _descriptor(
-        "Commands: ou (Ornstein-Uhlenbeck noise) or servo (the true-Jacobian law toward "
-        "random targets, noise on noise_fraction of them; the paper's real-arm data). "
-        f"One of: {', '.join(BABBLE_MODES)}.", _STR)),
-    "seed": (0, _descriptor("Seed of the OU noise, or of the servo mode's targets and "
-                            "noise.", _INT, ints=(0, 2**31 - 1))),
-    "theta": (0.15, _descriptor("OU mean reversion, 1/s.", _DOUBLE, floats=(0.0, 100.0))),
-    "sigma": (0.2, _descriptor("OU noise scale, rad/s/sqrt(s).", _DOUBLE,
-                               floats=(0.0, 100.0))),
-    "gain": (1.0, _descriptor("servo: gain of the law, 1/s.", _DOUBLE, floats=(0.0, 100.0))),
-    "max_joint_velocity": (1.22, _descriptor(
-        "servo: the law is scaled (direction kept) so no joint exceeds this, rad/s.",
-        _DOUBLE, floats=(0.0, 10.0))),
-    "noise_fraction": (0.05, _descriptor(
-        "servo: fraction of commands that get Gaussian noise (paper 5 %).", _DOUBLE,
-        floats=(0.0, 1.0))),
-    "noise_std": (0.1, _descriptor(
-        "servo: standard deviation of that noise, rad/s per joint (paper N(0, 0.1)).",
-        _DOUBLE, floats=(0.0, 10.0))),
-    "reach_tolerance": (0.01, _descriptor(
-        "servo: a new target is drawn when |x* - x| falls below this, task units (m, px).",
-        _DOUBLE, floats=(0.0, 1000.0))),
-    "envelope": ("box", _descriptor(
-        "servo: envelope the targets of point tasks must lie in: robot (the robot YAML's "
-        "safety box and table), box (its box only), off. Commands are guarded by the "
-        "driver's own envelope in both modes.", _STR)),
-    "output": ("bags/babble", _descriptor("Bag directory to write (rosbag2, MCAP).", _STR)),
-    "overwrite": (False, _descriptor("Replace an existing bag at output.", _BOOL)),
-    "home_service": ("driver/home", _descriptor(
-        "The driver's home service (std_srvs/Trigger).", _STR)),
-    "service_timeout": (10.0, _descriptor(
-        "Longest wait for the home service to appear, s.", _DOUBLE, read_only=False,
-        floats=(0.0, 3600.0))),
-    "home_timeout": (60.0, _descriptor(
-        "Longest wait for a home call to answer, s.", _DOUBLE, read_only=False,
-        floats=(0.0, 3600.0))),
-    "sample_timeout": (5.0, _descriptor(
-        "Longest wait for the next joint_states/task_state pair while recording, s.",
-        _DOUBLE, read_only=False, floats=(0.0, 3600.0))),
-}
-
-_POSITIVE = ("rate", "service_timeout", "home_timeout", "sample_timeout", "gain",
-             "max_joint_velocity")
 _ENVELOPES = ("robot", "box", "off")
 
 
-def validate_parameter(name: str, value) -> str | None:
-    """Why ``value`` is not acceptable for parameter ``name``, or None when it is."""
-    if name in ("robot", "robot_description_timeout"):
-        return robot_model_reason({name: value})
-    if name == "task" and value not in TASK_NAMES:
-        return f"task {value!r} unknown; choose one of {', '.join(TASK_NAMES)}"
-    if name in _POSITIVE and not (isinstance(value, float) and math.isfinite(value)
-                                  and value > 0.0):
-        return f"{name} must be a finite number > 0, got {value!r}"
-    if name == "mode" and value not in BABBLE_MODES:
-        return f"mode {value!r} unknown; choose one of {', '.join(BABBLE_MODES)}"
-    if name == "envelope" and value not in _ENVELOPES:
-        return f"envelope {value!r} unknown; choose one of {', '.join(_ENVELOPES)}"
-    if name in ("theta", "sigma", "noise_std", "reach_tolerance") and not (
-            math.isfinite(value) and value >= 0.0):
-        return f"{name} must be a finite number >= 0, got {value!r}"
-    if name == "output" and not str(value).strip():
-        return "output must be a bag directory path"
-    if name == "home_service" and not str(value).strip():
-        return "home_service must name a service"
-    return None
+# The babbler's parameters (uvs_ros.params): the run's shape is fixed at start
+# (read-only); only the deadlines may change while it runs.
+SPEC = ParamSpec({
+    **robot_model_params("joints babbled, targets"),
+    "task": Param("single_point",
+        "Task whose active joints are babbled.",
+        read_only=True, choices=TASK_NAMES),
+    "rate": Param(20.0,
+        "The driver's tick rate, Hz; the OU process steps dt = 1/rate.",
+        range=(0.0, 1000.0), read_only=True, checks=(positive,)),
+    "horizon": Param(100, "Samples per trajectory.", range=(1, 1_000_000),
+        read_only=True),
+    "trajectories": Param(10, "Trajectories to record.", range=(1, 1_000_000),
+        read_only=True),
+    "mode": Param("ou",
+        "Commands: ou (Ornstein-Uhlenbeck noise) or servo (the true-Jacobian law toward "
+        "random targets, noise on noise_fraction of them; the paper's real-arm data).",
+        read_only=True, choices=BABBLE_MODES),
+    "seed": Param(0, "Seed of the OU noise, or of the servo mode's targets and noise.",
+        range=(0, 2**31 - 1),
+        read_only=True),
+    "theta": Param(0.15, "OU mean reversion, 1/s.", range=(0.0, 100.0),
+        read_only=True, checks=(non_negative,)),
+    "sigma": Param(0.2, "OU noise scale, rad/s/sqrt(s).", range=(0.0, 100.0),
+        read_only=True, checks=(non_negative,)),
+    "gain": Param(1.0, "servo: gain of the law, 1/s.", range=(0.0, 100.0),
+        read_only=True, checks=(positive,)),
+    "max_joint_velocity": Param(1.22,
+        "servo: the law is scaled (direction kept) so no joint exceeds this, rad/s.",
+        range=(0.0, 10.0),
+        read_only=True, checks=(positive,)),
+    "noise_fraction": Param(0.05,
+        "servo: fraction of commands that get Gaussian noise (paper 5 %).",
+        range=(0.0, 1.0), read_only=True),
+    "noise_std": Param(0.1,
+        "servo: standard deviation of that noise, rad/s per joint (paper N(0, 0.1)).",
+        range=(0.0, 10.0),
+        read_only=True, checks=(non_negative,)),
+    "reach_tolerance": Param(0.01,
+        "servo: a new target is drawn when |x* - x| falls below this, task units (m, px).",
+        range=(0.0, 1000.0),
+        read_only=True, checks=(non_negative,)),
+    "envelope": Param("box",
+        "servo: envelope the targets of point tasks must lie in: robot (the robot YAML's "
+        "safety box and table), box (its box only), off. Commands are guarded by the "
+        "driver's own envelope in both modes.",
+        read_only=True, choices=_ENVELOPES),
+    "output": Param("bags/babble", "Bag directory to write (rosbag2, MCAP).",
+        read_only=True, checks=(non_empty,)),
+    "overwrite": Param(False, "Replace an existing bag at output.",
+        read_only=True),
+    "home_service": Param("driver/home",
+        "The driver's home service (std_srvs/Trigger).",
+        read_only=True, checks=(non_empty,)),
+    "service_timeout": Param(10.0,
+        "Longest wait for the home service to appear, s.",
+        range=(0.0, 3600.0),
+        checks=(positive,)),
+    "home_timeout": Param(60.0,
+        "Longest wait for a home call to answer, s.",
+        range=(0.0, 3600.0),
+        checks=(positive,)),
+    "sample_timeout": Param(5.0,
+        "Longest wait for the next joint_states/task_state pair while recording, s.",
+        range=(0.0, 3600.0),
+        checks=(positive,)),
+}, checks=(robot_model_reason,))
 
 
 class BabblerNode(Node):
@@ -163,13 +130,7 @@ class BabblerNode(Node):
 
     def __init__(self, node_name: str = "babbler", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
-        for name, (default, descriptor) in PARAMETERS.items():
-            self.declare_parameter(name, default, descriptor)
-        for name in PARAMETERS:
-            reason = validate_parameter(name, self.get_parameter(name).value)
-            if reason:
-                raise ValueError(f"{self.get_name()}: {reason}")
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        p = self._params = SPEC.declare(self)
         self.robot = load_node_robot(self, p["robot"])
         self.task = make_task(p["task"], self.robot)
         self.horizon = p["horizon"]
@@ -232,8 +193,7 @@ class BabblerNode(Node):
         self._home_client = self.create_client(Trigger, p["home_service"])
         self._home_name = self.resolve_service_name(p["home_service"])
         self._timer = self.create_timer(_HOUSEKEEPING_PERIOD, self._housekeeping)
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
+        SPEC.watch(self, self._params, self._apply_parameters)
         self.get_logger().info(
             f"babbling task {self.task.name} on {self.robot.name}: {self.trajectories} "
             f"trajectories x {self.horizon} samples at {p['rate']:g} Hz "
@@ -246,17 +206,9 @@ class BabblerNode(Node):
 
     # ------------------------------------------------------------------ parameters
 
-    def _validate_parameters(self, params) -> SetParametersResult:
-        for param in params:
-            reason = validate_parameter(param.name, param.value)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-        return SetParametersResult(successful=True)
-
-    def _apply_parameters(self, params) -> None:
-        for param in params:
-            if param.name in self._deadlines:
-                self._deadlines[param.name] = param.value
+    def _apply_parameters(self, changed: set[str]) -> None:
+        for name in changed & set(self._deadlines):
+            self._deadlines[name] = self._params[name]
 
     # ------------------------------------------------------------------ run
 

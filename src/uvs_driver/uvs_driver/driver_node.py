@@ -56,18 +56,10 @@ command, step the simulation by 1/rate s (sim), read the arm, publish.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 
 import numpy as np
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    ParameterType,
-    SetParametersResult,
-)
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration
 from rclpy.executors import (
@@ -89,10 +81,11 @@ from uvs_core.safety import (
 from uvs_core.sim import scale_velocity
 from uvs_core.tasks import TASK_NAMES, make_task
 from uvs_driver.backends import BACKEND_NAMES, MAX_RATE, BackendError, Reading, make_backend
-from uvs_driver.qos import COMMAND_READER_QOS, SAFETY_QOS, STATE_QOS
 from uvs_interfaces.msg import TaskState
 from uvs_ros import run_node
-from uvs_ros.robot_model import ROBOT_MODEL_PARAMETERS, load_node_robot, robot_model_reason
+from uvs_ros.params import Param, ParamSpec, non_negative, positive
+from uvs_ros.qos import COMMAND_READER_QOS, LATCHED_QOS, STATE_QOS
+from uvs_ros.robot_model import load_node_robot, robot_model_params, robot_model_reason
 
 __all__ = ["DriverNode", "main"]
 
@@ -110,124 +103,82 @@ _GEN3_THREADS = 4
 ENVELOPE_MODES = ("auto", "robot", "box", "off")
 
 
-def _descriptor(description: str, type_: int, read_only: bool = False,
-                floats: tuple[float, float] | None = None,
-                ints: tuple[int, int] | None = None,
-                choices: tuple[str, ...] | None = None) -> ParameterDescriptor:
-    if choices:
-        description += f" One of: {', '.join(choices)}."
-    descriptor = ParameterDescriptor(description=description, type=type_, read_only=read_only)
-    if floats is not None:
-        descriptor.floating_point_range = [
-            FloatingPointRange(from_value=floats[0], to_value=floats[1], step=0.0)]
-    if ints is not None:
-        descriptor.integer_range = [IntegerRange(from_value=ints[0], to_value=ints[1], step=1)]
-    if choices:
-        descriptor.additional_constraints = f"one of {', '.join(choices)}"
-    return descriptor
+def _rate_reason(values: dict) -> str | None:
+    backend, rate = values["backend"], values["rate"]
+    if backend in MAX_RATE and rate > MAX_RATE[backend]:
+        return (f"rate {rate:g} Hz is above what the {backend} backend can follow "
+                f"({MAX_RATE[backend]:g} Hz)")
+    return None
 
 
-_STR, _DOUBLE, _INT, _BOOL = (ParameterType.PARAMETER_STRING, ParameterType.PARAMETER_DOUBLE,
-                              ParameterType.PARAMETER_INTEGER, ParameterType.PARAMETER_BOOL)
-
-# name: (default, descriptor)
-PARAMETERS = {
-    "backend": ("sim", _descriptor(
+# The driver's parameters (uvs_ros.params); config/driver.yaml is checked against them.
+SPEC = ParamSpec({
+    "backend": Param("sim",
         "Arm backend: the kinematic simulation or a Kinova Gen3 through the Kortex API.",
-        _STR, read_only=True, choices=BACKEND_NAMES)),
-    "robot": ("gen3", _descriptor(
-        "Robot model: a name under config/robots, a robot YAML or URDF path, or "
-        "robot_description (the URDF on that topic, from a robot driver).",
-        _STR, read_only=True)),
-    **ROBOT_MODEL_PARAMETERS,
-    "task": ("single_point", _descriptor(
+        read_only=True, choices=BACKEND_NAMES),
+    **robot_model_params("kinematics, limits, safety envelope"),
+    "task": Param("single_point",
         "Task: which joints are driven and, in simulation, what task_state holds.",
-        _STR, read_only=True, choices=TASK_NAMES)),
-    "rate": (DEFAULT_RATE, _descriptor(
+        read_only=True, choices=TASK_NAMES),
+    "rate": Param(DEFAULT_RATE,
         "Tick rate, Hz: publish states, apply commands; the simulation steps 1/rate s per tick. "
         f"gen3: at most {MAX_RATE['gen3']:g} Hz (high-level Kortex commands over TCP).",
-        _DOUBLE, floats=(0.0, MAX_RATE["sim"]))),
-    "command_timeout": (0.1, _descriptor(
+        range=(0.0, MAX_RATE["sim"]), checks=(positive,)),
+    "command_timeout": Param(0.1,
         "Watchdog, s: command zero when no command arrived for this long.",
-        _DOUBLE, floats=(0.0, 10.0))),
-    "max_joint_velocity": (DEFAULT_MAX_JOINT_VELOCITY, _descriptor(
+        range=(0.0, 10.0), checks=(positive,)),
+    "max_joint_velocity": Param(DEFAULT_MAX_JOINT_VELOCITY,
         "Joint speed cap, rad/s: a command is scaled as a whole vector so no joint exceeds "
-        "min(this, the joint's own limit).", _DOUBLE, floats=(0.0, 10.0))),
-    "home_timeout": (30.0, _descriptor(
-        "Longest wait for ~/home to reach the home pose, s.", _DOUBLE, floats=(0.0, 600.0))),
-    "home_action": ("", _descriptor(
+        "min(this, the joint's own limit).", range=(0.0, 10.0), checks=(positive,)),
+    "home_timeout": Param(30.0,
+        "Longest wait for ~/home to reach the home pose, s.", range=(0.0, 600.0),
+        checks=(positive,)),
+    "home_action": Param("",
         "gen3: '' sends ~/home to the task's start pose (the pose the simulation homes to) "
         "with a joint-angle action; else the name of an action stored on the arm (e.g. "
-        "'Home', Kinova's, which is neither the model's home nor the task's start pose).",
-        _STR)),
-    "envelope": ("auto", _descriptor(
+        "'Home', Kinova's, which is neither the model's home nor the task's start pose)."),
+    "envelope": Param("auto",
         "Safety envelope of the tool point: robot = the robot YAML's safety box and table, "
         "box = its box only, off = none; auto = robot on gen3, box on sim.",
-        _STR, read_only=True, choices=ENVELOPE_MODES)),
-    "lookahead": (DEFAULT_LOOKAHEAD, _descriptor(
+        read_only=True, choices=ENVELOPE_MODES),
+    "lookahead": Param(DEFAULT_LOOKAHEAD,
         "Look-ahead, s: joints that would pass a limit (less limit_margin), or a tool point "
         "that would leave the envelope, within this time at the commanded velocity are "
         "stopped (the paper's reference simulator: 10 steps, 0.5 s).",
-        _DOUBLE, floats=(0.0, 10.0))),
-    "limit_margin": (0.02, _descriptor(
+        range=(0.0, 10.0), checks=(positive,)),
+    "limit_margin": Param(0.02,
         "Joint guard, rad kept inside each joint limit (the Gen3 firmware's limits are "
-        "about 0.01 rad inside the paper's).", _DOUBLE, floats=(0.0, 1.0))),
-    "unit_error_factor": (DEFAULT_UNIT_ERROR_FACTOR, _descriptor(
+        "about 0.01 rad inside the paper's).", range=(0.0, 1.0), checks=(non_negative,)),
+    "unit_error_factor": Param(DEFAULT_UNIT_ERROR_FACTOR,
         "A command beyond this times a joint's own velocity limit is refused as a likely "
-        "units bug (not capped).", _DOUBLE, floats=(1.0, 100.0))),
-    "robot_ip": ("192.168.1.10", _descriptor(
-        "gen3: the arm's IP address.", _STR, read_only=True)),
-    "tcp_port": (10000, _descriptor(
-        "gen3: Kortex TCP port (high-level API).", _INT, read_only=True, ints=(1, 65535))),
-    "udp_port": (10001, _descriptor(
+        "units bug (not capped).", range=(1.0, 100.0), checks=(positive,)),
+    "robot_ip": Param("192.168.1.10",
+        "gen3: the arm's IP address.", read_only=True),
+    "tcp_port": Param(10000,
+        "gen3: Kortex TCP port (high-level API).", read_only=True, range=(1, 65535)),
+    "udp_port": Param(10001,
         "gen3: Kortex UDP port for cyclic feedback; 0 reads feedback over TCP.",
-        _INT, read_only=True, ints=(0, 65535))),
-    "username": ("admin", _descriptor("gen3: Kortex user name.", _STR, read_only=True)),
-    "password": ("admin", _descriptor("gen3: Kortex password.", _STR, read_only=True)),
-    "session_inactivity_timeout": (60000, _descriptor(
-        "gen3: session inactivity timeout, ms.", _INT, read_only=True, ints=(0, 86400000))),
-    "connection_inactivity_timeout": (2000, _descriptor(
+        read_only=True, range=(0, 65535)),
+    "username": Param("admin", "gen3: Kortex user name.", read_only=True),
+    "password": Param("admin", "gen3: Kortex password.", read_only=True),
+    "session_inactivity_timeout": Param(60000,
+        "gen3: session inactivity timeout, ms.", read_only=True, range=(0, 86400000)),
+    "connection_inactivity_timeout": Param(2000,
         "gen3: connection inactivity timeout, ms: the arm stops the session's motion when the "
-        "driver goes silent this long.", _INT, read_only=True, ints=(0, 86400000))),
-    "check_tool_configuration": (True, _descriptor(
+        "driver goes silent this long.", read_only=True, range=(0, 86400000)),
+    "check_tool_configuration": Param(True,
         "gen3: refuse to start unless the arm's configured tool frame is the robot "
-        "description's tool point (tool_offset along the flange z).", _BOOL, read_only=True)),
-    "supervisor": (True, _descriptor(
+        "description's tool point (tool_offset along the flange z).", read_only=True),
+    "supervisor": Param(True,
         "gen3: start a supervisor process with a Kortex session of its own that sends Stop "
         "when the arm moves and the driver's ticks stop for 2 ticks (a frozen process, "
         "SIGSTOP, a debugger); the driver refuses to start when it cannot. Ignored on sim.",
-        _BOOL, read_only=True)),
-}
+        read_only=True),
+}, checks=(robot_model_reason, _rate_reason))
 
-_POSITIVE = ("rate", "command_timeout", "max_joint_velocity", "home_timeout", "lookahead",
-             "unit_error_factor")
-_NON_NEGATIVE = ("limit_margin",)
 # Parameters applied at run time as the node attribute "_<name>" (rate restarts the timer).
 _RUNTIME = ("command_timeout", "max_joint_velocity", "home_timeout", "lookahead",
             "limit_margin", "unit_error_factor", "home_action")
-
-
-def validate_parameter(name: str, value, backend: str = "sim") -> str | None:
-    """Why ``value`` is not acceptable for parameter ``name`` (with backend ``backend``),
-    or None when it is."""
-    if name == "backend" and value not in BACKEND_NAMES:
-        return f"backend {value!r} unknown; choose one of {', '.join(BACKEND_NAMES)}"
-    if name == "task" and value not in TASK_NAMES:
-        return f"task {value!r} unknown; choose one of {', '.join(TASK_NAMES)}"
-    if name == "envelope" and value not in ENVELOPE_MODES:
-        return f"envelope {value!r} unknown; choose one of {', '.join(ENVELOPE_MODES)}"
-    if name in ("robot", "robot_description_timeout"):
-        return robot_model_reason({name: value})
-    if name in _POSITIVE and not (isinstance(value, float) and math.isfinite(value)
-                                  and value > 0.0):
-        return f"{name} must be a finite number > 0, got {value!r}"
-    if name in _NON_NEGATIVE and not (isinstance(value, float) and math.isfinite(value)
-                                      and value >= 0.0):
-        return f"{name} must be a finite number >= 0, got {value!r}"
-    if name == "rate" and backend in MAX_RATE and value > MAX_RATE[backend]:
-        return (f"rate {value:g} Hz is above what the {backend} backend can follow "
-                f"({MAX_RATE[backend]:g} Hz)")
-    return None
 
 
 class DriverNode(Node):
@@ -245,14 +196,8 @@ class DriverNode(Node):
 
     def __init__(self, node_name: str = "driver", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
-        for name, (default, descriptor) in PARAMETERS.items():
-            self.declare_parameter(name, default, descriptor)
-        backend_name = self.get_parameter("backend").value
-        for name in PARAMETERS:
-            reason = validate_parameter(name, self.get_parameter(name).value, backend_name)
-            if reason:
-                raise ValueError(f"{self.get_name()}: {reason}")
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        p = self._params = SPEC.declare(self)
+        backend_name = p["backend"]
 
         self.robot = load_node_robot(self, p["robot"])
         self.task = make_task(p["task"], self.robot)
@@ -314,7 +259,7 @@ class DriverNode(Node):
         self._clear_group = MutuallyExclusiveCallbackGroup()
         self._joint_pub = self.create_publisher(JointState, "joint_states", STATE_QOS)
         self._task_pub = self.create_publisher(TaskState, "task_state", STATE_QOS)
-        self._safety_pub = self.create_publisher(String, "~/safety", SAFETY_QOS)
+        self._safety_pub = self.create_publisher(String, "~/safety", LATCHED_QOS)
         # A deeper reader queue than COMMAND_QOS's depth 1 (compatible with it): with depth 1
         # a second publisher's message replaces the owner's before it is read, and the
         # intruder would starve the owner into a watchdog stop and take over.
@@ -332,8 +277,7 @@ class DriverNode(Node):
                                                   callback_group=self._clear_group)
         self._timer = self.create_timer(1.0 / self._rate, self._tick,
                                         callback_group=self._tick_group)
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
+        SPEC.watch(self, self._params, self._apply_parameters)
         self.get_logger().info(
             f"{backend_name} backend, robot {self.robot.name}, task {self.task.name} "
             f"(active joints {[self.robot.joint_names[i] for i in self.task.active]}), "
@@ -346,24 +290,17 @@ class DriverNode(Node):
 
     # ------------------------------------------------------------------ parameters
 
-    def _validate_parameters(self, params) -> SetParametersResult:
-        for param in params:
-            reason = validate_parameter(param.name, param.value, self._backend_name)
-            if reason:
-                return SetParametersResult(successful=False, reason=reason)
-        return SetParametersResult(successful=True)
-
-    def _apply_parameters(self, params) -> None:
-        for param in params:
-            if param.name == "rate" and param.value != self._rate:
-                with self._lock:
-                    self._rate = param.value
-                    self.backend.set_tick_period(1.0 / self._rate)
-                    self.destroy_timer(self._timer)
-                    self._timer = self.create_timer(1.0 / self._rate, self._tick,
-                                                    callback_group=self._tick_group)
-            elif param.name in _RUNTIME:
-                setattr(self, "_" + param.name, param.value)
+    def _apply_parameters(self, changed: set[str]) -> None:
+        rate = self._params["rate"]
+        if "rate" in changed and rate != self._rate:
+            with self._lock:
+                self._rate = rate
+                self.backend.set_tick_period(1.0 / self._rate)
+                self.destroy_timer(self._timer)
+                self._timer = self.create_timer(1.0 / self._rate, self._tick,
+                                                callback_group=self._tick_group)
+        for name in changed & set(_RUNTIME):
+            setattr(self, "_" + name, self._params[name])
 
     # ------------------------------------------------------------------ commands
 
@@ -609,29 +546,30 @@ class DriverNode(Node):
     def _on_stop(self, request: Trigger.Request, response: Trigger.Response):
         with self._lock:
             self._clear_command()
-            try:
-                self.backend.stop()
-            except BackendError as exc:
-                response.success, response.message = False, str(exc)
-                self.get_logger().error(f"stop failed: {exc}")
-                return response
-        response.success, response.message = True, "stopped; send a new command to move"
+            self._answer(response, "stop", self.backend.stop,
+                         "stopped; send a new command to move")
         return response
 
     def _on_clear_faults(self, request: Trigger.Request, response: Trigger.Response):
         with self._lock:
             self._clear_command()
+        # Outside the lock: clearing waits for the arm; the ticks keep publishing.
+        if self._answer(response, "clear_faults", self.backend.clear_faults,
+                        "faults cleared; the arm takes commands"):
+            self._unlatch("faults cleared")
+            self.get_logger().info("faults cleared")
+        return response
+
+    def _answer(self, response: Trigger.Response, what: str, call, done: str) -> bool:
+        """Fill ``response`` with the outcome of the backend ``call``; whether it worked."""
         try:
-            # Outside the lock: clearing waits for the arm; the ticks keep publishing.
-            self.backend.clear_faults()
+            call()
         except BackendError as exc:
             response.success, response.message = False, str(exc)
-            self.get_logger().error(f"clear_faults failed: {exc}")
-            return response
-        response.success, response.message = True, "faults cleared; the arm takes commands"
-        self._unlatch("faults cleared")
-        self.get_logger().info("faults cleared")
-        return response
+            self.get_logger().error(f"{what} failed: {exc}")
+            return False
+        response.success, response.message = True, done
+        return True
 
     def _unlatch(self, why: str) -> None:
         """An operator acted: commands are taken again (a new one is needed to move)."""

@@ -50,7 +50,7 @@ from __future__ import annotations
 import array
 import threading
 
-from rcl_interfaces.msg import ParameterDescriptor, ParameterType, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
 from rclpy.node import Node
@@ -70,9 +70,10 @@ from uvs_estimation.jacobian_service import (
 )
 from uvs_interfaces.srv import EstimateJacobian
 from uvs_ros import run_node
-from uvs_ros.robot_model import ROBOT_MODEL_PARAMETERS, load_node_robot, robot_model_reason
+from uvs_ros.params import Param, ParamSpec
+from uvs_ros.robot_model import load_node_robot, robot_model_params, robot_model_reason
 
-__all__ = ["DEFAULT_ESTIMATOR", "NODE_NAME", "JacobianEstimatorNode", "main"]
+__all__ = ["DEFAULT_ESTIMATOR", "NODE_NAME", "JacobianEstimatorNode", "estimator_spec", "main"]
 
 NODE_NAME = "jacobian_estimator"
 DEFAULT_ESTIMATOR = "tj"
@@ -82,6 +83,36 @@ def _learned_names() -> tuple[str, ...]:
     """Registered estimators that are served from a trained model (their specs
     say so; nothing is imported, so serving tj never imports torch)."""
     return tuple(name for name, spec in estimator_specs().items() if spec.learned)
+
+
+def estimator_spec(learned: tuple[str, ...] | None = None,
+                   model_dir: str | None = None) -> ParamSpec:
+    """The node's parameters (uvs_ros.params): ``models.<name>`` for each of ``learned``
+    (default: every learned estimator registered), ``model_dir`` defaulting to
+    ``model_dir`` (default: default_model_dir()). config/jacobian_estimator.yaml is
+    checked against it. The estimator's name is checked by building it (the registry's
+    message names the known ones), not here."""
+    learned = _learned_names() if learned is None else learned
+    model_dir = str(default_model_dir()) if model_dir is None else model_dir
+    params = {
+        "estimator": Param(
+            DEFAULT_ESTIMATOR, "Jacobian estimator serving requests; set at run time to "
+            "swap (the new one is built and its model checked first)",
+            constraints=f"one of: {', '.join(estimator_names())}"),
+        "task": Param("single_point", "servoing task whose Jacobian is estimated",
+                      read_only=True, choices=TASK_NAMES),
+        **robot_model_params("the Jacobians served; a model made for another robot is refused"),
+        "model_dir": Param(
+            model_dir, "root of the trained models, laid out <model_dir>/<task>/<estimator> "
+            "(the Gen3's) and <model_dir>/<robot>/<task>/<estimator>; empty: the models/ "
+            "installed with uvs_bringup (else the repository's)"),
+    }
+    for name in learned:
+        params[f"models.{name}"] = Param(
+            "", f"model directory of estimator '{name}'; empty: <model_dir>/[<robot>/]"
+            f"<task>/{name}" + (", else made on first use into $UVS_CACHE (~/.cache/uvs)"
+                                f"/models/<robot>/<task>/{name}" if name in FIRST_USE else ""))
+    return ParamSpec(params, checks=(robot_model_reason,))
 
 
 class JacobianEstimatorNode(Node):
@@ -106,20 +137,16 @@ class JacobianEstimatorNode(Node):
     def _setup(self) -> None:
         self._learned = _learned_names()
         self._default_model_dir = default_model_dir()
-        self._declare_parameters()
-        values = {name: self.get_parameter(name).value
-                  for name in ("robot", *ROBOT_MODEL_PARAMETERS)}
-        reason = robot_model_reason(values)
-        if reason:
-            raise ValueError(f"{self.get_name()}: {reason}")
+        self._spec = estimator_spec(self._learned, str(self._default_model_dir))
+        values = self._spec.declare(self)
         robot = load_node_robot(self, values["robot"])
-        self._task = make_task(self.get_parameter("task").value, robot)
+        self._task = make_task(values["task"], robot)
 
         self._models = ModelConfig(
-            model_dir=self._model_dir_from(self.get_parameter("model_dir").value),
-            models={name: self.get_parameter(f"models.{name}").value for name in self._learned},
+            model_dir=self._model_dir_from(values["model_dir"]),
+            models={name: values[f"models.{name}"] for name in self._learned},
         )
-        name = self.get_parameter("estimator").value
+        name = values["estimator"]
         estimator, path = self._build(name, self._models)
         self._service = JacobianService(self._task, name, estimator)
         # Parameter changes may come from the parameter services (default
@@ -149,44 +176,6 @@ class JacobianEstimatorNode(Node):
             + f", task '{self._task.name}' (m={self._task.m}, k={self._task.k}) "
             f"on robot '{robot.name}'"
         )
-
-    def _declare_parameters(self) -> None:
-        names = ", ".join(estimator_names())
-        self.declare_parameter("estimator", DEFAULT_ESTIMATOR, ParameterDescriptor(
-            type=ParameterType.PARAMETER_STRING,
-            description="Jacobian estimator serving requests; set at run time to swap "
-                        "(the new one is built and its model checked first)",
-            additional_constraints=f"one of: {names}",
-        ))
-        self.declare_parameter("task", "single_point", ParameterDescriptor(
-            type=ParameterType.PARAMETER_STRING,
-            description="servoing task whose Jacobian is estimated",
-            additional_constraints=f"one of: {', '.join(TASK_NAMES)}",
-            read_only=True,
-        ))
-        self.declare_parameter("robot", "gen3", ParameterDescriptor(
-            type=ParameterType.PARAMETER_STRING,
-            description="robot model: a name under config/robots (gen3), a robot YAML or "
-                        "URDF path, or robot_description (the URDF on that topic, from a "
-                        "robot driver)",
-            read_only=True,
-        ))
-        for name, (default, descriptor) in ROBOT_MODEL_PARAMETERS.items():
-            self.declare_parameter(name, default, descriptor)
-        self.declare_parameter("model_dir", str(self._default_model_dir), ParameterDescriptor(
-            type=ParameterType.PARAMETER_STRING,
-            description="root of the trained models, laid out <model_dir>/<task>/<estimator> "
-                        "(the Gen3's) and <model_dir>/<robot>/<task>/<estimator>; "
-                        "empty: the models/ installed with uvs_bringup (else the repository's)",
-        ))
-        for name in self._learned:
-            self.declare_parameter(f"models.{name}", "", ParameterDescriptor(
-                type=ParameterType.PARAMETER_STRING,
-                description=f"model directory of estimator '{name}'; "
-                            "empty: <model_dir>/[<robot>/]<task>/" + name
-                            + (", else made on first use into $UVS_CACHE (~/.cache/uvs)"
-                               "/models/<robot>/<task>/" + name if name in FIRST_USE else ""),
-            ))
 
     def _build(self, name: str, config: ModelConfig):
         """build_estimator, logging the making of a model made on first use (llknn)."""
@@ -222,6 +211,11 @@ class JacobianEstimatorNode(Node):
 
     def _apply_parameters(self, params) -> SetParametersResult:
         values = {p.name: p.value for p in params}
+        current = {n: self.get_parameter(n).value for n in self._spec.params}
+        reason = self._spec.reason({**current, **{n: v for n, v in values.items()
+                                                  if n in self._spec}})
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
         name = values.get("estimator", self._service.name)
         model_dir = self._models.model_dir
         if "model_dir" in values:

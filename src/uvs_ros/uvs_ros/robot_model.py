@@ -20,46 +20,48 @@ The parameters below go with it, in each of those nodes:
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor, ParameterType
-from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.wait_for_message import wait_for_message
-from std_msgs.msg import String
+from uvs_ros.params import Param
 
-__all__ = ["ROBOT_DESCRIPTION", "ROBOT_DESCRIPTION_QOS", "ROBOT_MODEL_PARAMETERS",
+if TYPE_CHECKING:
+    from rclpy.node import Node
+
+__all__ = ["ROBOT_DESCRIPTION", "ROBOT_MODEL_PARAMETERS",
            "RobotDescriptionError", "load_node_robot", "robot_model_reason",
-           "wait_for_robot_description"]
+           "robot_model_params", "wait_for_robot_description"]
 
 #: the value of a node's ``robot`` parameter that means: the URDF on this topic
 ROBOT_DESCRIPTION = "robot_description"
 
-#: robot_state_publisher's publisher QoS for robot_description: latched state
-ROBOT_DESCRIPTION_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                                   reliability=ReliabilityPolicy.RELIABLE,
-                                   durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
 #: s, default of ``robot_description_timeout``: a driver publishes its description at start
 DEFAULT_TIMEOUT = 10.0
 
-#: name: (default, descriptor) of the parameters that go with ``robot``; each node that
-#: loads a robot model declares them (merged into its own PARAMETERS)
+#: name: Param of the parameters that go with ``robot``; each node that loads a robot
+#: model puts them in its ParamSpec (with ``robot_model_reason`` among its checks)
 ROBOT_MODEL_PARAMETERS = {
-    "robot_description_timeout": (DEFAULT_TIMEOUT, ParameterDescriptor(
-        description="robot:=robot_description: longest wait for the URDF on the "
-                    "robot_description topic, s; the node fails without one by then",
-        type=ParameterType.PARAMETER_DOUBLE, read_only=True,
-        floating_point_range=[FloatingPointRange(from_value=0.0, to_value=3600.0,
-                                                 step=0.0)])),
-    "base_link": ("", ParameterDescriptor(
-        description="URDF robots (robot_description or a .urdf path): the chain's base "
-                    "link; empty: the URDF's root link",
-        type=ParameterType.PARAMETER_STRING, read_only=True)),
-    "tip_link": ("", ParameterDescriptor(
-        description="URDF robots (robot_description or a .urdf path): the chain's tip "
-                    "link; empty: the URDF's single leaf below the base",
-        type=ParameterType.PARAMETER_STRING, read_only=True)),
+    "robot_description_timeout": Param(
+        DEFAULT_TIMEOUT, "robot:=robot_description: longest wait for the URDF on the "
+        "robot_description topic, s; the node fails without one by then",
+        read_only=True, range=(0.0, 3600.0)),
+    "base_link": Param(
+        "", "URDF robots (robot_description or a .urdf path): the chain's base link; "
+        "empty: the URDF's root link", read_only=True),
+    "tip_link": Param(
+        "", "URDF robots (robot_description or a .urdf path): the chain's tip link; "
+        "empty: the URDF's single leaf below the base", read_only=True),
 }
+
+
+def robot_model_params(use: str = "") -> dict[str, Param]:
+    """The ``robot`` parameter and ROBOT_MODEL_PARAMETERS, for a node's ParamSpec (with
+    ``robot_model_reason`` among its checks). use: what the node takes from the model,
+    for the description."""
+    return {"robot": Param(
+        "gen3", "Robot model" + (f" ({use})" if use else "") + ": a name under "
+        "config/robots, a robot YAML or URDF path, or robot_description (the URDF on that "
+        "topic, from a robot driver); the same for every node.", read_only=True),
+        **ROBOT_MODEL_PARAMETERS}
 
 
 class RobotDescriptionError(ValueError):
@@ -85,13 +87,18 @@ def wait_for_robot_description(node: Node, timeout: float,
 
     Raises RobotDescriptionError when nothing (or an empty string) arrived by then.
     """
+    from rclpy.wait_for_message import wait_for_message
+    from std_msgs.msg import String
+
+    from uvs_ros.qos import LATCHED_QOS
+
     resolved = node.resolve_topic_name(topic)
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0.0:
             break
-        ok, msg = wait_for_message(String, node, topic, qos_profile=ROBOT_DESCRIPTION_QOS,
+        ok, msg = wait_for_message(String, node, topic, qos_profile=LATCHED_QOS,
                                    time_to_wait=remaining)
         if ok and msg.data.strip():
             return msg.data

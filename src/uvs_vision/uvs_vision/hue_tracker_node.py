@@ -30,12 +30,10 @@ changed at run time; an invalid combination is rejected with a reason.
 
 from __future__ import annotations
 
-import math
 import os
 
 import cv2
 import numpy as np
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -43,17 +41,9 @@ from std_msgs.msg import Header
 
 from uvs_interfaces.msg import TaskState
 from uvs_ros import run_node
+from uvs_ros.params import Param, ParamSpec, positive
+from uvs_ros.qos import IMAGE_SUB_QOS, SENSOR_QOS, STATE_QOS
 from uvs_vision.image_conv import ImageConversionError, array_to_image_fields, image_msg_to_bgr
-from uvs_vision.ros_common import (
-    BOOL,
-    DOUBLE,
-    IMAGE_SUB_QOS,
-    INT,
-    SENSOR_QOS,
-    STATE_QOS,
-    STR,
-    descriptor,
-)
 from uvs_vision.tracker import (
     CHANNEL_MAX,
     HUE_MAX,
@@ -73,50 +63,52 @@ _DEFAULT = TrackerConfig()
 _TRACKER_FIELDS = TrackerConfig.field_names()
 _LOG_PERIOD = 2.0  # s between repeated log lines of one kind
 
-# name: (default, descriptor)
+# The hue tracker's parameters (uvs_ros.params); config/hue_tracker.yaml (hue_tracker and
+# target_tracker) is checked against them.
 PARAMETERS = {
-    "source": ("topic", descriptor(
+    "source": Param("topic",
         "Where images come from: the image_raw topic, a webcam, or a video file.",
-        STR, read_only=True, choices=SOURCES)),
-    "image_reliability": ("best_effort", descriptor(
+        read_only=True, choices=SOURCES),
+    "image_reliability": Param("best_effort",
         "topic: reliability of the image_raw subscription. best_effort matches any camera "
         "(a driver's sensor-data stream); reliable resends lost fragments of large frames "
         "and needs a reliable publisher (the sim camera; servo.launch.py sets it there).",
-        STR, read_only=True, choices=tuple(IMAGE_SUB_QOS))),
-    "video_device": (0, descriptor(
+        read_only=True, choices=tuple(IMAGE_SUB_QOS)),
+    "video_device": Param(0,
         "webcam: OpenCV VideoCapture device index (/dev/videoN).",
-        INT, read_only=True, ints=(0, 255))),
-    "video_file": ("", descriptor(
-        "file: path of the video file to track in.", STR, read_only=True)),
-    "loop": (False, descriptor(
-        "file: replay the video from the start when it ends.", BOOL)),
-    "rate": (30.0, descriptor(
-        "webcam, file: frames grabbed per second, Hz.", DOUBLE, floats=(0.0, 1000.0))),
-    "frame_id": ("camera_optical_frame", descriptor(
+        read_only=True, range=(0, 255)),
+    "video_file": Param("",
+        "file: path of the video file to track in.", read_only=True),
+    "loop": Param(False,
+        "file: replay the video from the start when it ends."),
+    "rate": Param(30.0,
+        "webcam, file: frames grabbed per second, Hz.", range=(0.0, 1000.0),
+        checks=(positive,)),
+    "frame_id": Param("camera_optical_frame",
         "webcam, file: frame_id of the published states (topic: the image's own).",
-        STR, read_only=True)),
-    "task": ("visual_servo", descriptor(
-        "Task name written into task_state.", STR, read_only=True)),
-    "hue_low": (_DEFAULT.hue_low, descriptor(
+        read_only=True),
+    "task": Param("visual_servo",
+        "Task name written into task_state.", read_only=True),
+    "hue_low": Param(_DEFAULT.hue_low,
         "Lowest marker hue, OpenCV units (degrees / 2); hue_low > hue_high wraps through 0.",
-        INT, ints=(0, HUE_MAX))),
-    "hue_high": (_DEFAULT.hue_high, descriptor(
-        "Highest marker hue, OpenCV units (degrees / 2).", INT, ints=(0, HUE_MAX))),
-    "sat_min": (_DEFAULT.sat_min, descriptor(
-        "Minimum saturation of marker pixels.", INT, ints=(0, CHANNEL_MAX))),
-    "val_min": (_DEFAULT.val_min, descriptor(
-        "Minimum value (brightness) of marker pixels.", INT, ints=(0, CHANNEL_MAX))),
-    "min_area": (float(_DEFAULT.min_area), descriptor(
+        range=(0, HUE_MAX)),
+    "hue_high": Param(_DEFAULT.hue_high,
+        "Highest marker hue, OpenCV units (degrees / 2).", range=(0, HUE_MAX)),
+    "sat_min": Param(_DEFAULT.sat_min,
+        "Minimum saturation of marker pixels.", range=(0, CHANNEL_MAX)),
+    "val_min": Param(_DEFAULT.val_min,
+        "Minimum value (brightness) of marker pixels.", range=(0, CHANNEL_MAX)),
+    "min_area": Param(float(_DEFAULT.min_area),
         "Smallest blob reported, px (pixel count); must be > 0.",
-        DOUBLE, floats=(0.0, 1.0e7))),
-    "max_markers": (_DEFAULT.max_markers, descriptor(
-        "Most blobs reported, largest first.", INT, ints=(1, MAX_MARKERS))),
-    "open_kernel": (_DEFAULT.open_kernel, descriptor(
+        range=(0.0, 1.0e7)),
+    "max_markers": Param(_DEFAULT.max_markers,
+        "Most blobs reported, largest first.", range=(1, MAX_MARKERS)),
+    "open_kernel": Param(_DEFAULT.open_kernel,
         "Morphological opening kernel size, px (removes specks); 0 skips it.",
-        INT, ints=(0, MAX_KERNEL))),
-    "close_kernel": (_DEFAULT.close_kernel, descriptor(
+        range=(0, MAX_KERNEL)),
+    "close_kernel": Param(_DEFAULT.close_kernel,
         "Morphological closing kernel size, px (fills holes); 0 skips it.",
-        INT, ints=(0, MAX_KERNEL))),
+        range=(0, MAX_KERNEL)),
 }
 
 
@@ -125,22 +117,18 @@ def _tracker_config(values: dict) -> TrackerConfig:
 
 
 def validate_parameters(values: dict) -> str | None:
-    """Why this full set of parameter values is not acceptable, or None when it is."""
-    if values["source"] not in SOURCES:
-        return f"source {values['source']!r} unknown; choose one of {', '.join(SOURCES)}"
-    if values["image_reliability"] not in IMAGE_SUB_QOS:
-        return (f"image_reliability {values['image_reliability']!r} unknown; choose one of "
-                f"{', '.join(IMAGE_SUB_QOS)}")
+    """Why this full set of parameter values is not acceptable, or None when it is (the
+    checks across parameters; SPEC checks each one first)."""
     if values["source"] == "file" and not str(values["video_file"]).strip():
         return "source 'file' needs video_file, the path of a video"
-    rate = values["rate"]
-    if not (isinstance(rate, float) and math.isfinite(rate) and rate > 0):
-        return f"rate must be a finite number of Hz > 0, got {rate!r}"
     try:
         _tracker_config(values)
     except ValueError as exc:
         return str(exc)
     return None
+
+
+SPEC = ParamSpec(PARAMETERS, checks=(validate_parameters,))
 
 
 def marker_labels(count: int) -> list[str]:
@@ -161,12 +149,7 @@ class HueTrackerNode(Node):
 
     def __init__(self, node_name: str = "hue_tracker", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
-        for name, (default, desc) in PARAMETERS.items():
-            self.declare_parameter(name, default, desc)
-        values = self._values()
-        reason = validate_parameters(values)
-        if reason:
-            raise ValueError(f"{self.get_name()}: {reason}")
+        values = self._params = SPEC.declare(self)
 
         self.tracker = HueTracker(_tracker_config(values))
         self._source = values["source"]
@@ -197,8 +180,7 @@ class HueTrackerNode(Node):
             where = (f"webcam {values['video_device']}" if self._source == "webcam"
                      else f"video file {values['video_file']}")
             where += f" at {self._rate:g} Hz"
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
+        SPEC.watch(self, self._params, self._apply_parameters)
         c = self.tracker.config
         self.get_logger().info(
             f"tracking hue {c.hue_low}..{c.hue_high} (S >= {c.sat_min}, V >= {c.val_min}, "
@@ -209,24 +191,14 @@ class HueTrackerNode(Node):
         self.incompatible_publishers = event.total_count
         self.get_logger().error(
             f"{self._image_sub.topic_name}: a publisher's QoS does not match this "
-            f"{self.get_parameter('image_reliability').value} subscription "
+            f"{self._params['image_reliability']} subscription "
             f"(policy {event.last_policy_kind.name}); no frames from it. A best-effort camera "
             "needs image_reliability:=best_effort", throttle_duration_sec=_LOG_PERIOD)
 
-    def _values(self) -> dict:
-        return {name: self.get_parameter(name).value for name in PARAMETERS}
-
     # ------------------------------------------------------------------ parameters
 
-    def _validate_parameters(self, params) -> SetParametersResult:
-        values = self._values()
-        values.update({p.name: p.value for p in params if p.name in PARAMETERS})
-        reason = validate_parameters(values)
-        return SetParametersResult(successful=reason is None, reason=reason or "")
-
-    def _apply_parameters(self, params) -> None:
-        names = {p.name for p in params}
-        values = self._values()
+    def _apply_parameters(self, names: set[str]) -> None:
+        values = self._params
         if names & set(_TRACKER_FIELDS):
             self.tracker.config = _tracker_config(values)
             self.get_logger().info(f"tracker settings now {self.tracker.config}")
@@ -242,23 +214,19 @@ class HueTrackerNode(Node):
     def _open_capture(self, values: dict) -> cv2.VideoCapture | None:
         """Open the webcam or video file; None (error logged) when it cannot be opened."""
         if self._source == "webcam":
-            device = values["video_device"]
-            capture = cv2.VideoCapture(device)
-            if not capture.isOpened():
-                self.get_logger().error(
-                    f"cannot open webcam {device} (/dev/video{device}): no such device, no "
-                    "permission, or in use; publishing valid=False")
+            source = values["video_device"]
+            failure = (f"cannot open webcam {source} (/dev/video{source}): no such device, "
+                       "no permission, or in use")
+        else:
+            source = os.path.expanduser(values["video_file"])
+            if not os.path.isfile(source):
+                self.get_logger().error(f"video file {source!r} not found; publishing "
+                                        "valid=False")
                 return None
-            return capture
-        path = os.path.expanduser(values["video_file"])
-        if not os.path.isfile(path):
-            self.get_logger().error(f"video file {path!r} not found; publishing valid=False")
-            return None
-        capture = cv2.VideoCapture(path)
+            failure = f"cannot read video file {source!r} (not a video OpenCV can decode)"
+        capture = cv2.VideoCapture(source)
         if not capture.isOpened():
-            self.get_logger().error(
-                f"cannot read video file {path!r} (not a video OpenCV can decode); "
-                "publishing valid=False")
+            self.get_logger().error(f"{failure}; publishing valid=False")
             return None
         return capture
 

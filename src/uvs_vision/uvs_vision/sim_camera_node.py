@@ -44,10 +44,8 @@ from dataclasses import replace
 
 import numpy as np
 from geometry_msgs.msg import PointStamped
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Header
 
@@ -55,21 +53,11 @@ from uvs_core.tasks import make_task
 from uvs_core.tracker_noise import TrackerNoise, sample_frame
 from uvs_core.trajectories import PATH_KINDS, TargetPath
 from uvs_ros import run_node
-from uvs_ros.robot_model import ROBOT_MODEL_PARAMETERS, load_node_robot, robot_model_reason
+from uvs_ros.params import Param, ParamSpec, positive
+from uvs_ros.qos import COMMAND_QOS, IMAGE_PUB_QOS, LATEST_QOS, SENSOR_QOS
+from uvs_ros.robot_model import load_node_robot, robot_model_params, robot_model_reason
 from uvs_vision.image_conv import array_to_image_fields
 from uvs_vision.render import BACKGROUNDS, MarkerRenderer, RenderConfig
-from uvs_vision.ros_common import (
-    BOOL,
-    DOUBLE,
-    DOUBLE_ARRAY,
-    IMAGE_PUB_QOS,
-    INT,
-    INT_ARRAY,
-    LATEST_QOS,
-    SENSOR_QOS,
-    STR,
-    descriptor,
-)
 
 __all__ = ["SimCameraNode", "PARAMETERS", "validate_parameters", "camera_info", "main"]
 
@@ -78,88 +66,81 @@ _DEFAULT_RENDER = RenderConfig()
 _RENDER_FIELDS = ("marker_color", "marker_radius", "marker_radius_px", "background",
                   "background_color", "noise_std", "seed", "target_color",
                   "target_radius_px", "target_ring_px")
-# A target point sent once must arrive; only the newest matters.
-TARGET_POINT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                              reliability=ReliabilityPolicy.RELIABLE,
-                              durability=DurabilityPolicy.VOLATILE)
 # Default target: the tool point with joint_2 at 0.5 and joint_4 at 1.0 rad from the
 # visual_servo start pose, so the two task joints can reach its pixel.
 _DEFAULT_TARGET = [0.8, -0.025, 0.7]
 _LOG_PERIOD = 2.0  # s between repeated log lines of one kind
 
-# name: (default, descriptor)
+# The sim camera's parameters (uvs_ros.params); config/sim_camera.yaml is checked
+# against them.
 PARAMETERS = {
-    "robot": ("gen3", descriptor(
-        "Robot model: a name under config/robots, a robot YAML or URDF path, or "
-        "robot_description (the URDF on that topic, from a robot driver).",
-        STR, read_only=True)),
-    **ROBOT_MODEL_PARAMETERS,
-    "task": ("visual_servo", descriptor(
+    **robot_model_params("the camera and the marker's position"),
+    "task": Param("visual_servo",
         "Task whose camera (intrinsics and pose, from the robot YAML's tasks: section) "
-        "renders the marker.", STR, read_only=True, choices=CAMERA_TASKS)),
-    "rate": (30.0, descriptor("Frame rate, Hz.", DOUBLE, floats=(0.0, 1000.0))),
-    "frame_id": ("camera_optical_frame", descriptor(
+        "renders the marker.", read_only=True, choices=CAMERA_TASKS),
+    "rate": Param(30.0, "Frame rate, Hz.", range=(0.0, 1000.0), checks=(positive,)),
+    "frame_id": Param("camera_optical_frame",
         "frame_id of the images and camera info (optical frame: z forward, x right, y down).",
-        STR, read_only=True)),
-    "marker_color": (list(_DEFAULT_RENDER.marker_color), descriptor(
-        "Marker colour [B, G, R], 0..255 each.", INT_ARRAY)),
-    "marker_radius": (_DEFAULT_RENDER.marker_radius, descriptor(
+        read_only=True),
+    "marker_color": Param(list(_DEFAULT_RENDER.marker_color),
+        "Marker colour [B, G, R], 0..255 each."),
+    "marker_radius": Param(_DEFAULT_RENDER.marker_radius,
         "Physical marker radius, m; its image radius is fx * radius / depth.",
-        DOUBLE, floats=(0.0, 1.0))),
-    "marker_radius_px": (_DEFAULT_RENDER.marker_radius_px, descriptor(
+        range=(0.0, 1.0)),
+    "marker_radius_px": Param(_DEFAULT_RENDER.marker_radius_px,
         "Fixed marker radius in the image, px; 0 uses marker_radius and the depth.",
-        DOUBLE, floats=(0.0, 1000.0))),
-    "background": (_DEFAULT_RENDER.background, descriptor(
+        range=(0.0, 1000.0)),
+    "background": Param(_DEFAULT_RENDER.background,
         "Background: a solid colour, a gradient, or a gradient with a checker texture.",
-        STR, choices=BACKGROUNDS)),
-    "background_color": (list(_DEFAULT_RENDER.background_color), descriptor(
-        "Mean background colour [B, G, R], 0..255 each.", INT_ARRAY)),
-    "noise_std": (_DEFAULT_RENDER.noise_std, descriptor(
+        choices=BACKGROUNDS),
+    "background_color": Param(list(_DEFAULT_RENDER.background_color),
+        "Mean background colour [B, G, R], 0..255 each."),
+    "noise_std": Param(_DEFAULT_RENDER.noise_std,
         "Gaussian pixel noise, standard deviation in intensity levels.",
-        DOUBLE, floats=(0.0, 255.0))),
-    "seed": (_DEFAULT_RENDER.seed, descriptor(
-        "Seed of the pixel noise.", INT, read_only=True, ints=(0, 2**31 - 1))),
-    "target_marker": (False, descriptor(
-        "Render the target marker (a ring) at target_position.", BOOL)),
-    "target_position": (list(_DEFAULT_TARGET), descriptor(
+        range=(0.0, 255.0)),
+    "seed": Param(_DEFAULT_RENDER.seed,
+        "Seed of the pixel noise.", read_only=True, range=(0, 2**31 - 1)),
+    "target_marker": Param(False,
+        "Render the target marker (a ring) at target_position."),
+    "target_position": Param(list(_DEFAULT_TARGET),
         "Target marker position [x, y, z], m, base frame; the target_point topic sets "
-        "it too.", DOUBLE_ARRAY)),
-    "target_color": (list(_DEFAULT_RENDER.target_color), descriptor(
+        "it too."),
+    "target_color": Param(list(_DEFAULT_RENDER.target_color),
         "Target marker colour [B, G, R], 0..255 each (green: a second hue_tracker with "
-        "hue 45..75 finds it).", INT_ARRAY)),
-    "target_radius_px": (_DEFAULT_RENDER.target_radius_px, descriptor(
+        "hue 45..75 finds it)."),
+    "target_radius_px": Param(_DEFAULT_RENDER.target_radius_px,
         "Outer radius of the target ring, px; larger than the end-effector marker, which "
-        "fits in its hole on arrival.", DOUBLE, floats=(0.0, 1000.0))),
-    "target_ring_px": (_DEFAULT_RENDER.target_ring_px, descriptor(
+        "fits in its hole on arrival.", range=(0.0, 1000.0)),
+    "target_ring_px": Param(_DEFAULT_RENDER.target_ring_px,
         "Width of the target ring's band, px (<= target_radius_px).",
-        DOUBLE, floats=(0.0, 1000.0))),
-    "target_motion": ("none", descriptor(
+        range=(0.0, 1000.0)),
+    "target_motion": Param("none",
         "Move the target marker from target_position: none, circle (radius "
         "target_motion_size, normal target_motion_axis) or line (target_motion_size along "
-        "target_motion_axis and back), at target_motion_speed.", STR,
-        choices=("none",) + PATH_KINDS)),
-    "target_motion_size": (0.05, descriptor(
-        "Circle radius or line length of the target motion, m.", DOUBLE, floats=(0.0, 2.0))),
-    "target_motion_speed": (0.05, descriptor(
-        "Speed of the target motion, m/s.", DOUBLE, floats=(0.0, 2.0))),
-    "target_motion_axis": ([0.0, 1.0, 0.0], descriptor(
+        "target_motion_axis and back), at target_motion_speed.",
+        choices=("none",) + PATH_KINDS),
+    "target_motion_size": Param(0.05,
+        "Circle radius or line length of the target motion, m.", range=(0.0, 2.0)),
+    "target_motion_speed": Param(0.05,
+        "Speed of the target motion, m/s.", range=(0.0, 2.0)),
+    "target_motion_axis": Param([0.0, 1.0, 0.0],
         "Circle normal or line direction, base frame (default: the plane joints 2 and 4 "
-        "move the tool in).", DOUBLE_ARRAY)),
-    "tracker_noise_px": (0.0, descriptor(
+        "move the tool in)."),
+    "tracker_noise_px": Param(0.0,
         "Noisy tracker: the marker is drawn N(0, this) px off its true pixel per axis.",
-        DOUBLE, floats=(0.0, 100.0))),
-    "drop_probability": (0.0, descriptor(
+        range=(0.0, 100.0)),
+    "drop_probability": Param(0.0,
         "Noisy tracker: probability that a frame is lost (not published).",
-        DOUBLE, floats=(0.0, 0.99))),
-    "wrong_blob_probability": (0.0, descriptor(
+        range=(0.0, 0.99)),
+    "wrong_blob_probability": Param(0.0,
         "Noisy tracker: probability that a frame also shows a larger blob of the marker's "
-        "colour elsewhere, which a hue tracker then reports.", DOUBLE, floats=(0.0, 0.99))),
-    "wrong_blob_min_px": (60.0, descriptor(
+        "colour elsewhere, which a hue tracker then reports.", range=(0.0, 0.99)),
+    "wrong_blob_min_px": Param(60.0,
         "Noisy tracker: the wrong blob is at least this far from the marker, px.",
-        DOUBLE, floats=(0.0, 1000.0))),
-    "base_frame": ("base_link", descriptor(
+        range=(0.0, 1000.0)),
+    "base_frame": Param("base_link",
         "The robot's base frame: target_point messages must be in it (or have no "
-        "frame_id).", STR, read_only=True)),
+        "frame_id).", read_only=True),
 }
 
 
@@ -187,15 +168,8 @@ def _tracker_noise(values: dict) -> TrackerNoise:
 
 
 def validate_parameters(values: dict) -> str | None:
-    """Why this full set of parameter values is not acceptable, or None when it is."""
-    if values["task"] not in CAMERA_TASKS:
-        return f"task {values['task']!r} has no camera; choose one of {', '.join(CAMERA_TASKS)}"
-    reason = robot_model_reason(values)
-    if reason:
-        return reason
-    rate = values["rate"]
-    if not (isinstance(rate, float) and math.isfinite(rate) and rate > 0):
-        return f"rate must be a finite number of Hz > 0, got {rate!r}"
+    """Why this full set of parameter values is not acceptable, or None when it is (the
+    checks across parameters; SPEC checks each one first)."""
     target = values["target_position"]
     if len(target) != 3 or not all(math.isfinite(v) for v in target):
         return f"target_position must be three finite numbers [x, y, z] m, got {list(target)}"
@@ -206,6 +180,9 @@ def validate_parameters(values: dict) -> str | None:
     except (ValueError, TypeError) as exc:
         return str(exc)
     return None
+
+
+SPEC = ParamSpec(PARAMETERS, checks=(robot_model_reason, validate_parameters))
 
 
 def _motion(values: dict, start) -> TargetPath | None:
@@ -246,12 +223,7 @@ class SimCameraNode(Node):
 
     def __init__(self, node_name: str = "sim_camera", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
-        for name, (default, desc) in PARAMETERS.items():
-            self.declare_parameter(name, default, desc)
-        values = self._values()
-        reason = validate_parameters(values)
-        if reason:
-            raise ValueError(f"{self.get_name()}: {reason}")
+        values = self._params = SPEC.declare(self)
 
         self.robot = load_node_robot(self, values["robot"])
         self.task = make_task(values["task"], self.robot)
@@ -281,10 +253,9 @@ class SimCameraNode(Node):
         self._joint_sub = self.create_subscription(
             JointState, "joint_states", self._on_joint_state, LATEST_QOS)
         self._target_sub = self.create_subscription(
-            PointStamped, "target_point", self._on_target_point, TARGET_POINT_QOS)
+            PointStamped, "target_point", self._on_target_point, COMMAND_QOS)
         self._timer = self.create_timer(1.0 / self._rate, self._tick)
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
+        SPEC.watch(self, self._params, self._apply_parameters)
         cam = self.task.camera
         self.get_logger().info(
             f"robot {self.robot.name}, task {self.task.name}: {cam.width}x{cam.height} camera "
@@ -293,20 +264,10 @@ class SimCameraNode(Node):
             + (f"; target BGR {list(self.renderer.config.target_color)} at "
                f"{self._target_point.tolist()} m" if self._show_target else ""))
 
-    def _values(self) -> dict:
-        return {name: self.get_parameter(name).value for name in PARAMETERS}
-
     # ------------------------------------------------------------------ parameters
 
-    def _validate_parameters(self, params) -> SetParametersResult:
-        values = self._values()
-        values.update({p.name: p.value for p in params if p.name in PARAMETERS})
-        reason = validate_parameters(values)
-        return SetParametersResult(successful=reason is None, reason=reason or "")
-
-    def _apply_parameters(self, params) -> None:
-        names = {p.name for p in params}
-        values = self._values()
+    def _apply_parameters(self, names: set[str]) -> None:
+        values = self._params
         if names & set(_RENDER_FIELDS):
             self.renderer.config = _render_config(values)
         if "rate" in names and values["rate"] != self._rate:
@@ -366,7 +327,7 @@ class SimCameraNode(Node):
                 self.set_parameters([Parameter("target_position", value=point.tolist())])
             finally:
                 self._setting_point = False
-        self._restart_motion(self._values())
+        self._restart_motion(self._params)
 
     def target_point(self) -> np.ndarray:
         """(3,) m, base frame: where the target marker is now (moving along the target
