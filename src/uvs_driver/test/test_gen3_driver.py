@@ -246,11 +246,14 @@ def test_an_idle_driver_sends_nothing_and_one_stop_ends_each_motion(arm, graph):
     g.drive(QDOT)
     _moving(arm)
     time.sleep(0.2)
+    # On a loaded machine a late tick may already have had the supervisor stop the arm
+    # (and the next command start it again): count from the release.
+    stops = len(arm.entries("Base.Stop"))
     g.release()                        # the driver's watchdog zeroes after command_timeout
-    assert g.wait(lambda: len(arm.entries("Base.Stop")) == 1, 1.0)
+    assert g.wait(lambda: len(arm.entries("Base.Stop")) == stops + 1, 1.0)
     sent = len(arm.entries("Base.SendJointSpeedsCommand"))
     time.sleep(0.5)
-    assert len(arm.entries("Base.Stop")) == 1
+    assert len(arm.entries("Base.Stop")) == stops + 1
     assert len(arm.entries("Base.SendJointSpeedsCommand")) == sent
 
 
