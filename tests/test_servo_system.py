@@ -325,5 +325,11 @@ def test_visual_servo_follows_a_moving_target_marker():
     excursion = np.ptp(targets, axis=0).max()
     assert excursion > 30.0                                  # the tracked target moves
     assert np.ptp(positions, axis=0).max() > 0.8 * excursion  # and the tool with it
-    assert np.median(errors) < 0.1 * excursion, (np.median(errors), excursion)
+    # Feedback alone lags a target moving at v by v / gain: on this circle (~20 px/s,
+    # gain 1) ~20 px (measured with target_velocity off: median 17.5 px of 44), and a
+    # tool at the centre errs half the excursion. A quarter of the excursion tells
+    # feed-forward following from both and leaves room for the lag a loaded machine adds
+    # to the in-process graph (median 6.4-9.0 px of 40 with a 1-min load of 8-12 on 2
+    # cores).
+    assert np.median(errors) < 0.25 * excursion, (np.median(errors), excursion)
     assert all(s.state in (ServoStatus.SERVOING, ServoStatus.CONVERGED) for s in late)
