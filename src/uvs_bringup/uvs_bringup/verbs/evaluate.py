@@ -141,7 +141,7 @@ def _open_graph(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from uvs_bringup.benchmark import jsonable, machine_info
+    from uvs_bringup.benchmark_report import jsonable, machine_info
     from uvs_bringup.evaluate import (
         BusyLoad,
         envelope_of,
