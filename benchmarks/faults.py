@@ -64,7 +64,8 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from uvs_bringup.graph import GraphOptions, config_dir, servo_graph  # noqa: E402
+from uvs_bringup.graph import GraphOptions, servo_graph  # noqa: E402
+from uvs_core.paths import installed_dir  # noqa: E402
 from uvs_interfaces.msg import ServoStatus  # noqa: E402
 from uvs_interfaces.srv import EstimateJacobian, SetTarget  # noqa: E402
 
@@ -360,7 +361,7 @@ class Bench:
         self.log_dir = log_dir
         self.env = env
         self.probe = probe
-        self.config = config_dir()
+        self.config = installed_dir("config")
         specs = {s.name: s for s in servo_graph(GraphOptions(backend="sim", estimator="tj"))}
         self.specs = specs
         args = specs["driver"].ros_args(self.config)

@@ -68,15 +68,15 @@ class MovingConfig:
 def _estimator(name: str, task, models: dict[str, str], log):
     """(estimator, model path or None) as the estimator node builds it (shipped model,
     first-use cache for llknn/broyden, or models[name])."""
+    from uvs_core.paths import installed_dir
     from uvs_estimation.jacobian_service import (
         EstimatorSetupError,
         ModelConfig,
         build_estimator,
-        default_model_dir,
     )
 
     try:
-        return build_estimator(name, task, ModelConfig(default_model_dir(), dict(models)),
+        return build_estimator(name, task, ModelConfig(installed_dir("models"), dict(models)),
                                log=log)
     except EstimatorSetupError as exc:
         raise ValueError(str(exc)) from None

@@ -60,13 +60,13 @@ from std_srvs.srv import Trigger
 
 from uvs_core.estimators import estimator_names, estimator_specs
 from uvs_core.estimators.cache import FIRST_USE
+from uvs_core.paths import installed_dir
 from uvs_core.tasks import TASK_NAMES, make_task
 from uvs_estimation.jacobian_service import (
     EstimatorSetupError,
     JacobianService,
     ModelConfig,
     build_estimator,
-    default_model_dir,
 )
 from uvs_interfaces.srv import EstimateJacobian
 from uvs_ros import run_node
@@ -105,7 +105,7 @@ class JacobianEstimatorNode(Node):
     # ----------------------------------------------------------------- setup
     def _setup(self) -> None:
         self._learned = _learned_names()
-        self._default_model_dir = default_model_dir()
+        self._default_model_dir = installed_dir("models")
         self._declare_parameters()
         values = {name: self.get_parameter(name).value
                   for name in ("robot", *ROBOT_MODEL_PARAMETERS)}

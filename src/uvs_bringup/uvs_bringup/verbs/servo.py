@@ -166,9 +166,10 @@ def _first_use_model(name: str, task) -> Path | None:
 
     from uvs_core.estimators import load_estimator
     from uvs_core.estimators.cache import FIRST_USE, first_use_model
-    from uvs_estimation.jacobian_service import ModelConfig, default_model_dir, model_robot
+    from uvs_core.paths import installed_dir
+    from uvs_estimation.jacobian_service import ModelConfig, model_robot
 
-    shipped = ModelConfig(default_model_dir()).model_path(name, task.name, task.robot.name)
+    shipped = ModelConfig(installed_dir("models")).model_path(name, task.name, task.robot.name)
     if name not in FIRST_USE or (shipped.is_dir()
                                  and model_robot(shipped) in (None, task.robot.name)):
         return None
