@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# Over 600 lines: one script run by path; the probe node, the process set-ups of both backends
+# and every fault scenario share the probe's timing and the report's rows.
 """Fault injection on the real driver node over DDS: how fast does a zero command reach the
 arm, and does the state keep publishing? (issue #12, item 5)
 

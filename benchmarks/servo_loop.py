@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# Over 600 lines: one script run by path; process start-up, the operator, the rate sweep,
+# the soak and the report share its measurement code (cycles, periods, CPU, RSS).
 """Speed and soak of the servo loop: the controller's rate with the estimator in the loop.
 
 The servo graph of ``uvs_bringup.graph.servo_graph`` (driver, jacobian_estimator,

@@ -1,3 +1,5 @@
+# Over 600 lines: the Operator node and the two graphs it drives (ServoGraph in process,
+# AttachedGraph over DDS) share its servo_to/follow protocol and its results.
 """The servo graph in one process: each rclpy node on an executor thread of its own.
 
 This is the Python form of composition, for machines where `ros2 launch` is
