@@ -18,7 +18,6 @@ import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.srv import SetParameters
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, JointState
@@ -34,36 +33,6 @@ from uvs_vision.sim_camera_node import SimCameraNode
 DEADLINE = 30.0  # s; generous: the machine is shared with other test runs
 RELIABLE_100 = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
                           reliability=ReliabilityPolicy.RELIABLE)
-
-
-@pytest.fixture
-def graph(ros_context):
-    """(executor, make(node_class, **kwargs)); every node is destroyed afterwards."""
-    executor = SingleThreadedExecutor(context=ros_context)
-    nodes = []
-
-    def make(factory, *args, **kwargs):
-        node = factory(*args, context=ros_context, **kwargs)
-        nodes.append(node)
-        return node
-
-    try:
-        yield executor, make
-    finally:
-        executor.shutdown()
-        for node in nodes:
-            node.destroy_node()
-
-
-def _spin_until(executor, condition, timeout=DEADLINE, every=None):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        if every is not None:
-            every()
-        executor.spin_once(timeout_sec=0.02)
-    return True
 
 
 def _wait_for_subscriber(publisher, count=1, timeout=DEADLINE):
@@ -106,8 +75,8 @@ def marker_video(tmp_path):
     return path
 
 
-def test_tracker_follows_a_marker_in_a_video_file(graph, marker_video):
-    executor, make = graph
+def test_tracker_follows_a_marker_in_a_video_file(ros_graph, marker_video):
+    executor, make = ros_graph
     listener = make(rclpy.create_node, "vision_test_listener")
     states: list[TaskState] = []
     listener.create_subscription(TaskState, "task_state", states.append, RELIABLE_100)
@@ -118,7 +87,7 @@ def test_tracker_follows_a_marker_in_a_video_file(graph, marker_video):
     executor.add_node(listener)
     executor.add_node(tracker)
 
-    assert _spin_until(executor, lambda: len(states) >= FRAMES + 1), \
+    assert executor.spin_until(lambda: len(states) >= FRAMES + 1), \
         f"only {len(states)} task states of {FRAMES + 1} within {DEADLINE} s"
     for i, state in enumerate(states[:FRAMES]):
         assert state.task == "visual_servo"
@@ -137,8 +106,8 @@ def test_tracker_follows_a_marker_in_a_video_file(graph, marker_video):
 
 # ------------------------------------------------------------------ 2. sim camera -> tracker
 
-def test_sim_camera_to_tracker_reads_back_the_task_state(graph):
-    executor, make = graph
+def test_sim_camera_to_tracker_reads_back_the_task_state(ros_graph):
+    executor, make = ros_graph
     task = make_task("visual_servo", load_robot("gen3"))
     camera = make(SimCameraNode, parameter_overrides=_overrides(rate=30.0, noise_std=3.0))
     tracker = make(HueTrackerNode)
@@ -161,8 +130,8 @@ def test_sim_camera_to_tracker_reads_back_the_task_state(graph):
         def mine(stamp=stamp):
             return [s for s in states if s.header.stamp == stamp and s.valid]
 
-        assert _spin_until(executor, lambda: bool(mine()),
-                           every=lambda m=msg: joint_pub.publish(m)), \
+        assert executor.spin_until(lambda: bool(mine()),
+                                   every=lambda m=msg: joint_pub.publish(m)), \
             f"no valid task_state for the joint state stamped {stamp.sec} s"
         state = mine()[0]
         assert state.task == "visual_servo" and list(state.labels) == ["u", "v"]
@@ -170,7 +139,7 @@ def test_sim_camera_to_tracker_reads_back_the_task_state(graph):
         np.testing.assert_allclose(state.position, task.x(qa), atol=1.0)
         assert np.linalg.norm(task.x(qa) - task.x(task.home_active)) > 20.0  # it moved
 
-    assert _spin_until(executor, lambda: bool(infos))
+    assert executor.spin_until(lambda: bool(infos))
     info = infos[-1]
     cam = task.camera
     assert (info.width, info.height) == (cam.width, cam.height)
@@ -178,11 +147,11 @@ def test_sim_camera_to_tracker_reads_back_the_task_state(graph):
     assert info.header.frame_id == "camera_optical_frame"
 
 
-def test_sim_camera_renders_a_target_marker_a_second_tracker_reads_as_target(graph):
+def test_sim_camera_renders_a_target_marker_a_second_tracker_reads_as_target(ros_graph):
     """Two trackers on the sim camera's images, over DDS: the red one reads the tool
     marker (task_state), the green one, its task_state remapped to `target`, the target
     marker moved by target_point; a NaN point hides it and its tracker says invalid."""
-    executor, make = graph
+    executor, make = ros_graph
     task = make_task("visual_servo", load_robot("gen3"))
     camera = make(SimCameraNode, parameter_overrides=_overrides(rate=30.0,
                                                                 target_marker=True))
@@ -217,9 +186,9 @@ def test_sim_camera_renders_a_target_marker_a_second_tracker_reads_as_target(gra
         joint_pub.publish(joints)
         point_pub.publish(msg)
 
-    assert _spin_until(executor, lambda: newest_target_at(expected_target), every=publish), \
+    assert executor.spin_until(lambda: newest_target_at(expected_target), every=publish), \
         f"target tracker never read {expected_target}; last {targets[-1:]}"
-    assert _spin_until(executor, lambda: bool(tools) and tools[-1].valid)
+    assert executor.spin_until(lambda: bool(tools) and tools[-1].valid)
     np.testing.assert_allclose(tools[-1].position, task.x(qa), atol=1.0)
     np.testing.assert_allclose(targets[-1].position, expected_target, atol=1.0)
     assert list(camera.get_parameter("target_position").value) == pytest.approx(point)
@@ -228,15 +197,15 @@ def test_sim_camera_renders_a_target_marker_a_second_tracker_reads_as_target(gra
     assert all(len(s.position) == 2 for s in tools + targets if s.valid)
 
     msg.point.x = msg.point.y = msg.point.z = math.nan
-    assert _spin_until(executor, lambda: bool(targets) and not targets[-1].valid,
-                       every=publish), "hiding the target marker did not make it invalid"
-    assert _spin_until(executor, lambda: tools[-1].valid)      # the tool marker stays
+    assert executor.spin_until(lambda: bool(targets) and not targets[-1].valid,
+                               every=publish), "hiding the target marker did not make it invalid"
+    assert executor.spin_until(lambda: tools[-1].valid)      # the tool marker stays
 
 
 # ------------------------------------------------------------------ 3. parameters
 
-def test_runtime_parameter_changes_are_validated(graph):
-    executor, make = graph
+def test_runtime_parameter_changes_are_validated(ros_graph):
+    executor, make = ros_graph
     tracker = make(HueTrackerNode)
     camera = make(SimCameraNode)
 
@@ -289,14 +258,14 @@ def test_invalid_start_parameters_raise(ros_context):
     dict(source="file", video_file=__file__),      # a file, but not a video
     dict(source="webcam", video_device=250),
 ])
-def test_missing_source_reports_invalid_without_crashing(graph, params):
-    executor, make = graph
+def test_missing_source_reports_invalid_without_crashing(ros_graph, params):
+    executor, make = ros_graph
     listener = make(rclpy.create_node, "vision_test_listener")
     states: list[TaskState] = []
     listener.create_subscription(TaskState, "task_state", states.append, RELIABLE_100)
     tracker = make(HueTrackerNode, parameter_overrides=_overrides(rate=50.0, **params))
     executor.add_node(listener)
     executor.add_node(tracker)
-    assert _spin_until(executor, lambda: len(states) >= 3)
+    assert executor.spin_until(lambda: len(states) >= 3)
     assert all(not s.valid and len(s.position) == 0 for s in states)
     assert tracker.frames == 0

@@ -6,20 +6,8 @@ is a rosbag2 directory (``metadata.yaml`` + one ``.mcap`` file) that
 ``ros2 bag info/play`` and Foxglove open, written and read with the
 ``rosbags`` library so that no ROS installation is needed.
 
-Bag schema (one sample = two messages with the same ``header.stamp``):
-
-- ``/joint_states`` ``sensor_msgs/msg/JointState``: name, position = q row.
-- ``/task_state`` ``uvs_interfaces/msg/TaskState``: task, position = x row,
-  labels, valid (messages with ``valid == False`` are skipped on reading).
-- ``/babble/trajectory_start`` ``std_msgs/msg/UInt32``: the trajectory index,
-  logged at the stamp of the trajectory's first sample.
-- optional, written by the babbler node: ``/babble/command``
-  ``std_msgs/msg/Float64MultiArray``, the joint velocity command (rad/s, robot
-  joint order) sent in answer to the sample logged at the same time, and
-  ``/babble/target`` ``uvs_interfaces/msg/TaskState``, the target the servo
-  babbler was steering to at that sample (same header stamp).
-
-Bag log timestamps equal the sample stamps.
+The bag schema (the topics, their message types, how a sample is paired by stamp) is
+written down in ``uvs_core.bag_schema``.
 
 This module is the public face: ``Dataset`` and ``file_hash`` live here, the schema in
 ``uvs_core.bag_schema``, ``write_bag`` in ``uvs_core.bag_writer`` and ``read_bag`` in
