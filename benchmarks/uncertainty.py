@@ -58,6 +58,9 @@ class Recorder:
 
     def __init__(self, est) -> None:
         self.est = est
+        # evaluation.batched looks the view up in the registry under the estimator's name
+        # (nk_ens: stateless, so it calls estimate_batch here with the whole batch).
+        self.name = est.name
         self.steps: list[np.ndarray] = []
 
     def batch_view(self, batch: int) -> Recorder:
