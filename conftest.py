@@ -26,3 +26,41 @@ def ros_context():
         yield context
     finally:
         rclpy.try_shutdown(context=context)
+
+
+@pytest.fixture
+def ros_graph(ros_context):
+    """``(executor, make)`` for in-process node tests: a SingleThreadedExecutor of the test's
+    context with ``executor.spin_until(condition, timeout=30.0, every=None) -> bool`` (spin
+    until ``condition()`` holds, calling ``every()`` between spins; False at the deadline),
+    and ``make(factory, *args, **kwargs)``, a node made in that context, not yet added to
+    the executor. Every node is destroyed and the executor shut down afterwards."""
+    import time
+
+    from rclpy.executors import SingleThreadedExecutor
+
+    class Executor(SingleThreadedExecutor):
+        def spin_until(self, condition, timeout: float = 30.0, every=None) -> bool:
+            deadline = time.monotonic() + timeout
+            while not condition():
+                if time.monotonic() > deadline:
+                    return False
+                if every is not None:
+                    every()
+                self.spin_once(timeout_sec=0.02)
+            return True
+
+    executor = Executor(context=ros_context)
+    nodes = []
+
+    def make(factory, *args, **kwargs):
+        node = factory(*args, context=ros_context, **kwargs)
+        nodes.append(node)
+        return node
+
+    try:
+        yield executor, make
+    finally:
+        executor.shutdown()
+        for node in nodes:
+            node.destroy_node()

@@ -45,7 +45,8 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(200, 23
 
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+from uvs_core.paths import installed_dir  # noqa: E402
+
 TASK = "single_point"
 ROBOT = "gen3"
 ALL_ESTIMATORS = ("tj", "broyden", "llknn", "nj", "binj", "nk_tanh", "nk_relu")
@@ -112,7 +113,7 @@ def prepare_models(task, names, model_root: Path, scratch: Path, samples: int,
 def measure_in_process(task, names, models, calls: int, warmup: int, seed: int) -> dict:
     from uvs_estimation.jacobian_service import ModelConfig, build_estimator
 
-    config = ModelConfig(model_dir=ROOT / "models",
+    config = ModelConfig(model_dir=installed_dir("models"),
                          models={n: m["path"] for n, m in models.items()})
     rng = np.random.default_rng(seed)
     qa = task.select(task.robot.sample(rng, 1024))
@@ -353,7 +354,7 @@ def main(argv=None) -> int:
     parser.add_argument("--estimators", nargs="+", default=list(ALL_ESTIMATORS),
                         metavar="NAME", help=f"estimators to measure (default: all: "
                                              f"{' '.join(ALL_ESTIMATORS)})")
-    parser.add_argument("--models", type=Path, default=ROOT / "models",
+    parser.add_argument("--models", type=Path, default=installed_dir("models"),
                         help="model root holding single_point/<name> (default: models/)")
     parser.add_argument("--samples", type=int, default=5000,
                         help="babbled samples for networks trained on the fly (default 5000)")

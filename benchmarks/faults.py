@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# Over 600 lines: one script run by path; the probe node, the process set-ups of both backends
+# and every fault scenario share the probe's timing and the report's rows.
 """Fault injection on the real driver node over DDS: how fast does a zero command reach the
 arm, and does the state keep publishing? (issue #12, item 5)
 
@@ -64,7 +66,8 @@ from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from uvs_bringup.graph import GraphOptions, config_dir, servo_graph  # noqa: E402
+from uvs_bringup.graph import GraphOptions, servo_graph  # noqa: E402
+from uvs_core.paths import installed_dir  # noqa: E402
 from uvs_interfaces.msg import ServoStatus  # noqa: E402
 from uvs_interfaces.srv import EstimateJacobian, SetTarget  # noqa: E402
 
@@ -360,7 +363,7 @@ class Bench:
         self.log_dir = log_dir
         self.env = env
         self.probe = probe
-        self.config = config_dir()
+        self.config = installed_dir("config")
         specs = {s.name: s for s in servo_graph(GraphOptions(backend="sim", estimator="tj"))}
         self.specs = specs
         args = specs["driver"].ros_args(self.config)

@@ -46,9 +46,9 @@ def served_estimator(task, name: str, model: str | None):
         return first_use_model(name, task,
                                lambda p: load_estimator(p, task=task, name=name))[0]
     if estimator_class(name).learned:
-        from uvs_estimation.jacobian_service import default_model_dir
+        from uvs_core.paths import installed_dir
 
-        return load_estimator(default_model_dir() / task.name / name, task=task, name=name)
+        return load_estimator(installed_dir("models") / task.name / name, task=task, name=name)
     return make_estimator(name, task)
 
 
@@ -78,11 +78,11 @@ def controller_values(task_name: str) -> dict:
     """The controller node's parameter values: its defaults, then config/controller.yaml."""
     import yaml
 
-    from uvs_bringup.graph import config_dir
     from uvs_control.params import SPEC
+    from uvs_core.paths import installed_dir
 
     values = SPEC.defaults()
-    loaded = yaml.safe_load((config_dir() / "controller.yaml").read_text())
+    loaded = yaml.safe_load((installed_dir("config") / "controller.yaml").read_text())
     values.update(loaded["controller"]["ros__parameters"])
     values["task"] = task_name
     return values

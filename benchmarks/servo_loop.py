@@ -1,4 +1,6 @@
 #!/usr/bin/env python3
+# Over 600 lines: one script run by path; process start-up, the operator, the rate sweep,
+# the soak and the report share its measurement code (cycles, periods, CPU, RSS).
 """Speed and soak of the servo loop: the controller's rate with the estimator in the loop.
 
 The servo graph of ``uvs_bringup.graph.servo_graph`` (driver, jacobian_estimator,
@@ -90,8 +92,9 @@ from rclpy.signals import SignalHandlerOptions  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
-from uvs_bringup.graph import GraphOptions, NodeSpec, config_dir, servo_graph  # noqa: E402
+from uvs_bringup.graph import GraphOptions, NodeSpec, servo_graph  # noqa: E402
 from uvs_bringup.runner import GraphError, Operator  # noqa: E402
+from uvs_core.paths import installed_dir  # noqa: E402
 from uvs_interfaces.msg import ServoStatus  # noqa: E402
 from uvs_interfaces.srv import SetTarget  # noqa: E402
 
@@ -859,7 +862,7 @@ def main(argv=None) -> int:
 
     options = GraphOptions(task=args.task, estimator=args.estimator)
     specs = servo_graph(options)
-    config = config_dir()
+    config = installed_dir("config")
     task = make_task(args.task, load_robot("gen3"))
     rng = np.random.default_rng(args.seed)
     base_domain = int(_USER_DOMAIN) if _USER_DOMAIN else random.SystemRandom().randint(100, 200)

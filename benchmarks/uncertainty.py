@@ -41,6 +41,7 @@ import numpy as np
 
 from uvs_core.estimators import load_estimator
 from uvs_core.evaluation import protocol, rollout, threshold_success
+from uvs_core.paths import installed_dir
 from uvs_core.robot import load_robot
 from uvs_core.tasks import make_task
 
@@ -57,6 +58,9 @@ class Recorder:
 
     def __init__(self, est) -> None:
         self.est = est
+        # evaluation.batched looks the view up in the registry under the estimator's name
+        # (nk_ens: stateless, so it calls estimate_batch here with the whole batch).
+        self.name = est.name
         self.steps: list[np.ndarray] = []
 
     def batch_view(self, batch: int) -> Recorder:
@@ -203,7 +207,7 @@ def main(argv=None) -> int:
                         help="figure path (default docs/figures/<task>_uncertainty.png)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    model = args.model or ROOT / "models" / args.task / "nk_ens"
+    model = args.model or installed_dir("models") / args.task / "nk_ens"
     t0 = time.perf_counter()
     data = run(args.task, model, args.targets, args.seeds)
     result = analyse(data, [float(f) for f in args.fail.split(",")])

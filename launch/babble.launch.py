@@ -23,7 +23,6 @@ noise_fraction, noise_std) are in config/babbler.yaml.
 
 from pathlib import Path
 
-from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.logging import get_logger
 from launch.substitutions import LaunchConfiguration
@@ -38,8 +37,7 @@ from uvs_bringup.graph import (
     resolve_backend,
 )
 from uvs_bringup.launch_support import LaunchArgumentError, node_action
-
-SHARE = Path(get_package_share_directory("uvs_bringup"))
+from uvs_core.paths import installed_dir
 
 ARGUMENTS = [
     ("backend", "sim", "what runs the arm: sim, the kinematic simulation of the robot model; "
@@ -58,7 +56,7 @@ ARGUMENTS = [
      BABBLE_MODES),
     ("trajectories", "10", "trajectories to record, each from home", None),
     ("bag", "bags/babble", "bag directory to write (must not exist)", None),
-    ("params_dir", str(SHARE / "config"), "folder of the nodes' parameter YAML files", None),
+    ("params_dir", str(installed_dir("config")), "folder of the nodes' parameter YAML files", None),
 ]
 
 

@@ -28,7 +28,6 @@ whole launch with the reason and a non-zero exit code.
 
 from pathlib import Path
 
-from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo, OpaqueFunction
 from launch.logging import get_logger
 from launch.substitutions import LaunchConfiguration
@@ -57,8 +56,7 @@ from uvs_bringup.launch_support import (
     ros2_bag_available,
     stop_launch_on_exit,
 )
-
-SHARE = Path(get_package_share_directory("uvs_bringup"))
+from uvs_core.paths import installed_dir
 
 ARGUMENTS = [
     ("backend", "sim", "what runs the arm: sim, the kinematic simulation of the robot model; "
@@ -84,7 +82,7 @@ ARGUMENTS = [
     ("record", "false", "record the servo topics: ros2 bag record (MCAP), or uvs's own "
      "MCAP recorder where ros2 bag is not installed", ("true", "false")),
     ("bag", "uvs_servo_bag", "bag path for record:=true (must not exist)", None),
-    ("params_dir", str(SHARE / "config"), "folder of the nodes' parameter YAML files", None),
+    ("params_dir", str(installed_dir("config")), "folder of the nodes' parameter YAML files", None),
 ]
 
 

@@ -128,9 +128,9 @@ def test_design_protocol_variant(tmp_path):
 def test_a_given_model_is_evaluated_instead_of_trained(tmp_path):
     """--model EST=DIR: the benchmark servos with that model (a shipped one here) and
     trains nothing for EST; a model of another task is refused with the reason."""
-    from uvs_estimation.jacobian_service import default_model_dir
+    from uvs_core.paths import installed_dir
 
-    shipped = default_model_dir() / "single_point" / "nk_tanh"
+    shipped = installed_dir("models") / "single_point" / "nk_tanh"
     out = tmp_path / "given"
     result = _uvs("benchmark", "--estimators", "tj,nk_tanh", "--model", f"nk_tanh={shipped}",
                   "--targets", "5", "--seeds", "1", "--samples", "2000", "--out", str(out),
@@ -146,7 +146,7 @@ def test_a_given_model_is_evaluated_instead_of_trained(tmp_path):
     # the shipped model servoes (94.5 over 1100 trajectories; an untrained one scores ~0)
     assert res["estimators"]["nk_tanh"]["success"]["total"] > 50.0
 
-    other = default_model_dir() / "visual_servo" / "nk_tanh"
+    other = installed_dir("models") / "visual_servo" / "nk_tanh"
     wrong = _uvs("benchmark", "--estimators", "nk_tanh", "--model", f"nk_tanh={other}",
                  "--out", str(tmp_path / "wrong"))
     assert wrong.returncode == 2 and "field 'task' mismatch" in wrong.stderr

@@ -11,11 +11,11 @@ from uvs_bringup.graph import (
     BabbleOptions,
     GraphOptions,
     babble_graph,
-    config_dir,
     recorded_topics,
     resolve_backend,
     servo_graph,
 )
+from uvs_core.paths import installed_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "servo.launch.py"
@@ -73,7 +73,7 @@ def test_marker_target_adds_a_second_tracker_feeding_the_controller_target():
     assert specs["sim_camera"].parameters["target_marker"] is True
     assert specs["controller"].parameters["target_timeout"] == 0.5
     # Its own colour: the sim camera's green target ring, not the red tool marker.
-    params = yaml.safe_load((config_dir() / "hue_tracker.yaml").read_text())
+    params = yaml.safe_load((installed_dir("config") / "hue_tracker.yaml").read_text())
     green = params["target_tracker"]["ros__parameters"]
     red = params["hue_tracker"]["ros__parameters"]
     assert (green["hue_low"], green["hue_high"]) == (45, 75)
@@ -121,7 +121,7 @@ def test_every_node_that_loads_a_model_gets_the_same_robot(options):
     if options.robot is None:
         # None: no override, each node's parameter file says, and they all say gen3
         assert all("robot" not in s.parameters for s in specs)
-        files = {yaml.safe_load((config_dir() / s.params_file).read_text())[s.name]
+        files = {yaml.safe_load((installed_dir("config") / s.params_file).read_text())[s.name]
                  ["ros__parameters"]["robot"] for s in specs if s.name in MODEL_NODES}
         assert files == {"gen3"}
         return
@@ -135,7 +135,7 @@ def test_every_node_that_loads_a_model_gets_the_same_robot(options):
 def test_a_robot_yaml_path_is_passed_absolute(tmp_path, monkeypatch):
     """Nodes may run in another working directory (ros2 launch): a relative path is
     resolved where the user gave it."""
-    (tmp_path / "arm.yaml").write_text((config_dir() / "robots" / "ur5e.yaml").read_text())
+    (tmp_path / "arm.yaml").write_text((installed_dir("robots") / "ur5e.yaml").read_text())
     monkeypatch.chdir(tmp_path)
     options = GraphOptions(robot="arm.yaml")
     assert options.robot == str(tmp_path / "arm.yaml")
@@ -183,7 +183,7 @@ def test_every_node_class_params_file_and_executable_exists(options):
         module, _, name = spec.entry.partition(":")
         cls = getattr(importlib.import_module(module), name)
         assert issubclass(cls, Node), spec.entry
-        params = yaml.safe_load((config_dir() / spec.params_file).read_text())
+        params = yaml.safe_load((installed_dir("config") / spec.params_file).read_text())
         assert "ros__parameters" in params[spec.name], spec.params_file
         executable = ROOT / "install" / spec.package / "lib" / spec.package / spec.executable
         assert executable.exists(), f"{spec.package} does not install {spec.executable}"

@@ -85,7 +85,7 @@ def test_collect_refuses_to_overwrite_without_the_flag(tmp_path):
 def test_collect_rejects_bad_arguments(tmp_path):
     result = _uvs("collect", "--task", "single_point", "--samples", "0",
                   "--out", str(tmp_path / "x"))
-    assert result.returncode == 2 and "positive integer" in result.stderr
+    assert result.returncode == 2 and "argument --samples: must be > 0, got 0" in result.stderr
     result = _uvs("collect", "--task", "single_point", "--samples", "10", "--robot", "nope",
                   "--out", str(tmp_path / "y"))
     assert result.returncode == 2 and "nope" in result.stderr

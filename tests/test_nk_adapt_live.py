@@ -8,13 +8,13 @@ import numpy as np
 
 from uvs_bringup.graph import GraphOptions
 from uvs_bringup.runner import ServoGraph
+from uvs_core.paths import installed_dir
 from uvs_core.robot import load_robot
 from uvs_core.tasks import make_task
 from uvs_estimation.jacobian_service import (
     JacobianService,
     ModelConfig,
     build_estimator,
-    default_model_dir,
 )
 
 GEN3 = load_robot("gen3")
@@ -22,7 +22,7 @@ GEN3 = load_robot("gen3")
 
 def test_service_adapts_only_from_requests_with_x_and_resets_to_the_prior():
     task = make_task("single_point", GEN3)
-    estimator, path = build_estimator("nk_adapt", task, ModelConfig(default_model_dir()))
+    estimator, path = build_estimator("nk_adapt", task, ModelConfig(installed_dir("models")))
     assert path.name == "nk_adapt"
     service = JacobianService(task, "nk_adapt", estimator)
     rng = np.random.default_rng(0)

@@ -19,13 +19,14 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
 
-from uvs_bringup.graph import GraphOptions, config_dir
+from uvs_bringup.graph import GraphOptions
 from uvs_bringup.runner import ServoGraph
+from uvs_core.paths import installed_dir
 from uvs_core.robot import load_robot
 from uvs_core.urdf import robot_urdf
 
 DEADLINE = 30.0  # s; generous: the machine is shared with other test runs
-RVIZ_FILE = config_dir() / "uvs.rviz"
+RVIZ_FILE = installed_dir("config") / "uvs.rviz"
 # Display class -> message type its topic must carry.
 MESSAGE_TYPES = {
     "rviz_default_plugins/MarkerArray": "visualization_msgs/msg/MarkerArray",

@@ -123,7 +123,9 @@ def test_estimator_swapped_by_parameter_mid_run_keeps_servoing(nk_model):
         def on_status(elapsed, status):
             seen.append((swapped["done"], status.estimator))
             if not swapped["done"] and status.step >= 10:
-                graph.set_estimator("nk_tanh")
+                # As `ros2 param set` does: through the node's parameter service.
+                graph.operator.set_parameter("jacobian_estimator", "estimator", "nk_tanh",
+                                             timeout=30.0)
                 swapped["done"] = True
 
         # Reached whatever the step of the swap (the parameter call takes its time).
@@ -215,9 +217,9 @@ def test_multi_point_with_the_shipped_nk_tanh_converges_on_targets_it_can_reach(
     """The shipped models/multi_point/nk_tanh, on targets its own law reaches in the core
     simulation (no condition checks; joint limits and stalls end a trajectory): the graph
     with the task's condition thresholds reaches them too."""
-    from uvs_estimation.jacobian_service import default_model_dir
+    from uvs_core.paths import installed_dir
 
-    model = default_model_dir() / "multi_point" / "nk_tanh"
+    model = installed_dir("models") / "multi_point" / "nk_tanh"
     targets = _targets("multi_point", 2, seed=23, model=model, stall=True)
     with ServoGraph(GraphOptions(task="multi_point", estimator="nk_tanh")) as graph:
         results = [graph.servo_to(target, timeout=20.0) for target in targets]

@@ -6,13 +6,11 @@ pixel noise set, the wrong blob is what the tracker reports in the fraction of f
 set, and the fraction of frames set never reaches the tracker.
 """
 
-import time
 
 import numpy as np
 import pytest
 import rclpy
 from builtin_interfaces.msg import Time
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -30,38 +28,8 @@ PIXEL_STD, DROP, WRONG = 2.0, 0.2, 0.15
 FRAMES = 240        # camera ticks measured
 
 
-@pytest.fixture
-def graph(ros_context):
-    executor = SingleThreadedExecutor(context=ros_context)
-    nodes = []
-
-    def make(factory, *args, **kwargs):
-        node = factory(*args, context=ros_context, **kwargs)
-        nodes.append(node)
-        executor.add_node(node)
-        return node
-
-    try:
-        yield executor, make
-    finally:
-        executor.shutdown()
-        for node in nodes:
-            node.destroy_node()
-
-
-def _spin_until(executor, condition, every=None, timeout=DEADLINE):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        if every is not None:
-            every()
-        executor.spin_once(timeout_sec=0.02)
-    return True
-
-
-def test_noisy_tracker_effects_reach_the_tracker_at_the_rates_set(graph):
-    executor, make = graph
+def test_noisy_tracker_effects_reach_the_tracker_at_the_rates_set(ros_graph):
+    executor, make = ros_graph
     task = make_task("visual_servo", load_robot("gen3"))
     qa = np.array([0.3, 1.2])
     truth = task.x(qa)
@@ -70,23 +38,26 @@ def test_noisy_tracker_effects_reach_the_tracker_at_the_rates_set(graph):
         Parameter("tracker_noise_px", value=PIXEL_STD),
         Parameter("drop_probability", value=DROP),
         Parameter("wrong_blob_probability", value=WRONG)])
-    make(HueTrackerNode)
+    tracker = make(HueTrackerNode)
     probe = make(rclpy.create_node, "noise_probe")
+    for node in (camera, tracker, probe):
+        executor.add_node(node)
     joint_pub = probe.create_publisher(JointState, "joint_states", 10)
     states: list[TaskState] = []
     probe.create_subscription(TaskState, "task_state", states.append, RELIABLE)
     joints = JointState(name=list(task.robot.joint_names), position=task.expand(qa).tolist())
     joints.header.stamp = Time(sec=7)
 
-    assert _spin_until(executor, lambda: bool(states), every=lambda: joint_pub.publish(joints))
+    assert executor.spin_until(lambda: bool(states), DEADLINE,
+                              every=lambda: joint_pub.publish(joints))
     # Count from here: ticks of the camera against states out of the tracker.
     ticks0 = camera.frames_published + camera.frames_dropped
     got0 = len(states)
-    assert _spin_until(
-        executor, lambda: camera.frames_published + camera.frames_dropped - ticks0 >= FRAMES)
+    assert executor.spin_until(
+        lambda: camera.frames_published + camera.frames_dropped - ticks0 >= FRAMES, DEADLINE)
     # The frames in flight arrive within a few ticks.
     sent = camera.frames_published
-    _spin_until(executor, lambda: False, timeout=0.3)
+    executor.spin_until(lambda: False, timeout=0.3)
     ticks = camera.frames_published + camera.frames_dropped - ticks0
     seen = states[got0:]
     assert sent > 0 and ticks >= FRAMES
@@ -113,8 +84,8 @@ def test_noisy_tracker_effects_reach_the_tracker_at_the_rates_set(graph):
     assert camera.wrong_blobs > 0 and camera.frames_dropped > 0
 
 
-def test_noise_parameters_are_validated_and_off_by_default(graph):
-    executor, make = graph
+def test_noise_parameters_are_validated_and_off_by_default(ros_graph):
+    executor, make = ros_graph
     camera = make(SimCameraNode)
     for name in ("tracker_noise_px", "drop_probability", "wrong_blob_probability"):
         assert camera.get_parameter(name).value == 0.0

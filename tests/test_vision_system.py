@@ -18,7 +18,6 @@ import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PointStamped
 from rcl_interfaces.srv import SetParameters
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, JointState
@@ -35,36 +34,6 @@ from uvs_vision.sim_camera_node import SimCameraNode
 DEADLINE = 30.0  # s; generous: the machine is shared with other test runs
 RELIABLE_100 = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
                           reliability=ReliabilityPolicy.RELIABLE)
-
-
-@pytest.fixture
-def graph(ros_context):
-    """(executor, make(node_class, **kwargs)); every node is destroyed afterwards."""
-    executor = SingleThreadedExecutor(context=ros_context)
-    nodes = []
-
-    def make(factory, *args, **kwargs):
-        node = factory(*args, context=ros_context, **kwargs)
-        nodes.append(node)
-        return node
-
-    try:
-        yield executor, make
-    finally:
-        executor.shutdown()
-        for node in nodes:
-            node.destroy_node()
-
-
-def _spin_until(executor, condition, timeout=DEADLINE, every=None):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        if every is not None:
-            every()
-        executor.spin_once(timeout_sec=0.02)
-    return True
 
 
 def _wait_for_subscriber(publisher, count=1, timeout=DEADLINE):
@@ -107,8 +76,8 @@ def marker_video(tmp_path):
     return path
 
 
-def test_tracker_follows_a_marker_in_a_video_file(graph, marker_video):
-    executor, make = graph
+def test_tracker_follows_a_marker_in_a_video_file(ros_graph, marker_video):
+    executor, make = ros_graph
     listener = make(rclpy.create_node, "vision_test_listener")
     states: list[TaskState] = []
     listener.create_subscription(TaskState, "task_state", states.append, RELIABLE_100)
@@ -119,7 +88,7 @@ def test_tracker_follows_a_marker_in_a_video_file(graph, marker_video):
     executor.add_node(listener)
     executor.add_node(tracker)
 
-    assert _spin_until(executor, lambda: len(states) >= FRAMES + 1), \
+    assert executor.spin_until(lambda: len(states) >= FRAMES + 1), \
         f"only {len(states)} task states of {FRAMES + 1} within {DEADLINE} s"
     for i, state in enumerate(states[:FRAMES]):
         assert state.task == "visual_servo"
@@ -138,8 +107,8 @@ def test_tracker_follows_a_marker_in_a_video_file(graph, marker_video):
 
 # ------------------------------------------------------------------ 2. sim camera -> tracker
 
-def test_sim_camera_to_tracker_reads_back_the_task_state(graph):
-    executor, make = graph
+def test_sim_camera_to_tracker_reads_back_the_task_state(ros_graph):
+    executor, make = ros_graph
     task = make_task("visual_servo", load_robot("gen3"))
     camera = make(SimCameraNode, parameter_overrides=_overrides(rate=30.0, noise_std=3.0))
     # as servo.launch.py starts it beside the sim camera
@@ -163,8 +132,8 @@ def test_sim_camera_to_tracker_reads_back_the_task_state(graph):
         def mine(stamp=stamp):
             return [s for s in states if s.header.stamp == stamp and s.valid]
 
-        assert _spin_until(executor, lambda: bool(mine()),
-                           every=lambda m=msg: joint_pub.publish(m)), \
+        assert executor.spin_until(lambda: bool(mine()),
+                                   every=lambda m=msg: joint_pub.publish(m)), \
             f"no valid task_state for the joint state stamped {stamp.sec} s"
         state = mine()[0]
         assert state.task == "visual_servo" and list(state.labels) == ["u", "v"]
@@ -172,7 +141,7 @@ def test_sim_camera_to_tracker_reads_back_the_task_state(graph):
         np.testing.assert_allclose(state.position, task.x(qa), atol=1.0)
         assert np.linalg.norm(task.x(qa) - task.x(task.home_active)) > 20.0  # it moved
 
-    assert _spin_until(executor, lambda: bool(infos))
+    assert executor.spin_until(lambda: bool(infos))
     info = infos[-1]
     cam = task.camera
     assert (info.width, info.height) == (cam.width, cam.height)
@@ -180,17 +149,18 @@ def test_sim_camera_to_tracker_reads_back_the_task_state(graph):
     assert info.header.frame_id == "camera_optical_frame"
 
 
-def test_image_stream_is_reliable_from_the_sim_camera_and_a_best_effort_camera_feeds_too(graph):
+def test_image_stream_is_reliable_from_the_sim_camera_and_a_best_effort_camera_feeds_too(
+        ros_graph):
     """The sim camera's 0.9 MB frames go reliable (best effort lost 70 % of them, and the
     tracker up to 1.4 s of them, beside two CPU hogs); a tracker with the default
     image_reliability (best_effort) still reads a camera driver's sensor-data stream."""
-    executor, make = graph
+    executor, make = ros_graph
     camera = make(SimCameraNode, parameter_overrides=_overrides(rate=30.0))
     tracker = make(HueTrackerNode)
     probe = make(rclpy.create_node, "vision_qos_probe")
     for node in (camera, tracker, probe):
         executor.add_node(node)
-    assert _spin_until(executor, lambda: len(probe.get_publishers_info_by_topic(
+    assert executor.spin_until(lambda: len(probe.get_publishers_info_by_topic(
         "/image_raw")) == 1 and len(probe.get_subscriptions_info_by_topic("/image_raw")) == 1)
     (published,) = probe.get_publishers_info_by_topic("/image_raw")
     assert published.node_name == "sim_camera"
@@ -207,7 +177,7 @@ def test_image_stream_is_reliable_from_the_sim_camera_and_a_best_effort_camera_f
     image = make_background(width, height, "solid", (120, 115, 110))
     draw_disc(image, uv, 9.0, (40, 40, 220))
     frame = Image(**array_to_image_fields(image, "bgr8"))
-    assert _spin_until(executor, lambda: any(s.valid for s in states),
+    assert executor.spin_until(lambda: any(s.valid for s in states),
                        every=lambda: best_effort.publish(frame)), \
         "no task_state from a best-effort image stream"
     state = next(s for s in states if s.valid)
@@ -217,14 +187,14 @@ def test_image_stream_is_reliable_from_the_sim_camera_and_a_best_effort_camera_f
     strict = make(HueTrackerNode, "strict_tracker",
                   parameter_overrides=_overrides(image_reliability="reliable"))
     executor.add_node(strict)
-    assert _spin_until(executor, lambda: strict.incompatible_publishers == 1)
+    assert executor.spin_until(lambda: strict.incompatible_publishers == 1)
 
 
-def test_sim_camera_renders_a_target_marker_a_second_tracker_reads_as_target(graph):
+def test_sim_camera_renders_a_target_marker_a_second_tracker_reads_as_target(ros_graph):
     """Two trackers on the sim camera's images, over DDS: the red one reads the tool
     marker (task_state), the green one, its task_state remapped to `target`, the target
     marker moved by target_point; a NaN point hides it and its tracker says invalid."""
-    executor, make = graph
+    executor, make = ros_graph
     task = make_task("visual_servo", load_robot("gen3"))
     camera = make(SimCameraNode, parameter_overrides=_overrides(rate=30.0,
                                                                 target_marker=True))
@@ -259,9 +229,9 @@ def test_sim_camera_renders_a_target_marker_a_second_tracker_reads_as_target(gra
         joint_pub.publish(joints)
         point_pub.publish(msg)
 
-    assert _spin_until(executor, lambda: newest_target_at(expected_target), every=publish), \
+    assert executor.spin_until(lambda: newest_target_at(expected_target), every=publish), \
         f"target tracker never read {expected_target}; last {targets[-1:]}"
-    assert _spin_until(executor, lambda: bool(tools) and tools[-1].valid)
+    assert executor.spin_until(lambda: bool(tools) and tools[-1].valid)
     np.testing.assert_allclose(tools[-1].position, task.x(qa), atol=1.0)
     np.testing.assert_allclose(targets[-1].position, expected_target, atol=1.0)
     assert list(camera.get_parameter("target_position").value) == pytest.approx(point)
@@ -270,15 +240,15 @@ def test_sim_camera_renders_a_target_marker_a_second_tracker_reads_as_target(gra
     assert all(len(s.position) == 2 for s in tools + targets if s.valid)
 
     msg.point.x = msg.point.y = msg.point.z = math.nan
-    assert _spin_until(executor, lambda: bool(targets) and not targets[-1].valid,
-                       every=publish), "hiding the target marker did not make it invalid"
-    assert _spin_until(executor, lambda: tools[-1].valid)      # the tool marker stays
+    assert executor.spin_until(lambda: bool(targets) and not targets[-1].valid,
+                               every=publish), "hiding the target marker did not make it invalid"
+    assert executor.spin_until(lambda: tools[-1].valid)      # the tool marker stays
 
 
 # ------------------------------------------------------------------ 3. parameters
 
-def test_runtime_parameter_changes_are_validated(graph):
-    executor, make = graph
+def test_runtime_parameter_changes_are_validated(ros_graph):
+    executor, make = ros_graph
     tracker = make(HueTrackerNode)
     camera = make(SimCameraNode)
 
@@ -331,14 +301,14 @@ def test_invalid_start_parameters_raise(ros_context):
     dict(source="file", video_file=__file__),      # a file, but not a video
     dict(source="webcam", video_device=250),
 ])
-def test_missing_source_reports_invalid_without_crashing(graph, params):
-    executor, make = graph
+def test_missing_source_reports_invalid_without_crashing(ros_graph, params):
+    executor, make = ros_graph
     listener = make(rclpy.create_node, "vision_test_listener")
     states: list[TaskState] = []
     listener.create_subscription(TaskState, "task_state", states.append, RELIABLE_100)
     tracker = make(HueTrackerNode, parameter_overrides=_overrides(rate=50.0, **params))
     executor.add_node(listener)
     executor.add_node(tracker)
-    assert _spin_until(executor, lambda: len(states) >= 3)
+    assert executor.spin_until(lambda: len(states) >= 3)
     assert all(not s.valid and len(s.position) == 0 for s in states)
     assert tracker.frames == 0

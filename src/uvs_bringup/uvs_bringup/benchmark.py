@@ -12,6 +12,10 @@
 4. ``OUT/results.json``, ``OUT/steps.npz`` (per-step records), ``OUT/report.md``
    and ``OUT/fig_*.png``.
 
+This module is the run; the report (results.json, report.md, the machine) is
+``uvs_bringup.benchmark_report`` and the figures ``uvs_bringup.benchmark_figures``.
+Their public names are re-exported here, so ``uvs_bringup.benchmark`` offers all of it.
+
 Training jobs and (estimator, seed) evaluation jobs run through
 ``uvs_bringup.executors``: inline, in ``workers`` local processes (spawned, one
 BLAS/torch thread each; the default), or as Ray tasks (``executor="ray"``, a local
@@ -24,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -35,22 +38,20 @@ from typing import Any
 
 import numpy as np
 
+from uvs_bringup.benchmark_figures import make_figures
+from uvs_bringup.benchmark_report import (
+    jsonable,
+    machine_info,
+    render_report,
+    table_order,
+    write_json,
+)
 from uvs_core.estimators import estimator_names
-from uvs_core.evaluation import PAPER_LABELS, PAPER_TABLES, QUANTILES, protocol
+from uvs_core.evaluation import PAPER_TABLES, QUANTILES, protocol
 
 #: --quick: small data, few epochs, 20 targets x 2 seeds (the pipeline test)
 QUICK = {"samples": 20_000, "epochs": 4, "targets": 20, "seeds": 2}
 SCHEMA = "uvs-benchmark/1"
-
-
-def table_order(names) -> list[str]:
-    """``names`` as table rows: the registry's order (the paper's baselines and
-    methods, then the rest), with tj, the true-Jacobian reference, last; names the
-    registry does not know follow in their given order."""
-    ordered = [n for n in estimator_names() if n != "tj" and n in names]
-    if "tj" in names:
-        ordered.append("tj")
-    return ordered + [n for n in names if n not in ordered]
 
 
 @dataclass
@@ -99,38 +100,6 @@ class BenchmarkConfig:
             if value is not None:
                 base[key] = value
         return base
-
-
-# ------------------------------------------------------------- the machine
-def machine_info() -> dict[str, Any]:
-    """Cores, CPU model, load, python / numpy / torch versions."""
-    from importlib import metadata
-
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-
-    def version(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "cores": os.cpu_count(),
-        "cpu_model": cpu,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "torch": version("torch"),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
 
 
 # ----------------------------------------------------------- worker jobs
@@ -356,7 +325,7 @@ def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
     results["machine"]["load_average_end"] = list(os.getloadavg()) \
         if hasattr(os, "getloadavg") else None
     (out / "report.md").write_text(render_report(results), encoding="utf-8")
-    _write_json(out / "results.json", results)
+    write_json(out / "results.json", results)
     return results
 
 
@@ -461,302 +430,6 @@ def _assemble(cfg, res, proto, machine, data_info, training, records,
     }
 
 
-def jsonable(value):
-    """A JSON-ready copy: numpy scalars to Python, non-finite floats to None."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(x) for k, x in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(x) for x in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _write_json(path: Path, results: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(jsonable(results), indent=2, sort_keys=True) + "\n",
-                   encoding="utf-8")
-    os.replace(tmp, path)
-
-
-# ---------------------------------------------------------------- report
-def _fmt(v, digits: int = 2) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    return f"{v:.{digits}f}"
-
-
-def _table(results: dict, key: str = "success") -> list[str]:
-    ests = results["estimators"]
-    names = table_order(ests)
-    first = ests[names[0]][key]
-    labels = [b["label"] for b in first["bins"]]
-    total_label = f"{results['protocol']['bin_edges'][0]:.1f}+ (all)"
-    has_paper = any(ests[n]["paper"] for n in names) and key == "success"
-    head = "| model | " + " | ".join(labels + [total_label]) + " |"
-    lines = [head, "|---" * (len(labels) + 2) + "|"]
-    for n in names:
-        s = ests[n][key]
-        paper = ests[n]["paper"] if has_paper else None
-        cells = []
-        for i, b in enumerate(s["bins"]):
-            cell = _fmt(b["success"])
-            if paper and i < len(paper["bins"]):
-                cell += f" ({paper['bins'][i]:.2f})"
-            cells.append(cell)
-        total = _fmt(s["total"])
-        if paper:
-            total += f" ({paper['total']:.2f})"
-        lines.append(f"| {PAPER_LABELS.get(n, n)} | " + " | ".join(cells) + f" | **{total}** |")
-    lines.append("| trajectories | " + " | ".join(str(b["n"]) for b in first["bins"])
-                 + f" | {first['n']} |")
-    return lines
-
-
-def render_report(results: dict) -> str:
-    """report.md: Tables I/II laid out like the paper's, ours (paper) per cell, and the
-    Jacobian analyses, timings, machine and command."""
-    p = results["protocol"]
-    units = results["units"]
-    ests = results["estimators"]
-    names = table_order(ests)
-    thr = p["thresholds"]
-    dist = {"euclidean": "Euclidean distance |x* - x|"
-            + (" of the stacked 12-vector" if results["task"] == "multi_point" else ""),
-            "sum_of_points": "sum of the 4 points' Euclidean distances",
-            "pose": "pose distance max(|p* - p|, 0.1 m/rad x angle of R* R^T): success at "
-                    "threshold t when the position error < t and the angle < 10 t rad",
-            "position": "position error |p* - p| alone"}
-    m = results["machine"]
-    t = results["timing"]
-    lines = [
-        f"# uvs benchmark: {results['task']}",
-        "",
-        f"Command: `{results['command']}`",
-        "",
-        f"{p['targets']} targets x {p['seeds']} seeds = {p['targets'] * p['seeds']} "
-        f"trajectories of {p['steps']} steps (dt {p['dt']} s) from "
-        + (f"q = {p['start']} rad" if p.get("start") else "the task's start pose")
-        + f"; protocol variant '{p.get('variant', 'design')}'; control law "
-        f"`uvs_core.control.control_step` (gain 1, pseudo-inverse, no condition halting), "
-        + (f"each joint clipped to {p['velocity_cap']} rad/s by the simulation"
-           if p.get("velocity_mode") == "clip" else
-           f"{p['control']['max_joint_velocity']} rad/s whole-vector cap")
-        + f"; joint limits: {p['joint_limits']}. Data: "
-        f"{results['data']['samples']:,} samples ({results['data']['source']}"
-        + (f", OU sigma {results['data']['sigma']}" if "sigma" in results["data"] else "")
-        + f"); epochs: {p['epochs'] if p['epochs'] else 'estimator defaults'}.",
-        "",
-        "## Success (%)",
-        "",
-        f"Success averaged over thresholds {thr['start']:g}..{thr['stop']:g} {units} "
-        f"(step {thr['step']:g}), binned by the initial {dist[p['distance']]} ({units}). "
-        "Cells: ours (paper). The last column is all trajectories; a bin '>= e' holds "
-        "initial distances beyond the paper's last edge.",
-        "",
-        *_table(results),
-        "",
-    ]
-    if p.get("alt_distance"):
-        lines += [
-            f"Same trajectories, binned and thresholded by the {dist[p['alt_distance']]}:",
-            "",
-            *_table(results, "success_alt"),
-            "",
-        ]
-    lines += [
-        "Spread across seeds (std of the per-seed totals): " + ", ".join(
-            f"{PAPER_LABELS.get(n, n)} {_fmt(ests[n]['success'].get('seed_std'))}"
-            for n in names) + ".",
-        "",
-        "## Jacobian analyses",
-        "",
-        f"|J_hat - J*|_F per step ({units}/rad), condition number of J_hat (quantiles over "
-        "all steps), share of trajectories meeting J* pinv(J_hat) > 0 at every step "
-        "(steps where J* itself is singular, the straight start pose, are skipped), and the "
-        "final distance split by that criterion.",
-        "",
-        "| model | mean F | median F | cond 5% | cond 50% | cond 95% | cond inf | PD share "
-        "| final PD (mean / median) | final not PD (mean / median) | success PD / not |",
-        "|---" * 11 + "|",
-    ]
-    for n in names:
-        s = ests[n]
-        q = s["condition"]["quantiles"] or {}
-        pd = s["positive_definite"]
-        if pd:
-            pd_cells = [f"{100 * pd['share']:.1f} %",
-                        f"{_fmt(pd['always']['mean'], 4)} / {_fmt(pd['always']['median'], 4)}",
-                        f"{_fmt(pd['not_always']['mean'], 4)} / "
-                        f"{_fmt(pd['not_always']['median'], 4)}",
-                        f"{_fmt(pd['always']['success'], 1)} / "
-                        f"{_fmt(pd['not_always']['success'], 1)}"]
-        else:
-            pd_cells = ["n/a"] * 4
-        lines.append(
-            f"| {PAPER_LABELS.get(n, n)} | {_fmt(s['frobenius']['mean'], 4)} | "
-            f"{_fmt(s['frobenius']['median'], 4)} | {_fmt(q.get('5'), 1)} | "
-            f"{_fmt(q.get('50'), 1)} | {_fmt(q.get('95'), 1)} | "
-            f"{s['condition']['infinite']} | " + " | ".join(pd_cells) + " |")
-    if not any(ests[n]["positive_definite"] for n in names):
-        lines += ["", "The criterion needs m <= rank: J* pinv(J_hat) is m x m of rank <= 6, "
-                      "so it is never definite for the 12-dimensional multi-point task "
-                      "(the paper checks it on single point only)."]
-    lines += [
-        "",
-        "## Time",
-        "",
-        f"Data {t['data_seconds']:.1f} s, training {t['training_seconds']:.1f} s (wall), "
-        f"evaluation {t['evaluation_seconds']:.1f} s (wall), report and figures "
-        f"{t.get('report_seconds', 0):.1f} s, total {t.get('total_seconds', 0):.1f} s "
-        f"with {results['arguments']['workers']} worker(s)"
-        + (f" on Ray ({results['arguments'].get('address') or 'a local instance'})."
-           if results["arguments"].get("executor") == "ray" else "."),
-        "",
-        "| model | fit (s) | train total (s) | held-out mean F | evaluation (s, CPU) |",
-        "|---|---|---|---|---|",
-    ]
-    for n in names:
-        tr = ests[n]["training"] or {}
-        lines.append(f"| {PAPER_LABELS.get(n, n)} | {_fmt(tr.get('fit_seconds'), 1)} | "
-                     f"{_fmt(tr.get('total_seconds'), 1)} | "
-                     f"{_fmt(tr.get('jacobian_frobenius_mean'), 4)} | "
-                     f"{_fmt(ests[n]['evaluation_seconds'], 1)} |")
-    lines += [
-        "",
-        "## Machine",
-        "",
-        f"{m['cores']} cores, {m['cpu_model']}; {m['platform']}; Python {m['python']}, "
-        f"numpy {m['numpy']}, torch {m['torch']}; load average at start "
-        f"{_fmt((m.get('load_average') or [None])[0])}, at end "
-        f"{_fmt((m.get('load_average_end') or [None])[0])}.",
-        "",
-        "## Figures",
-        "",
-    ]
-    captions = {
-        "fig_distance.png": "distance to target over steps by initial-distance bin, mean ± "
-                            "standard error (paper Fig. 3)",
-        "fig_frobenius.png": "|J_hat - J*|_F over steps, mean ± standard error (Fig. 4)",
-        "fig_condition.png": "condition number of J_hat, log scale (Fig. 5)",
-        "fig_pd.png": "final distance split by the criterion J* pinv(J_hat) > 0 (Fig. 6)",
-    }
-    for fig in results.get("files", {}).get("figures", []):
-        lines.append(f"![{captions.get(fig, fig)}]({fig})  ")
-        lines.append(f"*{captions.get(fig, fig)}*")
-        lines.append("")
-    return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------- figures
-def make_figures(results: dict, arrays: dict[str, np.ndarray], out: Path) -> list[str]:
-    """fig_distance / fig_frobenius / fig_condition / fig_pd PNGs in ``out``; their names."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from uvs_core.evaluation import bin_indices
-
-    ests = results["estimators"]
-    names = table_order(ests)
-    labels = {n: PAPER_LABELS.get(n, n) for n in names}
-    colors = {n: plt.cm.tab10(i) for i, n in enumerate(names)}
-    units = results["units"]
-    edges = results["protocol"]["bin_edges"]
-    written = []
-
-    def save(fig, name):
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=80)
-        plt.close(fig)
-        written.append(name)
-
-    def band(ax, y, n, label):
-        mean = np.nanmean(y, axis=0)
-        se = np.nanstd(y, axis=0, ddof=1) / np.sqrt(max(y.shape[0], 1)) \
-            if y.shape[0] > 1 else np.zeros_like(mean)
-        steps = np.arange(mean.size)
-        ax.plot(steps, mean, color=colors[n], label=label, lw=1.2)
-        ax.fill_between(steps, mean - se, mean + se, color=colors[n], alpha=0.25, lw=0)
-
-    # Fig. 3: distance over steps by initial-distance bin
-    first = arrays[f"{names[0]}/distance"]
-    bins = bin_indices(first[:, 0], edges)
-    present = [i for i in range(len(edges)) if np.any(bins == i)]
-    fig, axes = plt.subplots(1, len(present), figsize=(3.2 * len(present), 3.2), squeeze=False)
-    for ax, i in zip(axes[0], present):
-        sel = bins == i
-        for n in names:
-            band(ax, arrays[f"{n}/distance"][sel], n, labels[n])
-        hi = f"{edges[i + 1]:g}" if i + 1 < len(edges) else "inf"
-        ax.set_title(f"initial {edges[i]:g}-{hi} {units} (n={int(sel.sum())})", fontsize=9)
-        ax.set_xlabel("step")
-        ax.set_yscale("log")
-    axes[0][0].set_ylabel(f"distance to target ({units})")
-    axes[0][-1].legend(fontsize=7)
-    save(fig, "fig_distance.png")
-
-    # Fig. 4: Frobenius distance over steps
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for n in names:
-        if n == "tj":
-            continue  # identically zero
-        f = arrays[f"{n}/frobenius"].astype(float)
-        band(ax, np.where(np.isfinite(f), f, np.nan), n, labels[n])
-    ax.set_xlabel("step")
-    ax.set_ylabel(f"|J_hat - J*|_F ({units}/rad)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=7)
-    save(fig, "fig_frobenius.png")
-
-    # Fig. 5: condition-number violins, log scale
-    rng = np.random.default_rng(0)
-    data, ticks = [], []
-    for n in names:
-        c = arrays[f"{n}/condition"].astype(float).reshape(-1)
-        c = c[np.isfinite(c) & (c > 0)]
-        if c.size == 0:
-            continue
-        if c.size > 20_000:
-            c = rng.choice(c, 20_000, replace=False)
-        data.append(np.log10(c))
-        ticks.append(labels[n])
-    if data:
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        ax.violinplot(data, showmedians=True)
-        ax.set_xticks(range(1, len(ticks) + 1), ticks, fontsize=8)
-        ax.set_ylabel("log10 condition number of J_hat")
-        save(fig, "fig_condition.png")
-
-    # Fig. 6: final distance split by the positive-definiteness criterion
-    if all(f"{n}/positive_definite" in arrays for n in names):
-        fig, ax = plt.subplots(figsize=(7, 3.6))
-        pos, vals, tick_pos, tick_lab = [], [], [], []
-        for i, n in enumerate(names):
-            always = np.all(arrays[f"{n}/positive_definite"], axis=1)
-            final = arrays[f"{n}/distance"][:, -1]
-            share = 100 * always.mean()
-            for j, sel in enumerate((always, ~always)):
-                if sel.any():
-                    vals.append(np.maximum(final[sel], 1e-6))
-                    pos.append(3 * i + j)
-            tick_pos.append(3 * i + 0.5)
-            tick_lab.append(f"{labels[n]}\nPD {share:.0f}% / not {100 - share:.0f}%")
-        parts = ax.boxplot(vals, positions=pos, widths=0.8, patch_artist=True,
-                           showfliers=False)
-        for patch, p in zip(parts["boxes"], pos):
-            patch.set_facecolor("tab:green" if p % 3 == 0 else "tab:red")
-        ax.set_xticks(tick_pos, tick_lab, fontsize=6)
-        ax.set_yscale("log")
-        ax.set_ylabel(f"final distance ({units})")
-        ax.set_title("green: J* pinv(J_hat) > 0 at every step; red: not", fontsize=9)
-        save(fig, "fig_pd.png")
-    return written
-
-
 def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
     """``est.key=value`` items -> {est: {key: value}}; values parsed as JSON, else text."""
     params: dict[str, dict[str, Any]] = {}
@@ -774,7 +447,7 @@ def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 __all__ = ["BenchmarkConfig", "QUICK", "table_order", "run_benchmark", "render_report",
-           "make_figures", "machine_info", "parse_params", "jsonable"]
+           "make_figures", "machine_info", "parse_params", "jsonable", "write_json"]
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit("use `uvs benchmark`")

@@ -68,15 +68,15 @@ class MovingConfig:
 def _estimator(name: str, task, models: dict[str, str], log):
     """(estimator, model path or None) as the estimator node builds it (shipped model,
     first-use cache for llknn/broyden, or models[name])."""
+    from uvs_core.paths import installed_dir
     from uvs_estimation.jacobian_service import (
         EstimatorSetupError,
         ModelConfig,
         build_estimator,
-        default_model_dir,
     )
 
     try:
-        return build_estimator(name, task, ModelConfig(default_model_dir(), dict(models)),
+        return build_estimator(name, task, ModelConfig(installed_dir("models"), dict(models)),
                                log=log)
     except EstimatorSetupError as exc:
         raise ValueError(str(exc)) from None
@@ -86,7 +86,8 @@ def run_moving_benchmark(cfg: MovingConfig, show_progress: bool = True,
                          log: Callable[[str], None] | None = None) -> dict:
     """Run the moving-target benchmark; write results.json, report.md, steps.npz and the
     figures to cfg.out. Returns the results dict. ValueError for a bad configuration."""
-    from uvs_bringup.benchmark import _task, _write_json, machine_info
+    from uvs_bringup.benchmark import _task
+    from uvs_bringup.benchmark_report import machine_info, write_json
     from uvs_bringup.verbs._common import progress_bar
     from uvs_core.evaluation import protocol, tracking_metrics, tracking_rollout
     from uvs_core.trajectories import benchmark_paths, task_targets
@@ -188,7 +189,7 @@ def run_moving_benchmark(cfg: MovingConfig, show_progress: bool = True,
     results["machine"]["load_average_end"] = list(os.getloadavg()) \
         if hasattr(os, "getloadavg") else None
     (out / "report.md").write_text(render_moving_report(results), encoding="utf-8")
-    _write_json(out / "results.json", results)
+    write_json(out / "results.json", results)
     return results
 
 
@@ -197,7 +198,7 @@ def _mm(value) -> str:
 
 
 def _names(results: dict) -> list[str]:
-    from uvs_bringup.benchmark import table_order
+    from uvs_bringup.benchmark_report import table_order
 
     return table_order(results["estimators"])
 

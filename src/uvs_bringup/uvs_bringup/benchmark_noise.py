@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from uvs_bringup.verbs._common import log, positive_int
+
 __all__ = ["NoiseBenchConfig", "ROWS", "run_noise_benchmark", "render_noise_report", "main"]
 
 SCHEMA = "uvs-benchmark-noise/1"
@@ -168,7 +170,8 @@ def main(argv=None) -> int:
                     "Tanh-NK trained with MSE / Huber on clean / noisy data.")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     for opt in ("samples", "epochs", "targets", "seeds", "steps"):
-        parser.add_argument(f"--{opt}", type=int, help=f"{opt} (default: the protocol's)")
+        parser.add_argument(f"--{opt}", type=positive_int,
+                            help=f"{opt} (default: the protocol's)")
     parser.add_argument("--pixel-std", type=float, default=2.0, help="px (default 2)")
     parser.add_argument("--drop", type=float, default=0.1,
                         help="dropped-frame probability (default 0.1)")
@@ -184,7 +187,7 @@ def main(argv=None) -> int:
                            command=shlex.join(["python", "-m", "uvs_bringup.benchmark_noise",
                                                *(argv if argv is not None else sys.argv[1:])]))
     try:
-        results = run_noise_benchmark(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
+        results = run_noise_benchmark(cfg, log=log)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -11,9 +11,10 @@ No rclpy import here: the spec is plain data.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from uvs_core.paths import installed_dir
 
 # `backend`: what runs the arm (the driver bridge's backend). `robot`: the kinematic model
 # every node loads (uvs_core.robot.load_robot: a name under config/robots, a robot YAML
@@ -328,42 +329,17 @@ def recorded_topics(options: GraphOptions) -> list[str]:
     return topics
 
 
-def config_dir() -> Path:
-    """config/ of the installed uvs_bringup, or of the source tree when run from a checkout."""
-    try:
-        from ament_index_python.packages import (
-            PackageNotFoundError,
-            get_package_share_directory,
-        )
-
-        try:
-            return Path(get_package_share_directory("uvs_bringup")) / "config"
-        except PackageNotFoundError:
-            pass
-    except ImportError:
-        pass
-    return Path(__file__).resolve().parents[3] / "config"
-
-
 def config_robot(config: Path | None = None) -> str:
     """The robot model the driver's parameter file names (`config`/driver.yaml, default
-    the installed config): what the nodes load when GraphOptions.robot is None."""
+    the installed config, uvs_core.paths): what the nodes load when GraphOptions.robot is None."""
     import yaml
 
-    path = (Path(config) if config else config_dir()) / "driver.yaml"
+    path = (Path(config) if config else installed_dir("config")) / "driver.yaml"
     try:
         params = yaml.safe_load(path.read_text())["driver"]["ros__parameters"]
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return DEFAULT_ROBOT
     return str(params.get("robot", DEFAULT_ROBOT))
-
-
-def models_dir() -> Path:
-    """models/ beside the installed config/ (or $UVS_MODELS when set)."""
-    override = os.environ.get("UVS_MODELS")
-    if override:
-        return Path(override)
-    return config_dir().parent / "models"
 
 
 def _yaml_scalar(value) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from rclpy.node import Node
 
+from uvs_core.paths import installed_dir
 from uvs_ros.qos import RECORD_QOS
 
 
@@ -27,12 +28,7 @@ def _typestore():
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     store = get_typestore(Stores.LATEST)
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        msg_dir = Path(get_package_share_directory("uvs_interfaces")) / "msg"
-    except (ImportError, LookupError):
-        msg_dir = Path(__file__).resolve().parents[2] / "uvs_interfaces" / "msg"
+    msg_dir = installed_dir("interfaces")
     types = {}
     for path in sorted(msg_dir.glob("*.msg")):
         types.update(get_types_from_msg(path.read_text(), f"uvs_interfaces/msg/{path.stem}"))

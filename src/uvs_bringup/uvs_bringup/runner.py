@@ -1,3 +1,5 @@
+# Over 600 lines: the Operator node and the two graphs it drives (ServoGraph in process,
+# AttachedGraph over DDS) share its servo_to/follow protocol and its results.
 """The servo graph in one process: each rclpy node on an executor thread of its own.
 
 This is the Python form of composition, for machines where `ros2 launch` is
@@ -46,12 +48,12 @@ from uvs_bringup.graph import (
     TOPIC_TYPES,
     GraphOptions,
     NodeSpec,
-    config_dir,
     config_robot,
     recorded_topics,
     servo_graph,
 )
 from uvs_bringup.recorder import BagRecorder, TopicCounter, message_class, wait_quiet
+from uvs_core.paths import installed_dir
 from uvs_interfaces.msg import ServoStatus
 from uvs_interfaces.srv import SetTarget
 from uvs_ros.qos import COMMAND_QOS, RECORD_QOS
@@ -331,7 +333,7 @@ class ServoGraph:
                  record: Path | None = None, extra_parameters: dict | None = None,
                  domain_id: int | None = None, count_topics: bool = False):
         self.options = options
-        self.config = Path(config) if config else config_dir()
+        self.config = Path(config) if config else installed_dir("config")
         self.specs: list[NodeSpec] = servo_graph(options)
         # The robot model the nodes load: the options', else the parameter files'.
         self.robot = options.robot or config_robot(self.config)
@@ -457,13 +459,6 @@ class ServoGraph:
         self.counter = None
 
     # -- operations ----------------------------------------------------------------------
-    def set_estimator(self, name: str) -> None:
-        """Swap the estimator as `ros2 param set` would; raises GraphError with the reason."""
-        node = self.nodes["jacobian_estimator"]
-        result = node.set_parameters([Parameter("estimator", value=name)])[0]
-        if not result.successful:
-            raise GraphError(f"estimator {name!r} rejected: {result.reason}")
-
     def servo_to(self, target, timeout: float, home: bool = True, progress=None,
                  halt_grace: float = 1.0) -> TargetResult:
         """Home (optionally), reset the estimator, servo to `target`; wait for an outcome

@@ -199,7 +199,7 @@ def run_sweep(spec: SweepSpec, show_progress: bool = True,
     """Run every grid point through the executor; write OUT/sweep.json, sweep.md,
     fig_sweep.png and OUT/points/<id>/. ValueError for a bad grid, ExecutorError when
     the executor cannot run."""
-    from uvs_bringup.benchmark import _write_json, machine_info
+    from uvs_bringup.benchmark_report import machine_info, write_json
     from uvs_bringup.executors import ExecutorSpec, open_executor
     from uvs_bringup.verbs._common import progress_bar
 
@@ -241,7 +241,7 @@ def run_sweep(spec: SweepSpec, show_progress: bool = True,
     }
     make_sweep_figure(results, out / "fig_sweep.png")
     (out / "sweep.md").write_text(render_sweep(results), encoding="utf-8")
-    _write_json(out / "sweep.json", results)
+    write_json(out / "sweep.json", results)
     return results
 
 

@@ -1,3 +1,4 @@
+# Over 600 lines: the node-level tests of the controller over real DDS (cycle: test_cycle.py).
 """The controller node over real rclpy and Fast DDS, against an in-test estimator service
 and a stand-in for the driver's joint_states / task_state.
 

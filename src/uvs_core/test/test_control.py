@@ -1,3 +1,4 @@
+# Over 600 lines: the tests of one module, uvs_core.control, in the order of its sections.
 """The control law (paper Eq. 1): numeric ground truth, safety checks, batches, closed loop."""
 
 import math

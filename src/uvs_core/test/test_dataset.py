@@ -1,4 +1,5 @@
-"""Tests of uvs_core.dataset: rosbag2 (MCAP) writing and reading of babbling data."""
+"""Tests of uvs_core.dataset (and its parts bag_schema, bag_writer, bag_reader): rosbag2
+(MCAP) writing and reading of babbling data."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from uvs_core import dataset as ds_mod
+from uvs_core import bag_reader, bag_schema
 from uvs_core.dataset import (
     JOINT_STATES_TOPIC,
     TASK_STATE_MSG,
@@ -67,7 +68,7 @@ def write_raw_bag(path: Path, messages) -> None:
     """Write a bag by hand: messages = [(topic, msgtype, log_ns, msg), ...]."""
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    store = ds_mod._typestore()
+    store = bag_schema.typestore()
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
         conns = {}
         for topic, msgtype, stamp, msg in messages:
@@ -77,7 +78,7 @@ def write_raw_bag(path: Path, messages) -> None:
 
 
 def joint_state(stamp: int, q, names=JOINTS):
-    types = ds_mod._typestore().types
+    types = bag_schema.typestore().types
     header = types["std_msgs/msg/Header"](
         stamp=types["builtin_interfaces/msg/Time"](sec=stamp // 10**9, nanosec=stamp % 10**9),
         frame_id="base_link",
@@ -93,7 +94,7 @@ def joint_state(stamp: int, q, names=JOINTS):
 
 
 def task_state(stamp: int, x, valid=True):
-    types = ds_mod._typestore().types
+    types = bag_schema.typestore().types
     header = types["std_msgs/msg/Header"](
         stamp=types["builtin_interfaces/msg/Time"](sec=stamp // 10**9, nanosec=stamp % 10**9),
         frame_id="base_link",
@@ -240,7 +241,7 @@ def test_missing_path_and_missing_metadata_raise(tmp_path):
 
 
 def test_bag_without_dataset_topics_raises(tmp_path):
-    types = ds_mod._typestore().types
+    types = bag_schema.typestore().types
     path = tmp_path / "other"
     write_raw_bag(
         path, [("/chatter", "std_msgs/msg/UInt32", 1, types["std_msgs/msg/UInt32"](data=1))]
@@ -253,7 +254,7 @@ def test_bag_without_dataset_topics_raises(tmp_path):
 
 
 def test_failure_mid_write_leaves_nothing(tmp_path, data, monkeypatch):
-    store = ds_mod._typestore()
+    store = bag_schema.typestore()
     real = store.serialize_cdr
     calls = []
 
@@ -308,7 +309,7 @@ def test_unordered_stamps_rejected(tmp_path, data):
 
 
 def test_unpaired_and_invalid_samples_are_dropped(tmp_path):
-    types = ds_mod._typestore().types
+    types = bag_schema.typestore().types
     uint32 = types["std_msgs/msg/UInt32"]
     t0 = 5 * 10**9
     dt = 10**7
@@ -434,21 +435,19 @@ def test_random_damage_gives_dataset_or_dataset_error(bag, data):
 def test_task_states_written_before_the_velocity_field_still_read(tmp_path):
     """Bags recorded before TaskState gained `velocity` (issue 16) hold the shorter
     message; the reader takes either."""
-    from uvs_core import dataset as ds
-
-    store = ds._typestore()
-    old_t = store.types[ds._TASK_STATE_V1_TYPE]
+    store = bag_schema.typestore()
+    old_t = store.types[bag_schema.TASK_STATE_V1_TYPE]
     header_t = store.types["std_msgs/msg/Header"]
     time_t = store.types["builtin_interfaces/msg/Time"]
     old = old_t(header=header_t(stamp=time_t(sec=3, nanosec=5), frame_id=""), task="single_point",
                 position=np.array([0.1, 0.2, 0.3]), labels=["x", "y", "z"], valid=True)
-    raw = store.serialize_cdr(old, ds._TASK_STATE_V1_TYPE)
-    msg = ds._Collector(tmp_path / "bag", None, 0)._task_state(raw)
+    raw = store.serialize_cdr(old, bag_schema.TASK_STATE_V1_TYPE)
+    msg = bag_reader._Collector(tmp_path / "bag", None, 0)._task_state(raw)
     np.testing.assert_array_equal(msg.position, [0.1, 0.2, 0.3])
     assert msg.valid and msg.header.stamp.sec == 3
-    new = store.types[ds.TASK_STATE_TYPE](header=old.header, task="single_point",
+    new = store.types[bag_schema.TASK_STATE_TYPE](header=old.header, task="single_point",
                                           position=old.position, labels=old.labels, valid=True,
                                           velocity=np.array([1.0, 0.0, 0.0]))
-    msg = ds._Collector(tmp_path / "bag", None, 0)._task_state(
-        store.serialize_cdr(new, ds.TASK_STATE_TYPE))
+    msg = bag_reader._Collector(tmp_path / "bag", None, 0)._task_state(
+        store.serialize_cdr(new, bag_schema.TASK_STATE_TYPE))
     np.testing.assert_array_equal(msg.velocity, [1.0, 0.0, 0.0])

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from uvs_core import robot as robot_module
+from uvs_core.paths import source_root
 from uvs_core.robot import Robot, available_robots, load_robot
 
 
@@ -244,7 +244,7 @@ def test_sample_within_limits(gen3, rng):
 
 def test_load_by_path_and_listing(tmp_path, gen3):
     path = tmp_path / "my_arm.yaml"
-    path.write_text((robot_module._source_config_dir() / "gen3.yaml").read_text()
+    path.write_text((source_root() / "config" / "robots" / "gen3.yaml").read_text()
                     .replace("name: gen3", "name: my_arm"))
     robot = load_robot(str(path))
     assert robot.name == "my_arm" and robot.source == str(path)
@@ -256,7 +256,7 @@ def test_share_directory_is_searched_first(tmp_path, monkeypatch):
     packages = pytest.importorskip("ament_index_python.packages")
     robots = tmp_path / "share" / "uvs_core" / "config" / "robots"
     robots.mkdir(parents=True)
-    text = (robot_module._source_config_dir() / "gen3.yaml").read_text()
+    text = (source_root() / "config" / "robots" / "gen3.yaml").read_text()
     (robots / "gen3.yaml").write_text(text.replace("tool_offset: 0.12", "tool_offset: 0.2"))
     monkeypatch.setattr(packages, "get_package_share_directory",
                         lambda name: str(tmp_path / "share" / name))

@@ -7,11 +7,11 @@ import numpy as np
 import pinocchio as pin
 import pytest
 
-from uvs_core import robot as robot_module
+from uvs_core.paths import source_root
 from uvs_core.robot import Robot, load_robot
 from uvs_core.urdf_model import parse_urdf
 
-CONFIG = robot_module._source_config_dir()
+CONFIG = source_root() / "config" / "robots"
 SAMPLES = 100
 
 # Oblique axes, negative axes, fixed joints before, between and after the moving ones,

@@ -1,3 +1,5 @@
+# Over 600 lines: control_step is one algorithm (paper Eq. 1 and each safety stage in the
+# order it applies) that the controller node and the benchmark must run identically.
 """The servo control law (paper Eq. 1, Algorithm 1) and convergence / stall bookkeeping.
 
 One implementation serves the controller node (one arm, one step per cycle)

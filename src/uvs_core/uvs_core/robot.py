@@ -30,10 +30,10 @@ import numpy as np
 import yaml
 
 from uvs_core.chain import JOINT_TYPES, KinematicChain, chain_from_dh
+from uvs_core.paths import installed_dirs
 from uvs_core.safety import Envelope, envelope_from_config
 
-__all__ = ["Robot", "load_robot", "robot_config_dirs", "available_robots",
-           "urdf_task_defaults"]
+__all__ = ["Robot", "load_robot", "available_robots", "urdf_task_defaults"]
 
 _KINDS = ("position", "pose")
 _EYE4 = np.eye(4)
@@ -538,37 +538,11 @@ def urdf_task_defaults(robot: Robot) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- loading
 
-def _source_config_dir() -> Path | None:
-    """The first ``config/robots`` found walking up from this module (a checkout)."""
-    for parent in Path(__file__).resolve().parents:
-        candidate = parent / "config" / "robots"
-        if candidate.is_dir():
-            return candidate
-    return None
-
-
-def _share_config_dir() -> Path | None:
-    """``<share of uvs_core>/config/robots`` when ament_index_python finds the package."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-    except ImportError:
-        return None
-    try:
-        share = get_package_share_directory("uvs_core")
-    except (LookupError, OSError, ValueError):
-        return None
-    return Path(share) / "config" / "robots"
-
-
-def robot_config_dirs() -> list[Path]:
-    """Directories searched for ``<name>.yaml``, in order: installed share, source tree."""
-    return [p for p in (_share_config_dir(), _source_config_dir()) if p is not None]
-
-
 def available_robots() -> list[str]:
-    """Names of the robot YAML and URDF files found in :func:`robot_config_dirs`."""
+    """Names of the robot YAML and URDF files of the installed robots
+    (``uvs_core.paths.installed_dirs("robots")``)."""
     names: set[str] = set()
-    for directory in robot_config_dirs():
+    for directory in installed_dirs("robots"):
         if directory.is_dir():
             names.update(p.stem for p in directory.glob("*.yaml"))
             names.update(p.stem for p in directory.glob("*.urdf"))
@@ -590,7 +564,7 @@ def load_robot(name_or_path: str | Path = "gen3") -> Robot:
     if text.endswith((".yaml", ".yml")) or "/" in text or "\\" in text:
         return Robot.from_yaml(Path(text).expanduser())
     searched = []
-    for directory in robot_config_dirs():
+    for directory in installed_dirs("robots"):
         for suffix, build in ((".yaml", Robot.from_yaml), (".urdf", Robot.from_urdf_file)):
             candidate = directory / f"{text}{suffix}"
             searched.append(str(candidate))

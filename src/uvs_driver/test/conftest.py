@@ -55,7 +55,8 @@ def arm(kortex):
 @pytest.fixture
 def gen3(kortex):
     """gen3(**kwargs) -> a connected Gen3Backend for the 7-DOF Gen3; closed after the test."""
-    from uvs_driver.backends import BackendError, Gen3Backend
+    from uvs_driver.backends import BackendError
+    from uvs_driver.gen3_backend import Gen3Backend
 
     opened = []
 

@@ -18,7 +18,8 @@ import pytest
 
 # Only what the backend had before issue #12 at the top, so this module also runs against
 # it; newer functions are imported in their tests.
-from uvs_driver.backends import BackendError, Gen3Backend, KortexMissingError, wrap_to_pi
+from uvs_driver.backends import BackendError, KortexMissingError, wrap_to_pi
+from uvs_driver.gen3_backend import Gen3Backend
 
 JOINTS = tuple(f"joint_{i}" for i in range(1, 8))
 

@@ -1,3 +1,5 @@
+# Over 600 lines: one node class whose parameters, watchdog tick, services and safety reports
+# share its state; the arm code is in backends.py / gen3_backend.py, the guards in uvs_core.safety.
 """Node ``driver``: the bridge between the ROS graph and an arm (simulated or a Kinova Gen3).
 
 Topics (relative names, so a namespace applies):
@@ -46,7 +48,7 @@ socket) zeroes the command and sends Stop; the ticks go on reading and
 publishing. The gen3 backend also stops the arm from a thread of its own when
 the ticks stop, and (parameter ``supervisor``, on by default) from a process of
 its own with a Kortex session of its own, which a frozen driver process does not
-freeze (see uvs_driver.backends.Gen3Backend, uvs_driver.supervisor).
+freeze (see uvs_driver.gen3_backend.Gen3Backend, uvs_driver.supervisor).
 
 Services: ``~/home``, ``~/stop`` (std_srvs/Trigger), and ``~/clear_faults``
 for the gen3 backend, each in a callback group of its own and apart from the

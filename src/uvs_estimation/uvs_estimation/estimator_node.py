@@ -60,13 +60,13 @@ from std_srvs.srv import Trigger
 
 from uvs_core.estimators import estimator_names, estimator_specs
 from uvs_core.estimators.cache import FIRST_USE
+from uvs_core.paths import installed_dir
 from uvs_core.tasks import TASK_NAMES, make_task
 from uvs_estimation.jacobian_service import (
     EstimatorSetupError,
     JacobianService,
     ModelConfig,
     build_estimator,
-    default_model_dir,
 )
 from uvs_interfaces.srv import EstimateJacobian
 from uvs_ros import run_node
@@ -89,11 +89,11 @@ def estimator_spec(learned: tuple[str, ...] | None = None,
                    model_dir: str | None = None) -> ParamSpec:
     """The node's parameters (uvs_ros.params): ``models.<name>`` for each of ``learned``
     (default: every learned estimator registered), ``model_dir`` defaulting to
-    ``model_dir`` (default: default_model_dir()). config/jacobian_estimator.yaml is
+    ``model_dir`` (default: installed_dir("models")). config/jacobian_estimator.yaml is
     checked against it. The estimator's name is checked by building it (the registry's
     message names the known ones), not here."""
     learned = _learned_names() if learned is None else learned
-    model_dir = str(default_model_dir()) if model_dir is None else model_dir
+    model_dir = str(installed_dir("models")) if model_dir is None else model_dir
     params = {
         "estimator": Param(
             DEFAULT_ESTIMATOR, "Jacobian estimator serving requests; set at run time to "
@@ -136,7 +136,7 @@ class JacobianEstimatorNode(Node):
     # ----------------------------------------------------------------- setup
     def _setup(self) -> None:
         self._learned = _learned_names()
-        self._default_model_dir = default_model_dir()
+        self._default_model_dir = installed_dir("models")
         self._spec = estimator_spec(self._learned, str(self._default_model_dir))
         values = self._spec.declare(self)
         robot = load_node_robot(self, values["robot"])

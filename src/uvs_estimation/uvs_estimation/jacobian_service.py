@@ -46,7 +46,6 @@ __all__ = [
     "RequestError",
     "build_estimator",
     "condition_number",
-    "default_model_dir",
     "model_robot",
     "needs_model",
     "parse_request",
@@ -128,29 +127,6 @@ def parse_request(task, joint_positions: Sequence[float],
 
 
 # --------------------------------------------------------------- estimators
-
-def default_model_dir() -> Path:
-    """Where shipped models live: ``<share of uvs_bringup>/models`` when
-    ament_index_python finds that package, else ``<repository>/models``
-    (the first ancestor of this module holding ``models/`` and ``src/``),
-    else ``./models``."""
-    try:
-        from ament_index_python.packages import (
-            PackageNotFoundError,
-            get_package_share_directory,
-        )
-    except ImportError:
-        pass
-    else:
-        try:
-            return Path(get_package_share_directory("uvs_bringup")) / "models"
-        except (PackageNotFoundError, ValueError, OSError):
-            pass
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "models").is_dir() and (parent / "src").is_dir():
-            return parent / "models"
-    return Path.cwd() / "models"
-
 
 def needs_model(name: str) -> bool:
     """Whether estimator ``name`` is learned, i.e. served from a trained model,

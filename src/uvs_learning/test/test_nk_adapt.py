@@ -3,7 +3,6 @@ rank projection, model directories, training)."""
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,11 +10,12 @@ import pytest
 from uvs_core.control import task_rank
 from uvs_core.estimators import ModelError, load_estimator, make_estimator
 from uvs_core.evaluation import batched, protocol, rollout
+from uvs_core.paths import installed_dir
 from uvs_core.robot import load_robot
 from uvs_core.tasks import make_task
 from uvs_learning.nk_adapt import BatchedAdaptation
 
-MODELS = Path(__file__).resolve().parents[3] / "models"
+MODELS = installed_dir("models")
 GEN3 = load_robot("gen3")
 
 

@@ -2,7 +2,6 @@
 persistence, NaN for the others, calibration of the shipped model, the service)."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,12 +9,13 @@ import pytest
 from uvs_core.babble import babble
 from uvs_core.estimators import ModelError, load_estimator, make_estimator
 from uvs_core.evaluation import protocol
+from uvs_core.paths import installed_dir
 from uvs_core.robot import load_robot
 from uvs_core.tasks import make_task
 from uvs_estimation.jacobian_service import JacobianService, ModelConfig, build_estimator
 from uvs_learning.nk_ensemble import ensemble_stats
 
-MODELS = Path(__file__).resolve().parents[3] / "models"
+MODELS = installed_dir("models")
 GEN3 = load_robot("gen3")
 
 

@@ -121,6 +121,19 @@ def numpy_forward(layers, activation: str, q: np.ndarray) -> np.ndarray:
     return h @ w.T + b
 
 
+def read_state_dict(path: Path) -> dict:
+    """The state_dict saved at ``path`` (torch.save, tensors only, onto the CPU); ModelError
+    naming the file when it is corrupt, unreadable or not a dict."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
+            zipfile.BadZipFile) as exc:
+        raise ModelError(f"{path}: corrupt or unreadable weights file: {exc}") from None
+    if not isinstance(state, dict):
+        raise ModelError(f"{path}: expected a state_dict, found {type(state).__name__}")
+    return state
+
+
 def numpy_input_jacobian(layers, activation: str, q: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray]:
     """Closed-form input Jacobian of the MLP.
@@ -445,11 +458,4 @@ class TorchEstimator(Estimator):
         torch.save(self.state_dict(), directory / self.WEIGHTS_FILE)
 
     def _load_weights(self, path: Path) -> None:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
-                zipfile.BadZipFile) as exc:
-            raise ModelError(f"{path}: corrupt or unreadable weights file: {exc}") from None
-        if not isinstance(state, dict):
-            raise ModelError(f"{path}: expected a state_dict, found {type(state).__name__}")
-        self.load_state_dict(state, source=str(path))
+        self.load_state_dict(read_state_dict(path), source=str(path))

@@ -29,15 +29,13 @@ every member's state dict under the prefix ``member<i>.``.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from uvs_core.estimators.base import Estimator, ModelError, NotFittedError
-from uvs_learning.mlp import numpy_input_jacobian
+from uvs_learning.mlp import numpy_input_jacobian, read_state_dict
 from uvs_learning.neural_kinematics import NeuralKinematicsTanh
 
 #: parameters of the ensemble itself (the rest are nk_tanh's, for every member)
@@ -165,13 +163,7 @@ class NeuralKinematicsEnsemble(Estimator):
         torch.save(state, directory / self.WEIGHTS_FILE)
 
     def _load_weights(self, path: Path) -> None:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
-                zipfile.BadZipFile) as exc:
-            raise ModelError(f"{path}: corrupt or unreadable weights file: {exc}") from None
-        if not isinstance(state, dict):
-            raise ModelError(f"{path}: expected a state_dict, found {type(state).__name__}")
+        state = read_state_dict(path)
         for i, member in enumerate(self._members):
             prefix = f"member{i}."
             sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

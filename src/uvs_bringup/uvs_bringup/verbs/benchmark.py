@@ -12,19 +12,17 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
-from uvs_bringup.verbs._common import emit, fail
-
-TASKS = ("single_point", "multi_point", "visual_servo", "pose")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+from uvs_bringup.verbs._common import (
+    TASKS,
+    command_line,
+    emit,
+    fail,
+    log,
+    parse_models,
+    positive_int,
+)
 
 
 def _estimator_list(text: str) -> tuple[str, ...]:
@@ -78,18 +76,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=",".join(estimator_names()),
                         help="comma-separated estimators (default every registered one: "
                              + ",".join(estimator_names()) + ")")
-    parser.add_argument("--targets", type=_positive_int,
+    parser.add_argument("--targets", type=positive_int,
                         help="targets per seed (protocol 110; --quick 20)")
-    parser.add_argument("--seeds", type=_positive_int,
+    parser.add_argument("--seeds", type=positive_int,
                         help="target seeds 0..S-1 (protocol 10; --quick 2)")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--samples", type=_positive_int,
+    parser.add_argument("--samples", type=positive_int,
                         help="babbling samples (protocol 100000 single, 200000 multi, "
                              "10000 visual; --quick 20000)")
     parser.add_argument("--data", type=Path, help="read this babbling bag instead of babbling")
-    parser.add_argument("--epochs", type=_positive_int,
+    parser.add_argument("--epochs", type=positive_int,
                         help="training epochs (protocol 30 single, 40 multi; --quick 4)")
-    parser.add_argument("--workers", type=_positive_int, default=1,
+    parser.add_argument("--workers", type=positive_int, default=1,
                         help="parallel processes for training and evaluation (default 1)")
     add_executor_arguments(parser)
     parser.add_argument("--quick", action="store_true",
@@ -106,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "joint masking, OU sigma 1 without dt); design: DESIGN.md's summary "
                              "(100 steps from zeros, whole-vector cap, OU sigma 0.2); see "
                              "docs/benchmarks.md")
-    parser.add_argument("--steps", type=_positive_int,
+    parser.add_argument("--steps", type=positive_int,
                         help="control steps per trajectory (protocol: paper 200, design 100)")
     parser.add_argument("--joint-limits", choices=("clip", "mask", "halt"),
                         help="mask: a joint 10 steps from a limit is not moved (paper's code, "
@@ -155,27 +153,16 @@ def run(args: argparse.Namespace) -> int:
         return fail("--samples and --data exclude each other")
     try:
         params = parse_params(args.param)
+        models = parse_models(args.model)
     except ValueError as exc:
         return fail(str(exc))
-    models = {}
-    for item in args.model:
-        name, sep, path = item.partition("=")
-        if not sep or not name.strip() or not path.strip():
-            return fail(f"--model {item!r}: expected EST=DIR")
-        if name.strip() in models:
-            return fail(f"--model {name.strip()} given twice")
-        models[name.strip()] = path.strip()
     cfg = BenchmarkConfig(
         task=args.task, out=args.out, estimators=estimators, targets=args.targets,
         seeds=args.seeds, samples=args.samples, epochs=args.epochs, data=args.data,
         workers=args.workers, quick=args.quick, steps=args.steps,
         joint_limits=args.joint_limits, robot=args.robot, params=params,
         protocol=args.protocol, models=models, executor=args.executor, address=args.address,
-        command=shlex.join(["uvs", *sys.argv[1:]]) if sys.argv[1:2] == ["benchmark"]
-        else "uvs benchmark " + shlex.join(_argv(args)))
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        command=command_line("benchmark", "uvs benchmark " + shlex.join(_argv(args))))
 
     try:
         results = run_benchmark(cfg, show_progress=True, log=log)
@@ -211,20 +198,14 @@ def _run_moving(args: argparse.Namespace, estimators: tuple[str, ...]) -> int:
     for name, value in (("size", args.size), ("speed", args.speed)):
         if not value > 0:
             return fail(f"--{name} must be > 0, got {value}")
-    models = {}
-    for item in args.model:
-        name, sep, path = item.partition("=")
-        if not sep or not name.strip() or not path.strip():
-            return fail(f"--model {item!r}: expected EST=DIR")
-        models[name.strip()] = path.strip()
+    try:
+        models = parse_models(args.model)
+    except ValueError as exc:
+        return fail(str(exc))
     cfg = MovingConfig(task=args.task, out=args.out, estimators=estimators, size=args.size,
                        speed=args.speed, duration=args.duration, settle=args.settle,
                        quick=args.quick, robot=args.robot, models=models,
-                       command=shlex.join(["uvs", *sys.argv[1:]])
-                       if sys.argv[1:2] == ["benchmark"] else "uvs benchmark --moving")
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+                       command=command_line("benchmark", "uvs benchmark --moving"))
 
     try:
         results = run_moving_benchmark(cfg, show_progress=True, log=log)

@@ -14,21 +14,12 @@ import argparse
 import time
 from pathlib import Path
 
-from uvs_bringup.verbs._common import emit, fail, progress_bar
-
-TASKS = ("single_point", "multi_point", "visual_servo", "pose")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+from uvs_bringup.verbs._common import TASKS, emit, fail, positive_int, progress_bar
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=TASKS, required=True, help="servo task (sets x)")
-    parser.add_argument("--samples", type=_positive_int, required=True,
+    parser.add_argument("--samples", type=positive_int, required=True,
                         help="number of (q, x) samples (paper: 100000 single, 200000 multi)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", type=Path, required=True, help="bag directory to write")
@@ -38,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="babbling conventions, as uvs benchmark --protocol: design "
                              "(default; DESIGN.md's summary) or paper (the reference code's, "
                              "much wider: sigma 1 without dt, per-joint clip, joint masking)")
-    parser.add_argument("--horizon", type=_positive_int, default=100,
+    parser.add_argument("--horizon", type=positive_int, default=100,
                         help="steps per trajectory before resetting to the start (default 100)")
     parser.add_argument("--dt", type=float, default=0.05, help="time step, s (default 0.05)")
     parser.add_argument("--theta", type=float,

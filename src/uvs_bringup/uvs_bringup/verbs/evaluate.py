@@ -13,28 +13,21 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
 
-from uvs_bringup.verbs._common import emit, fail, progress_bar
+from uvs_bringup.verbs._common import (
+    TASKS,
+    command_line,
+    emit,
+    fail,
+    number,
+    positive_int,
+    progress_bar,
+)
 
-TASKS = ("single_point", "multi_point", "visual_servo", "pose")
 GRAPHS = ("inproc", "external")
-
-
-def _number(kind, minimum: float, strict: bool = True):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value < minimum or (strict and value == minimum) or value != value:
-            bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
-        return value
-    return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,29 +55,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "estimator (default: the shipped one)")
     parser.add_argument("--config", type=Path, help="inproc: folder of parameter YAML files "
                         "(default: the installed uvs_bringup config)")
-    parser.add_argument("--seeds", type=_number(int, 0), default=1,
+    parser.add_argument("--seeds", type=positive_int, default=1,
                         help="target seeds 0..S-1 (default 1; the paper 10)")
-    parser.add_argument("--targets", type=_number(int, 0), default=100,
+    parser.add_argument("--targets", type=positive_int, default=100,
                         help="targets per seed (default 100; the benchmark 110)")
-    parser.add_argument("--duration", type=_number(float, 0.0), default=10.0,
+    parser.add_argument("--duration", type=number(float, 0.0), default=10.0,
                         help="time limit per target, s (default 10 = the benchmark's 200 "
                              "steps at 20 Hz)")
-    parser.add_argument("--halt-grace", type=_number(float, 0.0, strict=False), default=1.0,
+    parser.add_argument("--halt-grace", type=number(float, 0.0, strict=False), default=1.0,
                         help="a halt ends the target only when it lasts this long, s "
                              "(default 1)")
-    parser.add_argument("--stall-grace", type=_number(float, 0.0, strict=False),
+    parser.add_argument("--stall-grace", type=number(float, 0.0, strict=False),
                         default=math.inf,
                         help="a stall ends the target only when it lasts this long, s "
                              "(default: never, as the benchmark, which has no stall rule; "
                              "the controller goes on commanding while STALLED; 0: at the "
                              "first STALLED, as `uvs servo`)")
-    parser.add_argument("--tolerance", type=_number(float, 0.0),
+    parser.add_argument("--tolerance", type=number(float, 0.0),
                         help="set /controller's convergence_tolerance for the run (task "
                              "units; default: leave the graph's, 5 mm per point / 2 px)")
-    parser.add_argument("--wait", type=_number(float, 0.0), default=10.0,
+    parser.add_argument("--wait", type=number(float, 0.0), default=10.0,
                         help="external: how long to wait for the graph to appear, s "
                              "(default 10)")
-    parser.add_argument("--load", type=_number(int, 0, strict=False), default=0,
+    parser.add_argument("--load", type=number(int, 0, strict=False), default=0,
                         help="run N busy-loop processes beside the graph for the run "
                              "(default 0)")
     parser.add_argument("--out", type=Path, help="write DIR/evaluation.json and "
@@ -141,7 +134,7 @@ def _open_graph(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from uvs_bringup.benchmark import jsonable, machine_info
+    from uvs_bringup.benchmark_report import jsonable, machine_info
     from uvs_bringup.evaluate import (
         BusyLoad,
         envelope_of,
@@ -209,8 +202,7 @@ def run(args: argparse.Namespace) -> int:
 
     meta = {
         "graph": args.graph,
-        "command": shlex.join(["uvs", *sys.argv[1:]]) if sys.argv[1:2] == ["evaluate"]
-        else "uvs evaluate",
+        "command": command_line("evaluate", "uvs evaluate"),
         "seeds": list(range(args.seeds)),
         "targets_per_seed": args.targets,
         "duration": args.duration,

@@ -12,18 +12,7 @@ import json
 from contextlib import ExitStack
 from pathlib import Path
 
-from uvs_bringup.verbs._common import fail, progress_bar
-
-TASKS = ("single_point", "multi_point", "visual_servo", "pose")
-
-
-def _positive(kind):
-    def parse(text: str):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-    return parse
+from uvs_bringup.verbs._common import TASKS, fail, log, number, progress_bar
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,9 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=", ".join(estimator_names()) + " (default nk_tanh)")
     parser.add_argument("--model", type=Path, help="model directory of the learned "
                         "estimator (default: the shipped one, models/<task>/<estimator>)")
-    parser.add_argument("--targets", type=_positive(int), default=3, help="number of targets")
+    parser.add_argument("--targets", type=number(int), default=3, help="number of targets")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random targets")
-    parser.add_argument("--duration", type=_positive(float), default=10.0,
+    parser.add_argument("--duration", type=number(float), default=10.0,
                         help="time limit per target, s (default 10)")
     parser.add_argument("--target-source", choices=("service", "marker"), default="service",
                         help="visual_servo: set each target with controller/set_target "
@@ -162,19 +151,16 @@ def _first_use_model(name: str, task) -> Path | None:
     """The cached model of an estimator made on first use (llknn, broyden) when none is
     shipped for it and the task's robot, made now with a progress bar if missing; None
     for the others."""
-    import sys
 
     from uvs_core.estimators import load_estimator
     from uvs_core.estimators.cache import FIRST_USE, first_use_model
-    from uvs_estimation.jacobian_service import ModelConfig, default_model_dir, model_robot
+    from uvs_core.paths import installed_dir
+    from uvs_estimation.jacobian_service import ModelConfig, model_robot
 
-    shipped = ModelConfig(default_model_dir()).model_path(name, task.name, task.robot.name)
+    shipped = ModelConfig(installed_dir("models")).model_path(name, task.name, task.robot.name)
     if name not in FIRST_USE or (shipped.is_dir()
                                  and model_robot(shipped) in (None, task.robot.name)):
         return None
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
 
     with ExitStack() as stack:
         bar = {}

@@ -10,18 +10,10 @@ against the swept parameter). Grammar and examples: docs/sweeps.md.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
 
-from uvs_bringup.verbs._common import emit, fail
-from uvs_bringup.verbs.benchmark import (
-    TASKS,
-    _estimator_list,
-    _positive_int,
-    add_executor_arguments,
-    check_executor,
-)
+from uvs_bringup.verbs._common import TASKS, command_line, emit, fail, log, positive_int
+from uvs_bringup.verbs.benchmark import _estimator_list, add_executor_arguments, check_executor
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,15 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", default=None,
                         help="each point a --quick benchmark (little data, few epochs, "
                              "20 targets x 2 target seeds)")
-    parser.add_argument("--targets", type=_positive_int, help="targets per target seed")
-    parser.add_argument("--target-seeds", type=_positive_int,
+    parser.add_argument("--targets", type=positive_int, help="targets per target seed")
+    parser.add_argument("--target-seeds", type=positive_int,
                         help="target seeds 0..S-1 of each point (the benchmark's --seeds)")
-    parser.add_argument("--samples", type=_positive_int, help="babbling samples per point")
-    parser.add_argument("--epochs", type=_positive_int, help="training epochs")
-    parser.add_argument("--steps", type=_positive_int, help="control steps per trajectory")
+    parser.add_argument("--samples", type=positive_int, help="babbling samples per point")
+    parser.add_argument("--epochs", type=positive_int, help="training epochs")
+    parser.add_argument("--steps", type=positive_int, help="control steps per trajectory")
     parser.add_argument("--protocol", choices=("paper", "design"),
                         help="benchmark protocol variant (default paper)")
-    parser.add_argument("--workers", type=_positive_int, default=1,
+    parser.add_argument("--workers", type=positive_int, default=1,
                         help="parallel points: local processes, or the CPUs of a local Ray "
                              "instance (default 1)")
     add_executor_arguments(parser)
@@ -93,13 +85,10 @@ def run(args: argparse.Namespace) -> int:
         if fields["task"] not in TASKS:
             raise ValueError(f"task {fields['task']!r}: choose from {', '.join(TASKS)}")
         spec = SweepSpec(out=args.out, executor=args.executor, workers=args.workers,
-                         address=args.address, command=shlex.join(["uvs", *sys.argv[1:]])
-                         if sys.argv[1:2] == ["sweep"] else "uvs sweep", **fields)
+                         address=args.address, command=command_line("sweep", "uvs sweep"),
+                         **fields)
     except (ValueError, argparse.ArgumentTypeError, OSError) as exc:
         return fail(str(exc))
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
 
     try:
         results = run_sweep(spec, show_progress=True, log=log)

@@ -6,10 +6,9 @@ Jacobian on the held-out trajectories, and writes the model directory atomically
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from uvs_bringup.verbs._common import emit, fail
+from uvs_bringup.verbs._common import emit, fail, log
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,11 +58,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc))
 
     def progress(epoch, epochs, train_loss, val_loss):
-        print(f"epoch {epoch}/{epochs}: train loss {train_loss:.4g}, "
-              f"val loss {val_loss:.4g}", file=sys.stderr, flush=True)
-
-    def log(message):
-        print(message, file=sys.stderr, flush=True)
+        log(f"epoch {epoch}/{epochs}: train loss {train_loss:.4g}, val loss {val_loss:.4g}")
 
     try:
         result = train_model(args.estimator, task, dataset, out=args.out, epochs=args.epochs,

@@ -1,3 +1,5 @@
+# Over 600 lines: one simulated arm answering every Kortex RPC the backend uses; they share its
+# motion, session and fault state, and are checked against Kinova's API reference in one place.
 """The simulated Kinova Gen3 behind the Kortex double (tests only; see README.md).
 
 One process-wide arm (``current()``; tests call ``reset()`` first), reached through the
