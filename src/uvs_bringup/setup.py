@@ -29,7 +29,6 @@ setup(
         (share + "/launch", glob("launch/*.py")),
         (share + "/config", glob("config/*.yaml") + glob("config/*.rviz")),
         (share + "/config/robots", glob("config/robots/*.yaml")),
-        (share + "/config/tasks", glob("config/tasks/*.yaml")),
         # `uvs` on PATH after sourcing the overlay (colcon adds <prefix>/bin to PATH).
         ("bin", ["scripts/uvs"]),
     ]

@@ -13,7 +13,6 @@ setup(
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/config/robots",
          glob("config/robots/*.yaml") + glob("config/robots/*.urdf")),
-        ("share/" + package_name + "/config/tasks", glob("config/tasks/*.yaml")),
     ],
     # LL-KNN's neighbour query and fit in C (plain C99, no Python headers; loaded
     # with ctypes). Optional: without a C compiler the package still installs
