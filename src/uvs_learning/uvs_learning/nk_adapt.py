@@ -44,8 +44,10 @@ Model directory: a full one (``model.pt`` + metadata, what ``uvs train
 --estimator nk_adapt`` writes: it trains the prior as nk_tanh would), or a
 tiny one whose metadata names the nk_tanh model it adapts,
 ``"prior": "../nk_tanh"`` (relative to the directory, or absolute), as
-shipped in ``models/<task>/nk_adapt``; the prior's metadata is checked
-against the task like any model.
+shipped in ``models/<task>/nk_adapt`` and as ``uvs benchmark`` writes it when
+the run trains nk_tanh with the same recipe (:meth:`NeuralKinematicsAdapt.
+save_reference`, ``uvs_learning.training.adapt_from_prior``); the prior's
+metadata is checked against the task like any model.
 """
 
 from __future__ import annotations
