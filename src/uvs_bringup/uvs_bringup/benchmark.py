@@ -345,7 +345,7 @@ def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
 
             result = adapt_from_prior(models["nk_tanh"], task, dataset,
                                       out / "models" / "nk_adapt", seed=cfg.seed,
-                                      **cfg.params.get("nk_adapt", {}))
+                                      epochs=res["epochs"], **cfg.params.get("nk_adapt", {}))
             training["nk_adapt"], models["nk_adapt"] = result, result["path"]
             say("nk_adapt: its prior is the nk_tanh model trained above, not trained again")
         training_seconds = time.perf_counter() - t0

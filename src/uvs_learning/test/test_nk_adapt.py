@@ -214,7 +214,7 @@ def test_a_model_made_from_the_trained_prior_equals_one_trained_itself(tasks, tm
     trained = train_model("nk_adapt", task, data, out=tmp_path / "trained", epochs=1,
                           seed=3, alpha=1.0)
     made = adapt_from_prior(tmp_path / "nk_tanh", task, data, tmp_path / "made", seed=3,
-                            alpha=1.0)
+                            epochs=1, alpha=1.0)
     assert sorted(p.name for p in (tmp_path / "made").iterdir()) == ["metadata.json"]
     meta = json.loads((tmp_path / "made" / "metadata.json").read_text())
     assert meta["prior"] == "../nk_tanh" and meta["params"]["alpha"] == 1.0
@@ -233,6 +233,9 @@ def test_a_model_made_from_the_trained_prior_equals_one_trained_itself(tasks, tm
     with pytest.raises(ValueError, match=r"\['lr'\] differ from the prior's"):
         adapt_from_prior(tmp_path / "nk_tanh", task, data, tmp_path / "other", seed=3,
                          lr=1e-4)
+    with pytest.raises(ValueError, match=r"\['epochs'\]"):
+        adapt_from_prior(tmp_path / "nk_tanh", task, data, tmp_path / "other", seed=3,
+                         epochs=2)
     with pytest.raises(ValueError, match=r"\['seed'\]"):
         adapt_from_prior(tmp_path / "nk_tanh", task, data, tmp_path / "other", seed=0)
     assert not (tmp_path / "other").exists()

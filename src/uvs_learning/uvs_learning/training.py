@@ -144,7 +144,7 @@ _PRIOR_FACTS = ("data_hash", "samples", "trajectories", "val_samples", "val_loss
 
 
 def adapt_from_prior(prior: str | Path, task, dataset, out: str | Path, seed: int = 0,
-                     **params: Any) -> dict:
+                     epochs: int | None = None, **params: Any) -> dict:
     """nk_adapt's model from an nk_tanh model trained on ``dataset``, without training.
 
     nk_adapt trains its prior exactly as nk_tanh (same network, loss, seed), so when
@@ -153,7 +153,7 @@ def adapt_from_prior(prior: str | Path, task, dataset, out: str | Path, seed: in
     becomes a tiny directory whose metadata names ``prior`` (relative) and holds the
     online ``params`` (NeuralKinematicsAdapt.save_reference). ValueError when a
     training parameter in ``params`` differs from the prior's: that model would be
-    another network.
+    another network. ``epochs``, ``seed``: as train_model takes them (the prior's).
 
     Scored as :func:`train_model` scores it (mean |J - J*|_F on the held-out
     trajectories, the rank projection included); the prior's training facts
@@ -167,6 +167,9 @@ def adapt_from_prior(prior: str | Path, task, dataset, out: str | Path, seed: in
     prior = Path(prior)
     prior_meta = read_metadata(prior)
     trained_with = prior_meta.get("params", {})
+    # epochs and seed as train_model takes them: an explicit epochs wins over params'.
+    if epochs is not None:
+        params["epochs"] = int(epochs)
     if "seed" not in params:
         params["seed"] = int(seed)
     differ = sorted(k for k, v in params.items()
