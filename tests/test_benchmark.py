@@ -150,3 +150,51 @@ def test_a_given_model_is_evaluated_instead_of_trained(tmp_path):
     wrong = _uvs("benchmark", "--estimators", "nk_tanh", "--model", f"nk_tanh={other}",
                  "--out", str(tmp_path / "wrong"))
     assert wrong.returncode == 2 and "field 'task' mismatch" in wrong.stderr
+
+
+def test_shares_prior_only_for_the_same_recipe():
+    """nk_adapt's prior is the run's nk_tanh model when every training parameter agrees;
+    nk_adapt's online parameters may differ."""
+    from uvs_bringup.benchmark import shares_prior
+    from uvs_core.robot import load_robot
+    from uvs_core.tasks import make_task
+
+    task = make_task("multi_point", load_robot("gen3"))
+    both = ["nk_adapt", "nk_tanh"]
+    assert shares_prior(task, both, {})
+    assert shares_prior(task, both, {"nk_adapt": {"alpha": 1.0, "method": "rls"}})
+    assert shares_prior(task, both, {"nk_tanh": {"lr": 1e-4}, "nk_adapt": {"lr": 1e-4}})
+    assert not shares_prior(task, both, {"nk_adapt": {"lr": 1e-4}})
+    assert not shares_prior(task, both, {"nk_tanh": {"seed": 1}})
+    assert not shares_prior(task, ["nk_adapt", "nj"], {})
+    assert not shares_prior(task, ["nk_tanh"], {})
+
+
+def test_nk_adapt_prior_is_trained_once_and_scores_as_if_trained_itself(tmp_path):
+    """With nk_tanh in the run, nk_adapt's prior is not trained a second time: its model
+    names ../nk_tanh and holds no weights. Alone, nk_adapt trains its own; both score
+    the same trajectories identically (same recipe, same seed, same network)."""
+    common = ("benchmark", "--task", "multi_point", "--targets", "5", "--seeds", "2",
+              "--samples", "2000", "--epochs", "2", "--json")
+    both = _uvs(*common, "--estimators", "nk_tanh,nk_adapt", "--out", str(tmp_path / "both"))
+    alone = _uvs(*common, "--estimators", "nk_adapt", "--out", str(tmp_path / "alone"))
+    assert both.returncode == 0, both.stderr
+    assert alone.returncode == 0, alone.stderr
+    assert "trained nk_tanh" in both.stderr and "trained nk_adapt" not in both.stderr
+    assert "trained nk_adapt" in alone.stderr
+    shared = tmp_path / "both" / "models" / "nk_adapt"
+    assert sorted(p.name for p in shared.iterdir()) == ["metadata.json"]
+    assert json.loads((shared / "metadata.json").read_text())["prior"] == "../nk_tanh"
+    assert (tmp_path / "alone" / "models" / "nk_adapt" / "model.pt").is_file()
+
+    res = {name: json.loads(run.stdout.strip().splitlines()[-1])["estimators"]["nk_adapt"]
+           for name, run in (("both", both), ("alone", alone))}
+    assert res["both"]["training"]["fit_seconds"] == 0.0
+    assert res["alone"]["training"]["fit_seconds"] > 0.0
+    for key in ("jacobian_frobenius_mean", "val_loss", "epochs_run", "best_epoch"):
+        assert res["both"]["training"][key] == res["alone"]["training"][key], key
+    for key in ("params", "success", "frobenius", "final_distance"):
+        assert res["both"][key] == res["alone"][key], key
+    with np.load(tmp_path / "both" / "steps.npz") as a, \
+            np.load(tmp_path / "alone" / "steps.npz") as b:
+        np.testing.assert_array_equal(a["nk_adapt/distance"], b["nk_adapt/distance"])

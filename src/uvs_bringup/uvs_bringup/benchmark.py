@@ -102,6 +102,20 @@ class BenchmarkConfig:
         return base
 
 
+def shares_prior(task, trained, params: dict[str, dict[str, Any]]) -> bool:
+    """Whether nk_adapt's prior, trained in this run, would be the nk_tanh model the run
+    trains: both are in ``trained`` and every nk_tanh parameter (defaults for ``task``
+    overridden by ``params``) equals nk_adapt's; they differ only in nk_adapt's online
+    ones (method, alpha, ...). Both get the run's epochs, seed and data."""
+    if not {"nk_tanh", "nk_adapt"} <= set(trained):
+        return False
+    from uvs_core.estimators import estimator_class
+
+    tanh = {**estimator_class("nk_tanh").default_params(task), **params.get("nk_tanh", {})}
+    adapt = {**estimator_class("nk_adapt").default_params(task), **params.get("nk_adapt", {})}
+    return all(key in adapt and adapt[key] == value for key, value in tanh.items())
+
+
 # ----------------------------------------------------------- worker jobs
 _CACHE: dict[tuple, Any] = {}
 
@@ -250,6 +264,11 @@ def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
         specs = estimator_specs()
         trained = sorted((n for n in cfg.estimators if specs[n].model_files and n not in given),
                          key=lambda n: cost.get(n, -1))
+        # nk_adapt's prior is nk_tanh by definition: trained here with the same recipe, it
+        # is the same network (same seed, same weights), so it is trained once.
+        share_prior = shares_prior(task, trained, cfg.params)
+        if share_prior:
+            trained.remove("nk_adapt")
         models: dict[str, str | None] = {n: None for n in cfg.estimators}
         training: dict[str, dict | None] = {n: None for n in cfg.estimators}
         for name, meta in given.items():
@@ -290,6 +309,14 @@ def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
                                   res["epochs"], cfg.params.get(n, {}), queue, cfg.seed))
                     for n in trained]
             ex.run_jobs(jobs, finished, poll)
+        if share_prior:
+            from uvs_learning.training import adapt_from_prior
+
+            result = adapt_from_prior(models["nk_tanh"], task, dataset,
+                                      out / "models" / "nk_adapt", seed=cfg.seed,
+                                      epochs=res["epochs"], **cfg.params.get("nk_adapt", {}))
+            training["nk_adapt"], models["nk_adapt"] = result, result["path"]
+            say("nk_adapt: its prior is the nk_tanh model trained above, not trained again")
         training_seconds = time.perf_counter() - t0
 
         # 3. evaluation
@@ -446,8 +473,9 @@ def parse_params(items: list[str]) -> dict[str, dict[str, Any]]:
     return params
 
 
-__all__ = ["BenchmarkConfig", "QUICK", "table_order", "run_benchmark", "render_report",
-           "make_figures", "machine_info", "parse_params", "jsonable", "write_json"]
+__all__ = ["BenchmarkConfig", "QUICK", "table_order", "shares_prior", "run_benchmark",
+           "render_report", "make_figures", "machine_info", "parse_params", "jsonable",
+           "write_json"]
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit("use `uvs benchmark`")

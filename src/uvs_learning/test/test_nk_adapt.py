@@ -199,3 +199,43 @@ def test_fit_trains_the_prior_as_nk_tanh(tasks):
     q = qa[::97]
     np.testing.assert_array_equal(ests["nk_adapt"].estimate_batch(q),
                                   ests["nk_tanh"].estimate_batch(q))
+
+
+def test_a_model_made_from_the_trained_prior_equals_one_trained_itself(tasks, tmp_path):
+    """adapt_from_prior (what `uvs benchmark` does when it trains nk_tanh too) gives the
+    model train_model gives nk_adapt on the same data and seed: the same Jacobians,
+    held-out error and training facts, from a directory that holds no weights."""
+    from uvs_core.babble import babble
+    from uvs_learning.training import adapt_from_prior, train_model
+
+    task = tasks["multi_point"]
+    data = babble(task, 2000, seed=0)
+    train_model("nk_tanh", task, data, out=tmp_path / "nk_tanh", epochs=1, seed=3)
+    trained = train_model("nk_adapt", task, data, out=tmp_path / "trained", epochs=1,
+                          seed=3, alpha=1.0)
+    made = adapt_from_prior(tmp_path / "nk_tanh", task, data, tmp_path / "made", seed=3,
+                            epochs=1, alpha=1.0)
+    assert sorted(p.name for p in (tmp_path / "made").iterdir()) == ["metadata.json"]
+    meta = json.loads((tmp_path / "made" / "metadata.json").read_text())
+    assert meta["prior"] == "../nk_tanh" and meta["params"]["alpha"] == 1.0
+    assert made["params"] == trained["params"]
+    for key in ("jacobian_frobenius_mean", "jacobian_frobenius_median", "val_loss",
+                "best_epoch", "samples", "val_samples"):
+        assert made[key] == trained[key], key
+    ests = {name: load_estimator(tmp_path / name, task=task, name="nk_adapt")
+            for name in ("made", "trained")}
+    for qa, x in zip(task.select(data.q)[:40], data.x[:40]):
+        np.testing.assert_array_equal(ests["made"].estimate(qa), ests["trained"].estimate(qa))
+        for est in ests.values():
+            est.update(qa, x)
+    assert np.abs(ests["made"].residual).max() > 0.0       # the correction did move
+
+    with pytest.raises(ValueError, match=r"\['lr'\] differ from the prior's"):
+        adapt_from_prior(tmp_path / "nk_tanh", task, data, tmp_path / "other", seed=3,
+                         lr=1e-4)
+    with pytest.raises(ValueError, match=r"\['epochs'\]"):
+        adapt_from_prior(tmp_path / "nk_tanh", task, data, tmp_path / "other", seed=3,
+                         epochs=2)
+    with pytest.raises(ValueError, match=r"\['seed'\]"):
+        adapt_from_prior(tmp_path / "nk_tanh", task, data, tmp_path / "other", seed=0)
+    assert not (tmp_path / "other").exists()

@@ -44,8 +44,10 @@ Model directory: a full one (``model.pt`` + metadata, what ``uvs train
 --estimator nk_adapt`` writes: it trains the prior as nk_tanh would), or a
 tiny one whose metadata names the nk_tanh model it adapts,
 ``"prior": "../nk_tanh"`` (relative to the directory, or absolute), as
-shipped in ``models/<task>/nk_adapt``; the prior's metadata is checked
-against the task like any model.
+shipped in ``models/<task>/nk_adapt`` and as ``uvs benchmark`` writes it when
+the run trains nk_tanh with the same recipe (:meth:`NeuralKinematicsAdapt.
+save_reference`, ``uvs_learning.training.adapt_from_prior``); the prior's
+metadata is checked against the task like any model.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from uvs_core.estimators.base import (
     ModelError,
     check_metadata,
     read_metadata,
+    write_model_dir,
 )
 from uvs_learning.mlp import numpy_input_jacobian
 from uvs_learning.neural_kinematics import NeuralKinematicsTanh
@@ -272,16 +275,29 @@ class NeuralKinematicsAdapt(NeuralKinematicsTanh):
             raise ModelError(f"{path / METADATA_FILE}: field 'prior' must be a path, "
                              f"found {prior!r}")
         prior_path = Path(prior) if Path(prior).is_absolute() else path / prior
+        online = {k: v for k, v in meta.get("params", {}).items() if k in ADAPT_DEFAULTS}
+        return cls.from_prior(prior_path, task, params_source=path / METADATA_FILE,
+                              **online)
+
+    @classmethod
+    def from_prior(cls, prior_path, task, params_source=None,
+                   **online) -> NeuralKinematicsAdapt:
+        """This estimator over the nk_tanh model directory ``prior_path``: the prior's
+        weights and training parameters, ``online`` (keys of ADAPT_DEFAULTS) for the
+        correction. ModelError naming the file (``params_source`` for bad ``online``
+        values, default the prior's metadata)."""
+        prior_path = Path(prior_path)
         prior_meta = read_metadata(prior_path)
         check_metadata(prior_meta, prior_path, task=task, name=NeuralKinematicsTanh.name)
-        # The prior's training parameters, this directory's online ones.
+        # The prior's training parameters, the caller's online ones.
         params = {k: v for k, v in prior_meta.get("params", {}).items()
                   if k not in ADAPT_DEFAULTS}
-        params.update({k: v for k, v in meta.get("params", {}).items() if k in ADAPT_DEFAULTS})
+        params.update(online)
         try:
             est = cls(task, **params)
         except (TypeError, ValueError) as exc:
-            raise ModelError(f"{path / METADATA_FILE}: bad 'params': {exc}") from None
+            source = params_source or prior_path / METADATA_FILE
+            raise ModelError(f"{source}: bad 'params': {exc}") from None
         est.info = {"prior_source": str(prior_path.resolve())}
         for key in ("data_hash", "samples", "jacobian_frobenius_mean",
                     "jacobian_frobenius_median"):
@@ -292,3 +308,24 @@ class NeuralKinematicsAdapt(NeuralKinematicsTanh):
             raise ModelError(f"{weights}: weights file of the prior missing")
         est._load_weights(weights)
         return est
+
+    def save_reference(self, path) -> Path:
+        """Write ``path`` as a tiny model directory: metadata only, its ``prior`` the
+        path of ``info["prior_source"]`` relative to ``path`` and its ``params`` the
+        online ones (as shipped in ``models/<task>/nk_adapt``), so the prior's weights
+        are not copied; what :meth:`load` reads back. ModelError when this estimator
+        was not made from a prior directory (:meth:`from_prior`)."""
+        import os
+
+        source = self.info.get("prior_source")
+        if not source:
+            raise ModelError(f"{self.name}: no prior directory to refer to; use save()")
+        path = Path(path)
+        meta = super().metadata()
+        meta.update({
+            "params": {k: self.params[k] for k in ADAPT_DEFAULTS},
+            "prior": os.path.relpath(source, path.resolve()),
+            "weights": None,
+        })
+        meta.pop("prior_source", None)
+        return write_model_dir(path, meta, lambda directory: None)

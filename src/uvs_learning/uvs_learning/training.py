@@ -136,3 +136,68 @@ def train_model(
         "total_seconds": time.perf_counter() - t_start,
     })
     return result
+
+
+#: what a prior's training reports that nk_adapt's model, made from it, reports too
+_PRIOR_FACTS = ("data_hash", "samples", "trajectories", "val_samples", "val_loss",
+                "train_loss", "epochs_run", "best_epoch")
+
+
+def adapt_from_prior(prior: str | Path, task, dataset, out: str | Path, seed: int = 0,
+                     epochs: int | None = None, **params: Any) -> dict:
+    """nk_adapt's model from an nk_tanh model trained on ``dataset``, without training.
+
+    nk_adapt trains its prior exactly as nk_tanh (same network, loss, seed), so when
+    both are trained on the same data with the same parameters the prior *is* that
+    nk_tanh model (``uvs benchmark`` uses this to train the network once). ``out``
+    becomes a tiny directory whose metadata names ``prior`` (relative) and holds the
+    online ``params`` (NeuralKinematicsAdapt.save_reference). ValueError when a
+    training parameter in ``params`` differs from the prior's: that model would be
+    another network. ``epochs``, ``seed``: as train_model takes them (the prior's).
+
+    Scored as :func:`train_model` scores it (mean |J - J*|_F on the held-out
+    trajectories, the rank projection included); the prior's training facts
+    (val_loss, epochs_run, ...) are reported as this model's, fit_seconds 0.
+    Returns the metadata plus timing and ``path``, as train_model does.
+    """
+    from uvs_core.estimators.base import read_metadata
+    from uvs_learning.nk_adapt import ADAPT_DEFAULTS, NeuralKinematicsAdapt
+
+    t_start = time.perf_counter()
+    prior = Path(prior)
+    prior_meta = read_metadata(prior)
+    trained_with = prior_meta.get("params", {})
+    # epochs and seed as train_model takes them: an explicit epochs wins over params'.
+    if epochs is not None:
+        params["epochs"] = int(epochs)
+    if "seed" not in params:
+        params["seed"] = int(seed)
+    differ = sorted(k for k, v in params.items()
+                    if k not in ADAPT_DEFAULTS and trained_with.get(k, v) != v)
+    if differ:
+        raise ValueError(f"nk_adapt: {differ} differ from the prior's at {prior}; "
+                         "train it with train_model")
+    online = {k: v for k, v in params.items() if k in ADAPT_DEFAULTS}
+    est = NeuralKinematicsAdapt.from_prior(prior, task, **online)
+
+    t0 = time.perf_counter()
+    traj = np.asarray(dataset.traj)
+    qa = np.asarray(task.select(np.asarray(dataset.q, dtype=np.float64)), dtype=np.float64)
+    fraction = float(est.params.get("val_fraction", 0.0)) or DEFAULT_VAL_FRACTION
+    val = split_by_trajectory(traj, fraction, int(est.params.get("seed", seed)))
+    errors = jacobian_errors(est, task, qa[val] if val.any() else qa)
+    eval_seconds = time.perf_counter() - t0
+
+    est.info.update({k: prior_meta[k] for k in _PRIOR_FACTS if k in prior_meta})
+    est.info.update({"jacobian_frobenius_mean": float(np.mean(errors)),
+                     "jacobian_frobenius_median": float(np.median(errors)),
+                     "fit_seconds": 0.0})
+    t0 = time.perf_counter()
+    path = est.save_reference(out)
+    save_seconds = time.perf_counter() - t0
+    # The directory holds the online params; the result, as train_model's, all of them.
+    result = {**read_metadata(path), "params": dict(est.params)}
+    result.update({"path": str(path), "prior_source": est.info["prior_source"],
+                   "eval_seconds": eval_seconds, "save_seconds": save_seconds,
+                   "total_seconds": time.perf_counter() - t_start})
+    return result
