@@ -105,6 +105,17 @@ def test_bad_arguments_are_clear_errors(tmp_path):
     assert exists.returncode == 2 and "--overwrite" in exists.stderr
 
 
+def test_epochs_given_twice_the_run_wide_flag_wins(tmp_path):
+    """`--epochs` with `--param EST.epochs`: a run, not a Python error, and the run-wide
+    flag decides (the per-estimator value applies where `--epochs` is not given)."""
+    both = _uvs("benchmark", "--quick", "--estimators", "nk_tanh", "--epochs", "1",
+                "--param", "nk_tanh.epochs=2", "--targets", "2", "--seeds", "1",
+                "--out", str(tmp_path / "both"), "--json")
+    assert both.returncode == 0, both.stderr
+    training = json.loads(both.stdout.strip().splitlines()[-1])["estimators"]["nk_tanh"]
+    assert training["training"]["epochs_run"] == 1
+
+
 def test_design_protocol_variant(tmp_path):
     """--protocol design: DESIGN.md's summary (100 steps from zeros, whole-vector cap,
     clipped positions, OU sigma 0.2 with dt)."""

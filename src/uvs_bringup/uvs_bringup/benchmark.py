@@ -130,6 +130,16 @@ def _task(task_name: str, robot: str):
     return _CACHE[key]
 
 
+def _training_kwargs(epochs: int | None, seed: int, params: dict) -> dict:
+    """train_model's epochs, seed and estimator parameters: ``--epochs`` (not None) over
+    ``--param EST.epochs``, ``--param EST.seed`` over the run's seed."""
+    kwargs = dict(params)
+    per_estimator = kwargs.pop("epochs", None)
+    kwargs["epochs"] = epochs if epochs is not None else per_estimator
+    kwargs.setdefault("seed", seed)
+    return kwargs
+
+
 def _train_job(task_name: str, robot: str, name: str, dataset, out: str, epochs,
                params: dict, queue=None, seed: int = 0) -> dict:
     """Train one estimator (in a worker); returns train_model's metadata."""
@@ -141,8 +151,8 @@ def _train_job(task_name: str, robot: str, name: str, dataset, out: str, epochs,
         if queue is not None:
             queue.put((name, int(epoch), int(total)))
 
-    result = train_model(name, task, dataset, out=out, epochs=epochs, seed=seed,
-                         progress=progress, **params)
+    result = train_model(name, task, dataset, out=out, progress=progress,
+                         **_training_kwargs(epochs, seed, params))
     result.pop("history", None)
     return result
 
@@ -313,8 +323,9 @@ def run_benchmark(cfg: BenchmarkConfig, show_progress: bool = True,
             from uvs_learning.training import adapt_from_prior
 
             result = adapt_from_prior(models["nk_tanh"], task, dataset,
-                                      out / "models" / "nk_adapt", seed=cfg.seed,
-                                      epochs=res["epochs"], **cfg.params.get("nk_adapt", {}))
+                                      out / "models" / "nk_adapt",
+                                      **_training_kwargs(res["epochs"], cfg.seed,
+                                                         cfg.params.get("nk_adapt", {})))
             training["nk_adapt"], models["nk_adapt"] = result, result["path"]
             say("nk_adapt: its prior is the nk_tanh model trained above, not trained again")
         training_seconds = time.perf_counter() - t0
