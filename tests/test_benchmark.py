@@ -116,6 +116,22 @@ def test_epochs_given_twice_the_run_wide_flag_wins(tmp_path):
     assert training["training"]["epochs_run"] == 1
 
 
+def test_a_robot_with_other_joints_starts_from_its_home_and_the_report_says_so(tmp_path):
+    """The paper protocol's start pose is the 7-joint Gen3's; a 6-joint UR5e starts from
+    its task's home, and results.json and report.md say that, not the Gen3's pose."""
+    out = tmp_path / "ur5e"
+    result = _uvs("benchmark", "--robot", "ur5e", "--quick", "--estimators", "tj",
+                  "--targets", "2", "--seeds", "1", "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["protocol"]["start"] is None
+    report = (out / "report.md").read_text()
+    assert "from the task's start pose" in report and "q = [0.0, 0.5" not in report
+    gen3 = _uvs("benchmark", "--quick", "--estimators", "tj", "--targets", "2", "--seeds",
+                "1", "--out", str(tmp_path / "gen3"), "--json")
+    assert json.loads(gen3.stdout.strip().splitlines()[-1])["protocol"]["start"] == \
+        [0.0, 0.5, 0.0, -0.5, 0.0, 0.5, 0.0]
+
+
 def test_design_protocol_variant(tmp_path):
     """--protocol design: DESIGN.md's summary (100 steps from zeros, whole-vector cap,
     clipped positions, OU sigma 0.2 with dt)."""

@@ -443,7 +443,10 @@ def _assemble(cfg, res, proto, machine, data_info, training, records,
             "data_seed": proto.data_seed,
             "target_seeds": list(range(res["seeds"])),
             "variant": cfg.protocol,
-            "start": None if proto.start is None else list(proto.start),
+            # what the rollouts used: the protocol's pose, or None (the task's home) for
+            # a robot with another number of joints
+            "start": (None if (start := proto.start_for(_task(cfg.task, cfg.robot).robot.n))
+                      is None else start.tolist()),
             "velocity_cap": proto.velocity_cap,
             "velocity_mode": proto.velocity_mode,
             "control": asdict(replace(
