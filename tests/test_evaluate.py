@@ -202,6 +202,9 @@ def test_inprocess_tj_run_reports_the_protocols_figures(low_ceiling_config, tmp_
     (["--graph", "ring"], "--graph 'ring': choose inproc or external"),
     (["--graph", "external", "--model", "/tmp"], "--model applies to --graph inproc"),
     (["--graph", "external", "--wait", "1"], "no servo graph within 1 s"),
+    (["--resume"], "--resume needs --out DIR"),
+    (["--resume", "--overwrite", "--out", "/tmp"], "--resume keeps DIR's targets and "
+     "--overwrite replaces them; choose one"),
 ])
 def test_bad_input_is_a_one_line_error(args, message):
     result = _evaluate(*args, timeout=60.0)
@@ -210,6 +213,20 @@ def test_bad_input_is_a_one_line_error(args, message):
     assert len(lines) == 1 and lines[0].startswith("uvs: error: "), result.stderr
     assert message in lines[0], lines[0]
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("{not json", "cannot resume from it"),
+    ('{"schema": "uvs-benchmark/1"}', "not an `uvs evaluate` result"),
+])
+def test_resume_from_a_corrupt_result_is_a_one_line_error_and_keeps_the_file(
+        tmp_path, content, message):
+    (tmp_path / "evaluation.json").write_text(content)
+    result = _evaluate("--out", str(tmp_path), "--resume", timeout=60.0)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert (tmp_path / "evaluation.json").read_text() == content
 
 
 # ------------------------------------------------------------------ ros2 launch
@@ -234,3 +251,58 @@ def test_external_graph_started_by_ros2_launch(tmp_path):
         assert "Traceback" not in launched.text
     finally:
         launched.close()
+
+
+# ------------------------------------------------------------------ resuming
+@pytest.mark.slow
+def test_an_interrupted_run_keeps_its_targets_and_resume_servoes_only_the_rest(tmp_path):
+    """Ctrl-C after the first target: evaluation.partial.json holds it; the same command
+    with --resume servoes the rest only, and one more --targets extends the result."""
+    import signal
+    import time
+
+    out = tmp_path / "eval"
+    partial = out / "evaluation.partial.json"
+    command = ["uvs", "evaluate", "--estimator", "tj", "--targets", "3", "--out", str(out)]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180.0
+        while not partial.exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert partial.exists(), "no partial result after the first target"
+        run.send_signal(signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=60.0)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 130, stderr[-2000:]
+    assert f"the targets measured so far are in {partial}" in stderr
+    assert not (out / "evaluation.json").exists()
+    kept = json.loads(partial.read_text())
+    assert 1 <= kept["servoed"] < 3
+    first = kept["targets"][0]
+
+    # the same settings are required: another duration is refused in one line
+    refused = _evaluate(*command[2:], "--resume", "--duration", "5")
+    assert refused.returncode == 2
+    assert "was measured with duration 10.0, this run has 5.0" in refused.stderr
+
+    done = _evaluate(*command[2:], "--resume", "--json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{kept['servoed']} of 3 targets done, {3 - kept['servoed']} to servo" in done.stderr
+    doc = json.loads(done.stdout)
+    assert not partial.exists()
+    assert [t["index"] for t in doc["targets"]] == [0, 1, 2]
+    assert doc["targets"][0] == first                    # kept, not servoed again
+    assert [r["servoed"] for r in doc["runs"]] == [kept["servoed"], 3 - kept["servoed"]]
+    assert doc["success"]["total"] == pytest.approx(threshold_success(
+        np.array([t["final_distance"] for t in doc["targets"]]),
+        protocol("single_point").threshold_values))
+
+    more = _evaluate(*command[2:4], "--targets", "4", "--out", str(out), "--resume", "--json")
+    assert more.returncode == 0, more.stderr[-3000:]
+    doc4 = json.loads(more.stdout)
+    assert doc4["targets"][:3] == doc["targets"] and doc4["targets"][3]["index"] == 3
+    assert len(doc4["runs"]) == 3 and doc4["runs"][-1]["servoed"] == 1
+    np.testing.assert_allclose(doc4["targets"][3]["target"],
+                               SINGLE.sample_targets(np.random.default_rng(0), 4)[3])

@@ -178,7 +178,8 @@ def envelope_of(robot, mode: str):
 
 def evaluate(op, task, planned: list[PlannedTarget], duration: float, halt_grace: float,
              stall_grace: float = math.inf,
-             on_target: Callable[[int, dict | None], None] | None = None) -> tuple[list, list]:
+             on_target: Callable[[int, dict | None], None] | None = None,
+             records: list | None = None, skipped: list | None = None) -> tuple[list, list]:
     """Servo each planned target through the graph of Operator `op`.
 
     Each target: home (waiting until the controller reports the home x), reset the
@@ -189,7 +190,9 @@ def evaluate(op, task, planned: list[PlannedTarget], duration: float, halt_grace
     measured: tj on seed 0's 100 targets, 82 converged when the first STALLED ended a
     target, 6 of 8 of those stalled ones converged within 200 steps when it did not).
     Returns (records, skipped): target_record
-    dicts, and {"seed", "index", "target", "reason"} of targets skipped or refused.
+    dicts, and {"seed", "index", "target", "reason"} of targets skipped or refused; given
+    `records` and `skipped` (a resumed run's) are appended to, so `on_target` sees the
+    whole run so far.
     """
     from uvs_bringup.runner import TargetRefused
 
@@ -197,7 +200,8 @@ def evaluate(op, task, planned: list[PlannedTarget], duration: float, halt_grace
     home = np.asarray(task.x(task.home_active), float)
     # The tolerance only tells the homed arm from where the last target left it.
     tolerance = 2.0 if task.units == "px" else 2e-3
-    records, skipped = [], []
+    records = [] if records is None else records
+    skipped = [] if skipped is None else skipped
     for i, item in enumerate(planned, start=1):
         record = None
         if item.skip:
@@ -217,6 +221,70 @@ def evaluate(op, task, planned: list[PlannedTarget], duration: float, halt_grace
         if on_target is not None:
             on_target(i, record)
     return records, skipped
+
+
+# ------------------------------------------------------------------------ resuming
+#: written after every target, so an interrupted run (Ctrl-C, a lost graph, a fault on a
+#: real arm) keeps what it measured; `--resume` goes on from it
+PARTIAL = "evaluation.partial.json"
+#: what a resumed run must share with the one it extends, or the targets' figures would
+#: not be one measurement
+RESUME_KEYS = ("graph", "task", "estimator", "units", "graph_settings", "protocol",
+               "duration", "halt_grace", "stall_grace", "tolerance")
+
+
+def load_prior(out: Path) -> tuple[Path, dict] | None:
+    """The run to resume in `out`: its partial file if the last run was cut short, else its
+    evaluation.json; None when there is neither. ValueError for a file that is not one."""
+    import json
+
+    for name in (PARTIAL, "evaluation.json"):
+        path = out / name
+        if path.is_file():
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ValueError(f"{path}: cannot resume from it ({exc})") from None
+            if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+                raise ValueError(f"{path}: not an `uvs evaluate` result ({SCHEMA})")
+            return path, doc
+    return None
+
+
+def split_resumed(prior: dict, current: dict, planned: list[PlannedTarget],
+                  source: str = "the run") -> tuple[list[dict], list[dict],
+                                                    list[PlannedTarget]]:
+    """What a resumed run keeps and what it still servoes.
+
+    `prior`: the earlier result document; `current`: this run's values of RESUME_KEYS
+    (JSON-ready). Raises ValueError naming the first difference: another setting, a
+    target the plan does not hold (fewer --targets or --seeds) or one whose x* differs
+    (another robot or task sampler). -> (kept records, kept skips, targets still to
+    servo), each in the plan's order.
+    """
+    for key in RESUME_KEYS:
+        if prior.get(key) != current.get(key):
+            raise ValueError(f"{source} was measured with {key} {prior.get(key)!r}, this run "
+                             f"has {current.get(key)!r}; resume with the same settings or "
+                             "start another --out")
+    position = {(p.seed, p.index): i for i, p in enumerate(planned)}
+    done: dict[int, tuple[str, dict]] = {}
+    for kind, items in (("record", prior.get("targets", [])),
+                        ("skip", prior.get("envelope", {}).get("skipped_targets", []))):
+        for item in items:
+            key = (item["seed"], item["index"])
+            if key not in position:
+                raise ValueError(f"{source} holds seed {key[0]} target {key[1]}, which this "
+                                 "run does not plan; give at least its --seeds and --targets")
+            if not np.allclose(item["target"], planned[position[key]].target,
+                               rtol=1e-9, atol=1e-9):
+                raise ValueError(f"{source}'s seed {key[0]} target {key[1]} is not this "
+                                 "run's; resume with the same robot and task")
+            done[position[key]] = (kind, item)
+    kept = [done[i] for i in sorted(done)]
+    return ([item for kind, item in kept if kind == "record"],
+            [item for kind, item in kept if kind == "skip"],
+            [p for i, p in enumerate(planned) if i not in done])
 
 
 def result_document(settings: dict, task_name: str, records: list[dict], skipped: list[dict],

@@ -6,7 +6,8 @@ over thresholds and binned by initial distance exactly as `uvs benchmark`. Only 
 services and parameters are used: --graph inproc starts the graph of `uvs servo` in this
 process, --graph external attaches to a running one (`ros2 launch uvs_bringup
 servo.launch.py`, a real arm). Prints a table, or one JSON object with --json; --out DIR
-writes evaluation.json and evaluation.png."""
+writes evaluation.json and evaluation.png, and DIR/evaluation.partial.json after every
+target; --resume goes on from either (an interrupted run, or more --targets/--seeds)."""
 
 from __future__ import annotations
 
@@ -84,6 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "DIR/evaluation.png")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing DIR/evaluation.json")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on from DIR's earlier run (an interrupted one's "
+                             "evaluation.partial.json, else evaluation.json): servo only the "
+                             "targets it lacks, e.g. after Ctrl-C or with more --targets; "
+                             "its settings must be this run's")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
 
 
@@ -113,8 +119,15 @@ def _check(args: argparse.Namespace) -> str | None:
             return str(exc)
     if args.model is not None and not args.model.is_dir():
         return f"--model {args.model}: no such model directory"
-    if args.out is not None and (args.out / "evaluation.json").exists() and not args.overwrite:
-        return f"{args.out / 'evaluation.json'} exists; pass --overwrite to replace it"
+    if args.resume and args.out is None:
+        return "--resume needs --out DIR, the folder of the run to go on from"
+    if args.resume and args.overwrite:
+        return "--resume keeps DIR's targets and --overwrite replaces them; choose one"
+    if args.out is not None and not (args.overwrite or args.resume):
+        for name in ("evaluation.json", "evaluation.partial.json"):
+            if (args.out / name).exists():
+                return (f"{args.out / name} exists; pass --resume to go on from it or "
+                        "--overwrite to replace it")
     return None
 
 
@@ -134,15 +147,19 @@ def _open_graph(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from uvs_bringup.benchmark_report import jsonable, machine_info
+    from uvs_bringup.benchmark_report import jsonable, machine_info, write_json
     from uvs_bringup.evaluate import (
+        PARTIAL,
+        RESUME_KEYS,
         BusyLoad,
         envelope_of,
         evaluate,
         graph_settings,
+        load_prior,
         plan_targets,
         plot,
         result_document,
+        split_resumed,
         table_lines,
     )
     from uvs_bringup.runner import GraphError
@@ -152,6 +169,16 @@ def run(args: argparse.Namespace) -> int:
     problem = _check(args)
     if problem:
         return fail(problem)
+    prior = None
+    if args.resume:
+        try:
+            prior = load_prior(args.out)
+        except ValueError as exc:
+            return fail(str(exc))
+        if prior is None:
+            print(f"uvs: {args.out} holds no earlier run; starting one", file=sys.stderr)
+    partial = args.out / PARTIAL if args.out is not None else None
+    machine = machine_info()
     started = time.monotonic()
     restore: list[tuple[str, str, object]] = []     # (node, parameter, value) after the run
     try:
@@ -183,11 +210,43 @@ def run(args: argparse.Namespace) -> int:
                 task = make_task(settings["task"], load_robot(settings["robot"]))
                 planned = plan_targets(task, args.seeds, args.targets,
                                        envelope_of(task.robot, settings["envelope"]))
-                with progress_bar(f"evaluate {settings['estimator']}", len(planned),
+                records, skipped, todo = [], [], planned
+                if prior is not None:
+                    current = jsonable(result_document(
+                        settings, settings["task"], [], [],
+                        _meta(args, [], {}, 0.0, 0, machine)))
+                    records, skipped, todo = split_resumed(
+                        prior[1], {k: current.get(k) for k in RESUME_KEYS}, planned,
+                        source=str(prior[0]))
+                    print(f"uvs: resuming {prior[0]}: {len(records) + len(skipped)} of "
+                          f"{len(planned)} targets done, {len(todo)} to servo",
+                          file=sys.stderr)
+                runs = _runs_of(prior[1]) if prior is not None else []
+                kept = len(records)
+
+                def keep(i: int, _record) -> None:
+                    # after every target, the run so far: --resume goes on from it
+                    if partial is not None:
+                        partial.parent.mkdir(parents=True, exist_ok=True)
+                        write_json(partial, result_document(
+                            settings, settings["task"], records, skipped,
+                            _meta(args, runs, {"processes": args.load},
+                                  time.monotonic() - started, len(records) - kept,
+                                  machine)))
+                    update(i)
+
+                with progress_bar(f"evaluate {settings['estimator']}", len(todo),
                                   unit="target") as update:
-                    records, skipped = evaluate(
-                        op, task, planned, args.duration, args.halt_grace,
-                        args.stall_grace, on_target=lambda i, _record: update(i))
+                    try:
+                        evaluate(op, task, todo, args.duration, args.halt_grace,
+                                 args.stall_grace, on_target=keep,
+                                 records=records, skipped=skipped)
+                    except KeyboardInterrupt:
+                        if partial is not None and partial.exists():
+                            print(f"uvs: interrupted; the targets measured so far are in "
+                                  f"{partial}: run the same command with --resume to go on",
+                                  file=sys.stderr)
+                        raise
             finally:
                 for node, name, value in reversed(restore):
                     try:
@@ -198,8 +257,41 @@ def run(args: argparse.Namespace) -> int:
             load_average = list(os.getloadavg())
             load_pids = load.pids
     except (GraphError, ValueError, OSError) as exc:
-        return fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if partial is not None and partial.exists():
+            message += f" (the targets measured so far are in {partial}: --resume goes on)"
+        return fail(message)
 
+    meta = _meta(args, runs, {"processes": args.load, "pids": load_pids,
+                              "load_average": load_average}, time.monotonic() - started,
+                 len(records) - kept, machine)
+    meta["restored"] = [name for _, name, _ in restore]
+    doc = jsonable(result_document(settings, settings["task"], records, skipped, meta))
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_json(args.out / "evaluation.json", doc)
+        plot(doc, args.out / "evaluation.png")
+        partial.unlink(missing_ok=True)
+    emit(doc, args.json, table_lines(doc))
+    return 0
+
+
+def _runs_of(prior: dict) -> list[dict]:
+    """The earlier runs a resumed result is made of (a result before --resume existed
+    is one run)."""
+    if prior.get("runs"):
+        return list(prior["runs"])
+    return [{key: prior.get(key) for key in ("command", "seconds", "load", "machine")}
+            | {"servoed": prior.get("servoed")}]
+
+
+def _meta(args: argparse.Namespace, runs: list[dict], load: dict, seconds: float,
+          servoed: int, machine: dict) -> dict:
+    """evaluation.json's account of what ran: this run's command, load and machine; when
+    resumed, `runs` (the runs before it and this one, each with its command, seconds,
+    load, machine and targets servoed) and seconds over all of them."""
+    this = {"command": command_line("evaluate", "uvs evaluate"), "seconds": round(seconds, 1),
+            "load": load, "machine": machine, "servoed": servoed}
     meta = {
         "graph": args.graph,
         "command": command_line("evaluate", "uvs evaluate"),
@@ -209,19 +301,12 @@ def run(args: argparse.Namespace) -> int:
         "halt_grace": args.halt_grace,
         "stall_grace": args.stall_grace,
         "tolerance": args.tolerance,
-        "restored": [name for _, name, _ in restore],
-        "load": {"processes": args.load, "pids": load_pids, "load_average": load_average},
-        "machine": machine_info(),
-        "seconds": round(time.monotonic() - started, 1),
+        "restored": [],
+        "load": load,
+        "machine": machine,
+        "seconds": round(seconds + sum(r.get("seconds") or 0.0 for r in runs), 1),
         "out": str(args.out) if args.out is not None else None,
     }
-    doc = jsonable(result_document(settings, settings["task"], records, skipped, meta))
-    if args.out is not None:
-        import json
-
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "evaluation.json").write_text(
-            json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        plot(doc, args.out / "evaluation.png")
-    emit(doc, args.json, table_lines(doc))
-    return 0
+    if runs:
+        meta["runs"] = [*runs, this]
+    return meta
