@@ -89,16 +89,19 @@ def controller_values(task_name: str) -> dict:
 
 
 def controller_law(task, est, goals: np.ndarray, variant: str = "paper",
-                   steps: int | None = None, stop: bool = True, **overrides) -> dict:
+                   steps: int | None = None, stop: bool = True, pixel_std: float = 0.0,
+                   **overrides) -> dict:
     """The live controller's law in the batched simulation from the task's home: 200
     steps of 1/rate s, the driver's speed cap, joints clipped at their limits, each
     trajectory frozen once within the tolerance (the controller then commands zero).
     overrides: controller parameters. stop=False: no freezing at the tolerance (the
-    paper's rollout)."""
+    paper's rollout). pixel_std: px, the tracker's noise on the x that the estimator and
+    the control law see (uvs_core.tracker_noise, seeded; camera tasks), 0: exact x."""
     from uvs_control.params import control_config
     from uvs_core.control import ServoMonitor, control_step, task_rank
-    from uvs_core.evaluation import batched, protocol, task_distance
+    from uvs_core.evaluation import _observer, batched, protocol, task_distance
     from uvs_core.sim import Simulation
+    from uvs_core.tracker_noise import TrackerNoise
 
     values = {**controller_values(task.name), **overrides}
     config = control_config(values)
@@ -114,10 +117,12 @@ def controller_law(task, est, goals: np.ndarray, variant: str = "paper",
     prev = np.full(b, np.nan)
     est = batched(est, b)          # online estimators: one state per trajectory
     est.reset()
+    observe = _observer(task, TrackerNoise(pixel_std=pixel_std), 0) if pixel_std else None
     for _ in range(steps or proto.steps):
-        est.update(sim.qa, x)
-        jac = np.asarray(est.estimate_batch(sim.qa, x), dtype=float)
-        qdot, info = control_step(jac, x, goals, sim.qa, config, lower, upper,
+        seen = x if observe is None else observe(x, None)
+        est.update(sim.qa, seen)
+        jac = np.asarray(est.estimate_batch(sim.qa, seen), dtype=float)
+        qdot, info = control_step(jac, seen, goals, sim.qa, config, lower, upper,
                                   velocity_limits=task.robot.velocity_limits[task.active],
                                   prev_condition=prev, rank=task_rank(task),
                                   condition_transform=task.condition_transform,
@@ -171,6 +176,20 @@ def _overrides(pairs: list[str]) -> dict:
     return out
 
 
+def _estimator_params(pairs: list[str]) -> dict:
+    """--param NAME=VALUE pairs as estimator parameters (numbers where they parse)."""
+    out = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--param {pair!r}: expected NAME=VALUE")
+        try:
+            out[name] = float(text)
+        except ValueError:
+            out[name] = text
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("evaluation", type=Path, nargs="?",
@@ -188,6 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a controller parameter for the controller row (repeatable), "
                         "e.g. joint_limit_policy=mask, velocity_limit_mode=clip")
+    parser.add_argument("--pixel-std", type=float, default=0.0, metavar="PX",
+                        help="camera tasks: the controller row also with the tracker's "
+                        "pixel noise on x (the sim camera's tracker measures 0.06 px): "
+                        "what a noisy x costs the estimator")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="an estimator parameter for every row (repeatable), e.g. "
+                        "alpha=0.2 for broyden")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     from uvs_core.robot import load_robot
@@ -210,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
             task, name = make_task(args.task, load_robot("gen3")), args.estimator
             goals = task.sample_targets(np.random.default_rng(args.seed), args.targets)
         est = served_estimator(task, name, args.model)
+        if args.param:
+            if not hasattr(est, "with_params"):
+                raise ValueError("--param: only broyden's parameters can be set here")
+            est = est.with_params(**_estimator_params(args.param))
     except (OSError, ValueError, KeyError) as exc:
         print(f"parity: {args.evaluation or args.estimator}: {exc}", file=sys.stderr)
         return 2
@@ -219,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"parity: --set: {exc}", file=sys.stderr)
         return 2
     rows = {"offline": offline(task, est, goals), "controller": law}
+    if args.pixel_std > 0:
+        rows[f"controller, {args.pixel_std:g} px noise"] = controller_law(
+            task, est, goals, pixel_std=args.pixel_std, **overrides)
     if live is not None:
         rows = {"live": live, **rows}
     if args.decompose:

@@ -191,6 +191,38 @@ def test_parameter_swaps_are_validated(graph, tmp_path):
     np.testing.assert_array_equal(_jacobian(g.call(Q)), j0)
 
 
+def test_broyden_alpha_by_task_and_set_while_broyden_serves(graph):
+    """broyden.alpha 0 (the default) is 1 where x is kinematics and 0.2 for the tracked
+    marker of visual_servo; a new value rebuilds the serving Broyden from its first J
+    and weighs the next secant update by it, over the service."""
+    g = graph(estimator="broyden")
+    assert g.node._service.estimator.params["alpha"] == 1.0
+    assert g.node._service.estimator.params["min_motion"] == 1e-6
+    j0 = _jacobian(g.call(Q))
+
+    result = g.set(broyden__alpha=0.5)
+    assert result.successful, result.reason
+    assert g.node._service.estimator.params["alpha"] == 0.5
+    task = g.node.task
+    q1 = Q + np.array([0.02, -0.01, 0.0, 0.03, 0.0, 0.01, 0.0])
+    g.call(Q, task.x(Q))
+    j1 = _jacobian(g.call(q1, task.x(q1)))
+    dq, dx = q1 - Q, task.x(q1) - task.x(Q)
+    np.testing.assert_allclose(j1, j0 + 0.5 * np.outer(dx - j0 @ dq, dq) / dq.dot(dq),
+                               rtol=1e-9, atol=1e-12)
+
+    for bad in (3.0, -0.1):
+        result = g.set(broyden__alpha=bad)
+        assert not result.successful and g.get("broyden.alpha") == 0.5
+    result = g.set(broyden__min_motion=0.5)      # a step shorter than 0.5 rad: no update
+    assert result.successful, result.reason
+    g.call(Q, task.x(Q))
+    np.testing.assert_array_equal(_jacobian(g.call(q1, task.x(q1))), j0)
+
+    visual = graph(estimator="broyden", task="visual_servo")
+    assert visual.node._service.estimator.params["alpha"] == 0.2
+
+
 def test_swap_while_a_client_calls_continuously(graph, ros_context):
     g = graph()
     answers = []  # (sent, estimator, success), in call order

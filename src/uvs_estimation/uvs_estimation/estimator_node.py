@@ -34,6 +34,12 @@ Parameters:
   seed 0, into ``$UVS_CACHE/models/<robot>/<task>/<name>`` (default cache
   ``~/.cache/uvs``), logging progress, and loaded from there afterwards
   (uvs_core.estimators.cache).
+- ``broyden.alpha`` (0..2, default 0: by task) and ``broyden.min_motion`` (rad):
+  Broyden's update weight and smallest joint step, applied whenever Broyden is
+  built; setting one while Broyden serves rebuilds it (a fresh Broyden from its first
+  J). ``alpha`` 0 means 1.0 (the classic update) where x is the arm's kinematics and
+  0.2 for ``visual_servo``, whose x is a tracked marker: the tracker's pixel error
+  made the classic update wreck J near the target (docs/parity.md, item 9).
 
 Parameters that belong together (``estimator`` with ``models.<name>`` and
 ``model_dir``) are validated and applied as one when given in one call: ``ros2
@@ -49,6 +55,8 @@ from __future__ import annotations
 
 import array
 import threading
+from collections.abc import Mapping
+from typing import Any
 
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -60,6 +68,7 @@ from std_srvs.srv import Trigger
 
 from uvs_core.estimators import estimator_names, estimator_specs
 from uvs_core.estimators.cache import FIRST_USE
+from uvs_core.estimators.classical import Broyden
 from uvs_core.paths import installed_dir
 from uvs_core.tasks import TASK_NAMES, make_task
 from uvs_estimation.jacobian_service import (
@@ -77,6 +86,10 @@ __all__ = ["DEFAULT_ESTIMATOR", "NODE_NAME", "JacobianEstimatorNode", "estimator
 
 NODE_NAME = "jacobian_estimator"
 DEFAULT_ESTIMATOR = "tj"
+#: Broyden's update weight for a tracked x (camera tasks), measured: the live tracker's
+#: pixel error (0.06 px) makes the classic update (1) wreck J near the target
+#: (docs/parity.md, item 9; benchmarks/parity.py --pixel-std)
+TRACKED_BROYDEN_ALPHA = 0.2
 
 
 def _learned_names() -> tuple[str, ...]:
@@ -107,12 +120,29 @@ def estimator_spec(learned: tuple[str, ...] | None = None,
             "(the Gen3's) and <model_dir>/<robot>/<task>/<estimator>; empty: the models/ "
             "installed with uvs_bringup (else the repository's)"),
     }
+    params["broyden.alpha"] = Param(
+        0.0, "Broyden's update weight: 1 is the classic secant update, which trusts each "
+        "new (q, x) pair fully; less damps a noisy x. 0: by task, 1.0 where x is the arm's "
+        f"kinematics, {TRACKED_BROYDEN_ALPHA} for a camera task, whose x is a tracked marker "
+        "(docs/parity.md, item 9)", range=(0.0, 2.0))
+    params["broyden.min_motion"] = Param(
+        1e-6, "rad: Broyden skips an update whose joint step is shorter (the motion adds "
+        "up into the next one)", range=(0.0, 1.0))
     for name in learned:
         params[f"models.{name}"] = Param(
             "", f"model directory of estimator '{name}'; empty: <model_dir>/[<robot>/]"
             f"<task>/{name}" + (", else made on first use into $UVS_CACHE (~/.cache/uvs)"
                                 f"/models/<robot>/<task>/{name}" if name in FIRST_USE else ""))
     return ParamSpec(params, checks=(robot_model_reason,))
+
+
+def broyden_options(values: Mapping[str, Any], task) -> dict[str, float]:
+    """Broyden's alpha and min_motion from the node's parameter values (`broyden.*`);
+    alpha 0 resolves by task: TRACKED_BROYDEN_ALPHA where x is measured in pixels."""
+    alpha = float(values["broyden.alpha"])
+    if alpha <= 0.0:
+        alpha = TRACKED_BROYDEN_ALPHA if task.units == "px" else 1.0
+    return {"alpha": alpha, "min_motion": float(values["broyden.min_motion"])}
 
 
 class JacobianEstimatorNode(Node):
@@ -146,6 +176,7 @@ class JacobianEstimatorNode(Node):
             model_dir=self._model_dir_from(values["model_dir"]),
             models={name: values[f"models.{name}"] for name in self._learned},
         )
+        self._broyden = broyden_options(values, self._task)
         name = values["estimator"]
         estimator, path = self._build(name, self._models)
         self._service = JacobianService(self._task, name, estimator)
@@ -177,8 +208,9 @@ class JacobianEstimatorNode(Node):
             f"on robot '{robot.name}'"
         )
 
-    def _build(self, name: str, config: ModelConfig):
-        """build_estimator, logging the making of a model made on first use (llknn)."""
+    def _build(self, name: str, config: ModelConfig, broyden: dict | None = None):
+        """build_estimator, logging the making of a model made on first use (llknn), with
+        `broyden` (default: the node's broyden.* values) for Broyden."""
         logger = self.get_logger()
         reported = {"quarter": -1}
 
@@ -188,7 +220,14 @@ class JacobianEstimatorNode(Node):
                 reported["quarter"] = quarter
                 logger.info(f"babbling for '{name}': {done:,}/{total:,} samples")
 
-        return build_estimator(name, self._task, config, log=logger.info, progress=progress)
+        estimator, path = build_estimator(name, self._task, config, log=logger.info,
+                                          progress=progress)
+        if isinstance(estimator, Broyden):
+            try:
+                estimator = estimator.with_params(**(broyden or self._broyden))
+            except ValueError as exc:
+                raise EstimatorSetupError(f"estimator {name!r}: {exc}") from None
+        return estimator, path
 
     def _model_dir_from(self, value: str):
         return value.strip() or self._default_model_dir
@@ -239,13 +278,15 @@ class JacobianEstimatorNode(Node):
         # loaded once to check them, then dropped.
         robot_name = self._task.robot.name
         current_path = self._models.model_path(name, task_name, robot_name)
+        broyden = broyden_options({**current, **values}, self._task)
         rebuild = "estimator" in values or (
             name in self._learned
-            and config.model_path(name, task_name, robot_name) != current_path)
+            and config.model_path(name, task_name, robot_name) != current_path) or (
+            broyden != self._broyden and isinstance(self._service.estimator, Broyden))
         candidate = None
         try:
             if rebuild:
-                candidate = self._build(name, config)
+                candidate = self._build(name, config, broyden)
             for other, value in changed_models.items():
                 if other != name and str(value).strip():
                     self._build(other, config)
@@ -266,6 +307,7 @@ class JacobianEstimatorNode(Node):
         if asked is not None:
             self._adopt[name] = asked
         self._models = config
+        self._broyden = broyden
         if candidate is not None:
             estimator, path = candidate
             old = self._service.swap(name, estimator)

@@ -236,6 +236,12 @@ class Broyden(Estimator):
         self._q_prev = qa
         self._x_prev = x
 
+    def with_params(self, **changes) -> Broyden:
+        """A fresh Broyden with this one's first Jacobian (fitted or given) and its
+        parameters but ``changes`` (alpha, min_motion); ValueError for a bad value."""
+        params = {**dict(self.params), "initial_jacobian": self.j0, **changes}
+        return type(self)(self.task, **params)
+
     def batch_view(self, batch: int):
         """B independent Broyden states starting from this one's initial J
         (uvs_core.evaluation.BatchedBroyden, the same update vectorised)."""
