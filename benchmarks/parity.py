@@ -62,6 +62,7 @@ def _row(proto, task, initial, final) -> dict:
 
     out = binned_success(initial, final, proto.bin_edges, proto.threshold_values)
     out["converged"] = int(np.sum(final < _tolerance(task)))
+    out["median_final"] = float(np.median(final))
     return out
 
 
@@ -231,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("it holds no servoed targets")
             goals = np.array([r["target"] for r in records], dtype=float)
             live["converged"] = sum(r["outcome"] == "converged" for r in records)
+            live["median_final"] = float(np.median([r["final_distance"] for r in records]))
             task = make_task(task_name, load_robot(robot))
         else:
             task, name = make_task(args.task, load_robot("gen3")), args.estimator
@@ -257,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.decompose:
         rows.update(decompose(task, est, goals)[1:])
     report = {"task": task.name, "estimator": name, "targets": len(goals),
-              **{side: {"total": r["total"], "bins": r["bins"], "converged": r["converged"]}
+              **{side: {"total": r["total"], "bins": r["bins"], "converged": r["converged"],
+                        "median_final": r.get("median_final")}
                  for side, r in rows.items()}}
     if live is not None:
         report["gap"] = live["total"] - rows["offline"]["total"]
@@ -267,15 +270,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     labels = [b["label"] for b in rows["offline"]["bins"]]
     print(f"{task.name}, {name}, {len(goals)} targets: success % averaged over thresholds, "
-          f"by initial distance ({task.units}); conv.: within the controller's tolerance")
+          f"by initial distance ({task.units}); conv.: within the controller's tolerance; "
+          f"median: final distance, {task.units}")
     width = max(len(side) for side in rows)
     print(f"{'':<{width}} " + " ".join(f"{lab:>9}" for lab in labels)
-          + f" {'total':>7} {'conv.':>6}")
+          + f" {'total':>7} {'conv.':>6} {'median':>8}")
     for side, res in rows.items():
         cells = {b["label"]: b["success"] for b in res["bins"]}
         row = " ".join(f"{'-' if cells.get(lab) is None else format(cells[lab], '.2f'):>9}"
                        for lab in labels)
-        print(f"{side:<{width}} {row} {res['total']:>7.2f} {res['converged']:>6}")
+        print(f"{side:<{width}} {row} {res['total']:>7.2f} {res['converged']:>6} "
+              f"{res['median_final']:>8.4g}")
     if live is not None:
         print(f"gap live - offline: {report['gap']:+.2f} points; live - controller: "
               f"{report['gap_controller']:+.2f}")
