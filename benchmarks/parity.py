@@ -159,36 +159,27 @@ def decompose(task, est, goals: np.ndarray) -> list[tuple[str, dict]]:
     return rows
 
 
+def _pairs(pairs: list[str], option: str, known=None) -> dict:
+    """NAME=VALUE pairs of `option` as a dict (numbers where they parse); ValueError for
+    a pair without '=' or, given `known`, a name not in it."""
+    out = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or (known is not None and name not in known):
+            raise ValueError(f"{option} {pair!r}: expected NAME=VALUE"
+                             + (" with a controller parameter name" if known else ""))
+        try:
+            out[name] = float(text)
+        except ValueError:
+            out[name] = text
+    return out
+
+
 def _overrides(pairs: list[str]) -> dict:
-    """--set NAME=VALUE pairs as controller parameter values (numbers where they parse);
-    ValueError for an unknown name or a pair without '='."""
+    """--set NAME=VALUE pairs as controller parameter values."""
     from uvs_control.params import PARAMETERS
 
-    out = {}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep or name not in PARAMETERS:
-            raise ValueError(f"--set {pair!r}: expected NAME=VALUE with a controller "
-                             "parameter name")
-        try:
-            out[name] = float(text)
-        except ValueError:
-            out[name] = text
-    return out
-
-
-def _estimator_params(pairs: list[str]) -> dict:
-    """--param NAME=VALUE pairs as estimator parameters (numbers where they parse)."""
-    out = {}
-    for pair in pairs:
-        name, sep, text = pair.partition("=")
-        if not sep:
-            raise ValueError(f"--param {pair!r}: expected NAME=VALUE")
-        try:
-            out[name] = float(text)
-        except ValueError:
-            out[name] = text
-    return out
+    return _pairs(pairs, "--set", PARAMETERS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -241,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.param:
             if not hasattr(est, "with_params"):
                 raise ValueError("--param: only broyden's parameters can be set here")
-            est = est.with_params(**_estimator_params(args.param))
+            est = est.with_params(**_pairs(args.param, "--param"))
     except (OSError, ValueError, KeyError) as exc:
         print(f"parity: {args.evaluation or args.estimator}: {exc}", file=sys.stderr)
         return 2
