@@ -7,7 +7,7 @@ visual graph measures is from the marker's true pixel.
 
 Renders the marker as the sim camera does (uvs_vision.render with the defaults of
 config/sim_camera.yaml: textured background, 2 levels of image noise) at the pixels of
-random reachable arm poses, each shifted by a random sub-pixel offset, and finds it
+random arm poses that see the marker, each shifted by a random sub-pixel offset, and finds it
 with the hue tracker (uvs_vision.tracker, config/hue_tracker.yaml's defaults). Prints
 the error's bias and standard deviation per axis and its RMS, px: the noise that
 benchmarks/parity.py --pixel-std puts on x offline (docs/parity.md, item 9).
@@ -33,12 +33,14 @@ def measure(frames: int, seed: int = 0) -> dict:
     renderer = MarkerRenderer(task, RenderConfig())
     tracker = HueTracker(TrackerConfig())
     rng = np.random.default_rng(seed)
-    points = task.sample_target_points(rng, frames)
-    errors, lost = [], 0
-    for point in points:
-        uv = task.camera.project(point) + rng.uniform(-0.5, 0.5, 2)
-        radius = task.camera.fx * renderer.config.marker_radius \
-            / float(task.camera.to_camera(point)[2])
+    errors, lost, seen = [], 0, 0
+    while seen < frames:
+        q = task.expand(task.select(task.robot.sample(rng, 1)))[0]
+        uv, radius, visible = renderer.marker(q)
+        if not visible:
+            continue
+        seen += 1
+        uv = uv + rng.uniform(-0.5, 0.5, 2)
         found = tracker.detect(renderer.render_at(uv, radius))
         if not found.found:
             lost += 1

@@ -178,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
         if prior is None:
             print(f"uvs: {args.out} holds no earlier run; starting one", file=sys.stderr)
     partial = args.out / PARTIAL if args.out is not None else None
+    wrote = []                  # this run's targets written to `partial`
     machine = machine_info()
     started = time.monotonic()
     restore: list[tuple[str, str, object]] = []     # (node, parameter, value) after the run
@@ -233,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
                             _meta(args, runs, {"processes": args.load},
                                   time.monotonic() - started, len(records) - kept,
                                   machine)))
+                        wrote.append(i)
                     update(i)
 
                 with progress_bar(f"evaluate {settings['estimator']}", len(todo),
@@ -242,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
                                  args.stall_grace, on_target=keep,
                                  records=records, skipped=skipped)
                     except KeyboardInterrupt:
-                        if partial is not None and partial.exists():
+                        if wrote:
                             print(f"uvs: interrupted; the targets measured so far are in "
                                   f"{partial}: run the same command with --resume to go on",
                                   file=sys.stderr)
@@ -258,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
             load_pids = load.pids
     except (GraphError, ValueError, OSError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if partial is not None and partial.exists():
+        if wrote:
             message += f" (the targets measured so far are in {partial}: --resume goes on)"
         return fail(message)
 
